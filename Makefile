@@ -1,0 +1,33 @@
+# Two commands matter: `make run` (the main job) and `make test`.
+PROFILE ?= smoke
+DATA ?=
+PY := .venv/bin/python
+DATA_ARG := $(if $(DATA),--data-root $(DATA),)
+
+.PHONY: setup run book publish test refresh clean
+
+setup: .venv/.requirements.sha256
+
+.venv/.requirements.sha256: requirements.txt scripts/install.sh pyproject.toml
+	bash scripts/install.sh
+
+## run every notebook with papermill into runs/$(PROFILE)/ and render that run to _build/html
+run: setup
+	$(PY) -m ssinfnet run --profile $(PROFILE) $(DATA_ARG)
+	$(PY) -m ssinfnet book --profile $(PROFILE)
+
+## render the committed real-data run (runs/cpu) without re-running anything
+publish: setup
+	$(PY) -m ssinfnet book --profile cpu
+
+## unit and integration tests, then the notebooks under nbval on the embedded synthetic default
+test: setup
+	$(PY) -m pytest -q tests
+	SSINFNET_DATA=synthetic $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
+
+## re-execute the notebook sources in place (smoke, synthetic): the outputs nbval compares against
+refresh: setup
+	$(PY) -m ssinfnet refresh
+
+clean:
+	rm -rf _build _book runs/smoke

@@ -1,0 +1,124 @@
+"""Command line: ``python -m ssinfnet <command>``; every command calls the same functions as the notebooks.
+
+Commands: ``run`` (execute the book with papermill), ``book`` (render a run), ``data locate``,
+``data fetch NAME``, ``evaluate`` (score saved prediction maps), ``predict`` (segment images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_run(args) -> int:
+    from .pipeline import run_book
+
+    run_dir = run_book(args.profile, args.data_root, only=args.only, start=args.start, run_dir=args.run_dir,
+                       progress=not args.no_progress)
+    print(f"[ssinfnet] run written to {run_dir}")
+    return 0
+
+
+def _cmd_book(args) -> int:
+    from .book import build
+
+    html = build(args.profile)
+    print(f"[ssinfnet] book rendered: {html / 'index.html'}")
+    return 0
+
+
+def _cmd_refresh(args) -> int:
+    from .pipeline import NOTEBOOKS_DIR, list_notebooks, select_notebooks
+
+    for p in select_notebooks(list_notebooks(NOTEBOOKS_DIR), only=args.only):
+        from .pipeline import refresh_outputs
+
+        refresh_outputs([p])
+        print(f"[ssinfnet] refreshed stored outputs of {p.name}")
+    return 0
+
+
+def _cmd_locate(args) -> int:
+    from .data.sources import locate, resolve_data_root
+
+    root = resolve_data_root(args.data_root)
+    print(f"data root: {root.describe()}")
+    for row in locate(root):
+        mark = "found  " if row["found"] else "missing"
+        print(f"  {mark} {row['source']:<16} {row['path'] or '-'}")
+    return 0
+
+
+def _cmd_fetch(args) -> int:
+    from .data.sources import PROJECT_DATA, fetch
+
+    dest = fetch(args.name, args.data_root or PROJECT_DATA)
+    print(f"{args.name}: ready at {dest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ssinfnet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="execute the notebooks in order with papermill")
+    p.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "paper"])
+    p.add_argument("--data-root", default=None, help="data root (default: $SSINFNET_DATA, data/, synthetic)")
+    p.add_argument("--only", default=None, help="run one chapter, e.g. 03")
+    p.add_argument("--from", dest="start", default=None, help="run this chapter and the later ones")
+    p.add_argument("--run-dir", default=None, help="output folder (default runs/<profile>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("book", help="render the executed notebooks of a run to _build/html")
+    p.add_argument("--profile", default="smoke")
+    p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser("refresh", help="re-execute the committed notebooks in place (smoke, synthetic) "
+                                       "to update the outputs nbval checks")
+    p.add_argument("--only", default=None)
+    p.set_defaults(func=_cmd_refresh)
+
+    data = sub.add_parser("data", help="find or download the public datasets").add_subparsers(
+        dest="data_command", required=True)
+    p = data.add_parser("locate", help="show which sources are found under the data root")
+    p.add_argument("--data-root", default=None)
+    p.set_defaults(func=_cmd_locate)
+    p = data.add_parser("fetch", help="download, verify and unpack a source")
+    p.add_argument("name")
+    p.add_argument("--data-root", default=None, help="where to unpack (default: the project's data/)")
+    p.set_defaults(func=_cmd_fetch)
+
+    try:
+        from . import evaluate as _evaluate
+    except ImportError:  # pragma: no cover - evaluate ships with the package
+        _evaluate = None
+    if _evaluate is not None and hasattr(_evaluate, "add_arguments"):
+        p = sub.add_parser("evaluate", help="score saved prediction maps against ground truth")
+        _evaluate.add_arguments(p)
+        p.set_defaults(func=_evaluate.main)
+    try:
+        from . import predict as _predict
+    except ImportError:
+        _predict = None
+    if _predict is not None and hasattr(_predict, "add_arguments"):
+        p = sub.add_parser("predict", help="segment CT images with trained checkpoints")
+        _predict.add_arguments(p)
+        p.set_defaults(func=_predict.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data.io import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Networks: InfNet (single), multi-class InfNet, U-Net, FCN8s, the coach, and weight transfer."""

@@ -1,0 +1,255 @@
+"""Running the book: the papermill runner, the run context notebooks use, and the run manifest.
+
+Every run writes ``runs/<profile>/manifest.json``: git commit, data fingerprint, profile
+parameters, device, per-notebook wall time and the artifacts each stage wrote. Stages find the
+artifacts of earlier stages through the manifest (or their conventional paths), so any notebook can
+be re-run alone.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data.sources import DataRoot, resolve_data_root
+from .profiles import Profile, get_profile
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+RUNS_DIR = REPO_ROOT / "runs"
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """The checked-out commit (with ``-dirty`` when the tree has changes), or "unknown"."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def data_fingerprint(root: DataRoot, seed: int = 0) -> str:
+    """A short hash of what the data root holds: relative paths and sizes of every file of the
+    registered sources (fast: no file contents), or the phantom generator's identity."""
+    if root.synthetic:
+        return f"synthetic-phantoms-v1-seed{seed}"
+    h = hashlib.sha256()
+    n = 0
+    for folder in ("COVID-SemiSeg", "iCTCF-HUST19-clinical", "medseg"):
+        base = root.path / folder
+        if not base.is_dir():
+            continue
+        for p in sorted(base.rglob("*")):
+            if p.is_file():
+                h.update(f"{p.relative_to(root.path)}:{p.stat().st_size}\n".encode())
+                n += 1
+    return f"{h.hexdigest()[:16]} ({n} files)"
+
+
+def device_name(device: str = "auto") -> str:
+    """Resolve "auto" to "cuda" when a GPU is visible, else "cpu"; other values pass through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def describe_device(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+
+@dataclass
+class RunContext:
+    """What a notebook needs to know about its run: profile, data root, run folder, device.
+
+    Create it with :meth:`open` from the notebook's parameters. ``path(...)`` names artifacts inside
+    the run folder; ``record(stage, ...)`` writes them into the manifest.
+    """
+
+    profile: Profile
+    data: DataRoot
+    run_dir: Path
+    device: str
+    seed: int = 0
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, profile: str = "smoke", data_root: str | None = None, run_dir: str | None = None,
+             device: str = "auto", **overrides) -> "RunContext":
+        prof = get_profile(profile, **overrides)
+        data = resolve_data_root(data_root)
+        run = Path(run_dir) if run_dir else RUNS_DIR / (prof.name if not data.synthetic else f"{prof.name}")
+        run.mkdir(parents=True, exist_ok=True)
+        return cls(profile=prof, data=data, run_dir=run.resolve(), device=device_name(device), seed=prof.seed)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.data.synthetic
+
+    @property
+    def data_label(self) -> str:
+        """"synthetic phantoms" or "real data", for captions."""
+        return "synthetic phantoms" if self.synthetic else "real data"
+
+    def caption(self, text: str) -> str:
+        """A figure caption ending with the data kind and the profile."""
+        return f"{text} ({self.data_label}, profile `{self.profile.name}`)"
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run folder (parents created)."""
+        p = self.run_dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    # -- manifest -----------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.run_dir / "manifest.json"
+
+    def manifest(self) -> dict:
+        if self.manifest_path.is_file():
+            return json.loads(self.manifest_path.read_text())
+        return {}
+
+    def record(self, stage: str, artifacts: dict[str, str | Path] | None = None, **info) -> dict:
+        """Add or replace the entry of ``stage`` in the manifest (written atomically)."""
+        man = self.manifest()
+        man.update({
+            "profile": self.profile.name, "parameters": self.profile.to_dict(),
+            "data_root": self.data.describe(), "data_fingerprint": data_fingerprint(self.data, self.seed),
+            "device": describe_device(self.device), "git_commit": git_commit(),
+        })
+        stages = man.setdefault("stages", {})
+        entry = stages.setdefault(stage, {})
+        entry["artifacts"] = {k: _rel(v, self.run_dir) for k, v in (artifacts or {}).items()}
+        entry.update(_jsonable(info))
+        entry["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        _write_json_atomic(self.manifest_path, man)
+        return entry
+
+    def artifact(self, stage: str, name: str) -> Path | None:
+        """The path of an artifact recorded by ``stage``, or None when absent."""
+        rel = self.manifest().get("stages", {}).get(stage, {}).get("artifacts", {}).get(name)
+        if rel is None:
+            return None
+        p = self.run_dir / rel
+        return p if p.exists() else None
+
+    def summary(self) -> dict:
+        """Environment and run description for the notebook's opening printout."""
+        import numpy
+        import torch
+
+        return {"ssinfnet": __import__("ssinfnet").__version__, "torch": torch.__version__,
+                "numpy": numpy.__version__, "python": platform.python_version(),
+                "device": describe_device(self.device), "profile": self.profile.name,
+                "data": self.data.describe(), "run_dir": _rel(self.run_dir, REPO_ROOT)}
+
+
+def _rel(path: str | Path, base: Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    return obj
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- papermill runner
+
+def list_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The book's chapters, ``NN_name.ipynb``, in order."""
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def select_notebooks(notebooks: list[Path], only: str | None = None, start: str | None = None) -> list[Path]:
+    """Filter chapters by number: ``only="03"`` runs one, ``start="03"`` runs 03 and later."""
+    nums = [p.name[:2] for p in notebooks]
+    for arg, value in (("only", only), ("from", start)):
+        if value is not None and value.zfill(2) not in nums:
+            raise ValueError(f"--{arg} {value}: no notebook numbered {value.zfill(2)} (have {', '.join(nums)})")
+    if only is not None:
+        return [p for p in notebooks if p.name[:2] == only.zfill(2)]
+    if start is not None:
+        return [p for p in notebooks if p.name[:2] >= start.zfill(2)]
+    return notebooks
+
+
+def run_book(profile: str = "smoke", data_root: str | None = None, only: str | None = None,
+             start: str | None = None, run_dir: str | None = None, progress: bool = True) -> Path:
+    """Execute the chapters with papermill into the run folder and record wall times in the manifest."""
+    import papermill as pm
+
+    ctx = RunContext.open(profile, data_root, run_dir)
+    chapters = select_notebooks(list_notebooks(), only, start)
+    params = {"profile": profile, "data_root": str(ctx.data.path) if ctx.data.path else "synthetic",
+              "run_dir": str(ctx.run_dir)}
+    for nb in chapters:
+        out = ctx.run_dir / nb.name
+        print(f"[ssinfnet] {nb.name} -> {_rel(out, REPO_ROOT)} (profile {profile}, data {ctx.data.describe()})",
+              flush=True)
+        t0 = time.perf_counter()
+        pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), kernel_name="python3",
+                            progress_bar=progress, request_save_on_cell_execute=False)
+        ctx.record(f"notebook:{nb.stem}", artifacts={"notebook": out},
+                   wall_time_s=round(time.perf_counter() - t0, 1))
+    return ctx.run_dir
+
+
+def refresh_outputs(notebooks: list[Path] | None = None, timeout: int = 1200) -> list[Path]:
+    """Re-execute the chapter sources in place on the embedded synthetic default, smoke profile.
+
+    The committed notebooks keep these outputs: nbval compares the cells marked
+    ``NBVAL_CHECK_OUTPUT`` against them, so a change of numbers fails CI until refreshed on purpose.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    done = []
+    old = os.environ.get("SSINFNET_DATA")
+    os.environ["SSINFNET_DATA"] = "synthetic"
+    try:
+        for nb_path in notebooks or list_notebooks():
+            nb = nbformat.read(nb_path, as_version=4)
+            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(nb_path.parent)}}).execute()
+            nbformat.write(nb, nb_path)
+            done.append(nb_path)
+    finally:
+        if old is None:
+            os.environ.pop("SSINFNET_DATA", None)
+        else:
+            os.environ["SSINFNET_DATA"] = old
+    return done

@@ -1,0 +1,179 @@
+"""Evaluation figures: ROC curves, per-image metric distributions, visual comparison grid.
+
+Every function returns a matplotlib ``Figure`` without a title; the notebook adds the caption.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ssinfnet.metrics import roc_auc, roc_curve
+
+# Overlay colours (RGB in [0, 1]): the palette of the COVID-SemiSeg multi-class GT.
+CLASS_COLOURS = {1: (1.0, 0.0, 0.0), 2: (0.0, 0.8, 0.0)}  # GGO red, consolidation green
+
+
+def plot_roc(models: Mapping[str, tuple[Sequence[np.ndarray], Sequence[np.ndarray]]],
+             mode: str = "pooled", grid_points: int = 201) -> Figure:
+    """ROC curve per model.
+
+    Parameters
+    ----------
+    models : name -> (probability maps (H, W) in [0, 1], binary GT masks (H, W)), one pair per image
+    mode : {"pooled", "mean"}
+        ``pooled``: one curve over all pixels of all images; ``mean``: per-image curves interpolated
+        on a common false-positive-rate grid and averaged (images with empty/full GT left out).
+    grid_points : int, default=201, grid size for ``mode="mean"``
+
+    Returns
+    -------
+    Figure with one axis; the legend gives each model's AUC (pooled AUC, or mean per-image AUC).
+    """
+    if mode not in ("pooled", "mean"):
+        raise ValueError(f"mode must be 'pooled' or 'mean', got {mode!r}")
+    if not models:
+        raise ValueError("models is empty")
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.add_subplot()
+    grid = np.linspace(0.0, 1.0, grid_points)
+    for name, (probs, gts) in models.items():
+        if len(probs) != len(gts) or len(probs) == 0:
+            raise ValueError(f"models[{name!r}]: need equally many (>0) maps and masks")
+        if mode == "pooled":
+            s = np.concatenate([np.ravel(p) for p in probs])
+            y = np.concatenate([np.ravel(g).astype(bool) for g in gts])
+            fpr, tpr = roc_curve(s, y)
+            auc = roc_auc(s, y)
+        else:
+            curves, aucs = [], []
+            for p, g in zip(probs, gts):
+                f, t = roc_curve(p, g)
+                if np.isnan(f).any():
+                    continue
+                curves.append(np.interp(grid, f, t))
+                aucs.append(roc_auc(p, g))
+            if not curves:
+                raise ValueError(f"models[{name!r}]: every image has an empty or full GT; no ROC defined")
+            fpr, tpr, auc = grid, np.mean(curves, axis=0), float(np.mean(aucs))
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
+    ax.set_xlabel("false positive rate (fraction of background pixels)")
+    ax.set_ylabel("true positive rate (fraction of lesion pixels)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_distributions(scores: pd.DataFrame, metric: str = "dice", model_col: str = "model",
+                              seed: int = 0) -> Figure:
+    """Per-image metric values per model: box plot with the individual images as jittered points.
+
+    Parameters
+    ----------
+    scores : long DataFrame, one row per image (x class), columns ``model_col`` and ``metric``
+        (e.g. :func:`ssinfnet.metrics.paper_scores` outputs concatenated with a model column);
+        NaN values are left out and their count shown in the tick label.
+    metric : column to plot (values in [0, 1])
+    model_col : column naming the model
+    seed : int, default=0, seed of the horizontal jitter
+
+    Returns
+    -------
+    Figure with one axis.
+    """
+    for col in (model_col, metric):
+        if col not in scores.columns:
+            raise ValueError(f"scores lacks column {col!r}")
+    models = list(dict.fromkeys(scores[model_col]))
+    if not models:
+        raise ValueError("scores is empty")
+    rng = np.random.default_rng(seed)
+    fig = Figure(figsize=(1.2 + 1.1 * len(models), 4))
+    ax = fig.add_subplot()
+    data, labels = [], []
+    for i, m in enumerate(models):
+        v = scores.loc[scores[model_col] == m, metric].to_numpy(dtype=float)
+        ok = v[~np.isnan(v)]
+        data.append(ok)
+        n_nan = v.size - ok.size
+        labels.append(f"{m}\n(n={ok.size}" + (f", {n_nan} NaN)" if n_nan else ")"))
+        ax.scatter(i + 1 + rng.uniform(-0.15, 0.15, ok.size), ok, s=10, alpha=0.6, color="C0", zorder=3)
+    ax.boxplot(data, showfliers=False, widths=0.5)
+    ax.set_xticks(range(1, len(models) + 1), labels)
+    ax.set_ylabel(f"{metric} per image (fraction)")
+    ax.set_xlabel("model")
+    fig.tight_layout()
+    return fig
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Colour a grey image with a label map: 1 (GGO, or binary infection) red, 2 (consolidation) green.
+
+    Parameters
+    ----------
+    image : (H, W) grey, uint8 or float in [0, 1]
+    labels : (H, W) bool or int labels in {0, 1, 2}
+    alpha : opacity of the colour
+
+    Returns
+    -------
+    (H, W, 3) float RGB in [0, 1].
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if img.max(initial=0) > 1:
+        img = img / 255.0
+    lab = np.asarray(labels).astype(np.int64)
+    if lab.shape != img.shape:
+        raise ValueError(f"labels shape {lab.shape} differs from image shape {img.shape}")
+    rgb = np.repeat(img[..., None], 3, axis=2)
+    for code, colour in CLASS_COLOURS.items():
+        m = lab == code
+        rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(colour)
+    return np.clip(rgb, 0, 1)
+
+
+def plot_comparison_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
+                         predictions: Mapping[str, Sequence[np.ndarray]],
+                         image_ids: Sequence[str] | None = None) -> Figure:
+    """Grid of rows = images, columns = CT image, GT overlay, one overlay per model.
+
+    Parameters
+    ----------
+    images : grey slices (H, W)
+    gts : label maps (H, W) per image (bool, or 0 background / 1 GGO / 2 consolidation)
+    predictions : model name -> label maps per image, same coding as ``gts``
+    image_ids : row labels; default the index
+
+    Returns
+    -------
+    Figure; GGO (or binary infection) red, consolidation green.
+    """
+    n = len(images)
+    if n == 0 or len(gts) != n or any(len(p) != n for p in predictions.values()):
+        raise ValueError("images, gts and every model's predictions need the same non-zero length")
+    ids = [str(i) for i in range(n)] if image_ids is None else list(image_ids)
+    cols = 2 + len(predictions)
+    fig = Figure(figsize=(2.2 * cols, 2.2 * n))
+    axes = fig.subplots(n, cols, squeeze=False)
+    titles = ["image", "ground truth", *predictions.keys()]
+    for r in range(n):
+        panels = [np.asarray(images[r], dtype=float), overlay(images[r], gts[r]),
+                  *(overlay(images[r], p[r]) for p in predictions.values())]
+        for c, panel in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_xlabel(titles[c])
+                ax.xaxis.set_label_position("top")
+            if c == 0:
+                ax.set_ylabel(ids[r])
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,76 @@
+"""The profile table: one switch that sizes every chapter (papermill parameter ``profile``).
+
+* ``smoke``: seconds to minutes on 2 CPU cores; tiny phantoms, a light backbone, a few steps.
+  What CI executes under nbval.
+* ``cpu``: real data on a 2-core CPU in about two hours for the whole book: smaller images, fewer
+  epochs and a lighter backbone than the paper (each chapter states what was reduced).
+* ``paper``: the paper's settings (352 px, Res2Net-50, the paper's schedules) on one GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size, count and schedule a run depends on. Override fields with :meth:`with_overrides`."""
+
+    name: str
+    image_size: int                 # training/inference side in pixels
+    backbone: str                   # timm name of the InfNet encoder
+    batch_size: int
+    # synthetic embedded default (ignored on real data)
+    synthetic_size: int = 128
+    synthetic_counts: dict = field(default_factory=lambda: {"train": 24, "test": 12, "unlabelled": 48})
+    unlabelled_limit: int | None = None   # cap on the unlabelled pool (None: all 1,600 real slices)
+    # self-supervised pretraining (epochs per phase; the paper: 200 / 200 / 100+100 alternating)
+    pretrain_inpainter_epochs: int = 1
+    pretrain_coach_epochs: int = 1
+    pretrain_alternations: int = 1
+    pretrain_alternate_epochs: int = 1
+    keep_fraction: float = 0.75
+    # fine-tuning
+    finetune_epochs: int = 2
+    multi_epochs: int = 2
+    max_steps_per_epoch: int | None = None
+    cv_folds: int = 3
+    val_fraction: float = 0.2
+    # statistics
+    n_boot: int = 200
+    simulation_replicates: int = 20
+    num_workers: int = 0
+    seed: int = 0
+
+    def with_overrides(self, **overrides) -> "Profile":
+        """A copy with some fields replaced; unknown names raise ValueError listing the valid ones."""
+        valid = set(self.__dataclass_fields__)
+        unknown = sorted(set(overrides) - valid)
+        if unknown:
+            raise ValueError(f"unknown profile fields {unknown}; valid: {sorted(valid)}")
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(name="smoke", image_size=64, backbone="resnet18", batch_size=4, synthetic_size=96,
+                     synthetic_counts={"train": 12, "test": 6, "unlabelled": 16}, unlabelled_limit=32,
+                     max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2),
+    "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8,
+                   pretrain_inpainter_epochs=6, pretrain_coach_epochs=2, pretrain_alternations=2,
+                   pretrain_alternate_epochs=2, finetune_epochs=40, multi_epochs=40, n_boot=1000,
+                   simulation_replicates=200),
+    "paper": Profile(name="paper", image_size=352, backbone="res2net50_26w_4s", batch_size=16,
+                     synthetic_size=256, pretrain_inpainter_epochs=200, pretrain_coach_epochs=200,
+                     pretrain_alternations=1, pretrain_alternate_epochs=100, finetune_epochs=100,
+                     multi_epochs=100, n_boot=5000, simulation_replicates=1000, num_workers=4),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The named profile with optional overrides; unknown names list the valid choices."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name].with_overrides(**overrides) if overrides else PROFILES[name]
