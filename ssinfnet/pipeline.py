@@ -93,7 +93,9 @@ class RunContext:
              device: str = "auto", **overrides) -> "RunContext":
         prof = get_profile(profile, **overrides)
         data = resolve_data_root(data_root)
-        run = Path(run_dir) if run_dir else RUNS_DIR / (prof.name if not data.synthetic else f"{prof.name}")
+        run = Path(run_dir) if run_dir else RUNS_DIR / prof.name
+        if not run.is_absolute():  # relative run folders are relative to the repository, not the cwd
+            run = REPO_ROOT / run
         run.mkdir(parents=True, exist_ok=True)
         return cls(profile=prof, data=data, run_dir=run.resolve(), device=device_name(device), seed=prof.seed)
 
@@ -215,7 +217,7 @@ def run_book(profile: str = "smoke", data_root: str | None = None, only: str | N
     ctx = RunContext.open(profile, data_root, run_dir)
     chapters = select_notebooks(list_notebooks(), only, start)
     params = {"profile": profile, "data_root": str(ctx.data.path) if ctx.data.path else "synthetic",
-              "run_dir": str(ctx.run_dir)}
+              "run_dir": _rel(ctx.run_dir, REPO_ROOT)}
     for nb in chapters:
         out = ctx.run_dir / nb.name
         print(f"[ssinfnet] {nb.name} -> {_rel(out, REPO_ROOT)} (profile {profile}, data {ctx.data.describe()})",

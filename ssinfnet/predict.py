@@ -1,0 +1,255 @@
+"""Inference: trained models on images of any size and format, and the ``predict`` command.
+
+A trained model travels as an *exported model file* (:func:`export_model`): the registry name,
+the constructor arguments, the input size and the weights, loaded back with
+``torch.load(..., weights_only=True)`` (:func:`load_exported`).
+
+``python -m ssinfnet predict --checkpoint SINGLE.pt [--multi-checkpoint MULTI.pt] --input FILE_OR_DIR
+--output DIR`` reads PNG/JPEG (L, RGB, RGBA, 16-bit), DICOM and NIfTI, and writes for each slice
+an 8-bit infection probability PNG at the input size (scorable by ``python -m ssinfnet evaluate``),
+with a multi model a colour class map (GGO red, consolidation green) and an index PNG (0/1/2),
+plus ``lesions.csv`` with lesion fractions; unreadable files are reported in the CSV, not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from .data.io import DataError, IMAGE_SUFFIXES, read_image
+from .data.phantoms import LUNG_WINDOW, window_hu
+from .data.transforms import normalize
+from .models.registry import build_model
+
+EXPORT_FORMAT = "ssinfnet-model-v1"
+DICOM_SUFFIXES = (".dcm", ".dicom")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+# ----------------------------------------------------------------------------- exported models
+
+def export_model(path: str | Path, model: torch.nn.Module, name: str, kwargs: dict, image_size: int,
+                 extra: dict | None = None) -> Path:
+    """Save ``model`` with what is needed to rebuild it: registry ``name``, constructor ``kwargs``
+    (plain Python values), training ``image_size`` (pixels) and optional ``extra`` info."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": EXPORT_FORMAT, "name": name, "kwargs": dict(kwargs), "image_size": int(image_size),
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "extra": dict(extra or {})}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    name: str
+    image_size: int
+    kwargs: dict
+    extra: dict
+
+
+def load_exported(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild an exported model (eval mode, on ``device``); DataError for a file of another kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise DataError(f"{path}: not a loadable model file ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
+        raise DataError(f"{path}: not an ssinfnet exported model (format {EXPORT_FORMAT!r} expected)")
+    model = build_model(state["name"], **state["kwargs"])
+    model.load_state_dict(state["state_dict"])
+    model.to(device).eval()
+    return LoadedModel(model, state["name"], state["image_size"], state["kwargs"], state.get("extra", {}))
+
+
+# ----------------------------------------------------------------------------- inference
+
+def _output_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    if isinstance(out, dict):
+        out = out[getattr(model, "prediction_key", "out")]
+    return out
+
+
+@torch.no_grad()
+def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], size: int,
+                          device: str | torch.device = "cpu", batch_size: int = 8,
+                          priors: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Probability maps for uint8 (H, W) images of any size.
+
+    Each image is resized to ``size`` x ``size`` (bilinear, antialiased), normalised like training,
+    passed through ``model`` (with its prior as a second channel when ``priors`` is given), and the
+    output is resized back to the image's own size. Returns float32 arrays: (H, W) lesion
+    probability for one output channel (sigmoid), (C, H, W) class probabilities otherwise (softmax).
+    On CUDA, inputs are channels_last and run under bf16 autocast.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    results: list[np.ndarray] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        xs = []
+        for j, img in enumerate(chunk):
+            t = torch.from_numpy(np.ascontiguousarray(img)).float()[None, None] / 255.0
+            chans = [t]
+            if priors is not None:
+                chans.append(torch.from_numpy(np.asarray(priors[start + j], dtype=np.float32))[None, None])
+            t = torch.cat(chans, 1)
+            xs.append(F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
+        x = normalize(torch.cat(xs)).to(device)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            logits = _output_logits(model, x).float()
+        probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
+        for j, img in enumerate(chunk):
+            p = F.interpolate(probs[j:j + 1], size=img.shape, mode="bilinear", align_corners=False)[0]
+            results.append((p[0] if p.shape[0] == 1 else p).cpu().numpy().astype(np.float32))
+    return results
+
+
+# ----------------------------------------------------------------------------- reading any input
+
+def read_slices(path: Path, window: tuple[float, float] = LUNG_WINDOW) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 image) pairs of one input file: one for 2-D images and DICOM, one per axial slice
+    for NIfTI volumes. DICOM/NIfTI values are taken as HU and windowed with ``window`` (level, width)."""
+    name = path.name
+    low = name.lower()
+    if low.endswith(NIFTI_SUFFIXES):
+        import nibabel as nib
+
+        try:
+            vol = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
+        except Exception as exc:
+            raise DataError(f"{path}: unreadable NIfTI ({exc})") from exc
+        if vol.ndim == 2:
+            vol = vol[..., None]
+        if vol.ndim != 3:
+            raise DataError(f"{path}: expected a 2-D or 3-D volume, got shape {vol.shape}")
+        stem = name[: -len(".nii.gz")] if low.endswith(".nii.gz") else name[:-4]
+        return [(f"{stem}_{k:03d}", window_hu(vol[:, :, k].T, *window)) for k in range(vol.shape[2])]
+    if low.endswith(DICOM_SUFFIXES):
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(str(path))
+            px = ds.pixel_array.astype(np.float64)
+        except Exception as exc:
+            raise DataError(f"{path}: unreadable DICOM ({exc})") from exc
+        hu = px * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
+        return [(path.stem, window_hu(hu, *window))]
+    return [(path.stem, read_image(path))]
+
+
+def list_inputs(path: Path) -> list[Path]:
+    """The input file, or the supported files of a folder (sorted); DataError when there are none."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"{path}: input not found")
+    ok = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(ok))
+    if not files:
+        raise DataError(f"{path}: no supported images (png, jpg, tif, dcm, nii) found")
+    return files
+
+
+def class_colour_map(index: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3): GGO (1) red, consolidation (2) green, background black."""
+    rgb = np.zeros(index.shape + (3,), dtype=np.uint8)
+    rgb[index == 1] = (255, 0, 0)
+    rgb[index == 2] = (0, 200, 0)
+    return rgb
+
+
+def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: LoadedModel | None = None,
+                   device: str = "cpu", batch_size: int = 8, progress: bool = True) -> Path:
+    """Run the models on every input slice and write maps and ``lesions.csv`` into ``output``.
+
+    Returns the CSV path. ``output`` must not be the input folder (inputs are never overwritten).
+    """
+    from tqdm.auto import tqdm
+
+    inputs, output = Path(inputs), Path(output)
+    files = list_inputs(inputs)
+    in_dir = inputs if inputs.is_dir() else inputs.parent
+    if output.resolve() == in_dir.resolve():
+        raise DataError(f"{output}: output folder must differ from the input folder")
+    output.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for f in tqdm(files, desc="predict", unit="file", disable=not progress):
+        try:
+            slices = read_slices(f)
+        except DataError as exc:
+            rows.append({"file": f.name, "slice": "", "status": f"error: {exc}"})
+            continue
+        images = [img for _, img in slices]
+        probs = predict_probabilities(single.model, images, single.image_size, device, batch_size)
+        classes = None
+        if multi is not None:
+            classes = predict_probabilities(multi.model, images, multi.image_size, device, batch_size, priors=probs)
+        for k, ((name, img), p) in enumerate(zip(slices, probs)):
+            Image.fromarray(np.round(p * 255).astype(np.uint8)).save(output / f"{name}.png")
+            row = {"file": f.name, "slice": name, "status": "ok", "height": img.shape[0], "width": img.shape[1],
+                   "infection_fraction": float((p >= 0.5).mean()), "infection_soft_sum": float(p.sum())}
+            if classes is not None:
+                idx = classes[k].argmax(0).astype(np.uint8)
+                Image.fromarray(idx).save(output / f"{name}_classes.png")
+                Image.fromarray(class_colour_map(idx)).save(output / f"{name}_classes_rgb.png")
+                row["ggo_fraction"] = float((idx == 1).mean())
+                row["consolidation_fraction"] = float((idx == 2).mean())
+            rows.append(row)
+    csv_path = output / "lesions.csv"
+    fields = ["file", "slice", "status", "height", "width", "infection_fraction", "infection_soft_sum",
+              "ggo_fraction", "consolidation_fraction"]
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return csv_path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="exported single (infection) model file")
+    parser.add_argument("--multi-checkpoint", default=None, help="exported multi-class model file")
+    parser.add_argument("--input", required=True, help="an image file or a folder of images")
+    parser.add_argument("--output", required=True, help="output folder (created)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .pipeline import device_name
+
+    device = device_name(args.device)
+    try:
+        single = load_exported(args.checkpoint, device)
+        multi = load_exported(args.multi_checkpoint, device) if args.multi_checkpoint else None
+        csv_path = predict_folder(single, Path(args.input), Path(args.output), multi, device, args.batch_size,
+                                  progress=not args.no_progress)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    bad = sum(r["status"] != "ok" for r in rows)
+    print(f"[ssinfnet] {len(rows) - bad} slices predicted, {bad} unreadable; table: {csv_path}")
+    return 0

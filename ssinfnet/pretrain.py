@@ -1,0 +1,186 @@
+"""Coach-adversarial inpainting pretraining (SSInfNet stage 0), expressed as phases of the one loop.
+
+The paper's schedule (Fung et al. 2021, after Pathak et al.'s context encoders and the coach idea of
+Misra et al.): the **inpainter** learns alone with random masks, then the **coach** learns alone
+against the frozen inpainter, then the two alternate. Each inpainter phase runs SGD (momentum 0.9,
+weight decay 5e-4) down the ladder lr 0.1 -> 0.01 -> 0.001 -> 0.0001 at 40 %, 80 % and 90 % of the
+phase (the paper's epochs 40, 80, 90 of 100); the coach uses Adam at 1e-5.
+
+Masks keep a fraction ``keep`` of each slice: for the coach ``M = sigmoid(alpha (B(x) - kth(B(x))))``
+with alpha = 1 while the coach learns (soft, so gradients reach it) and alpha = 100 when its masks
+are applied to train the inpainter (practically binary). Erased pixels are set to 0, the mid grey of
+the normalised image. The inpainter's input and target use the same normalisation as fine-tuning.
+
+:func:`pretrain` builds the phases from a :class:`PretrainConfig` and runs
+:func:`ssinfnet.train.train`; everything is resumable from ``run_dir/checkpoints/last.pt``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .losses import coach_loss, inpainting_loss
+from .models.coach import Coach, random_masks
+from .models.registry import build_model
+from .train import Phase, TrainResult, alternate, adam, sgd, train
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of the pretraining stage (sizes in pixels, rates per step).
+
+    ``network`` and ``model_kwargs`` name the inpainter (the segmentation twin is built later with
+    the same arguments and ``head="seg"``); ``with_prior`` feeds image + prior (multi network).
+    """
+
+    network: str = "infnet"
+    model_kwargs: dict = field(default_factory=lambda: {"backbone": "resnet18"})
+    with_prior: bool = False
+    keep: float = 0.75
+    alpha_train: float = 1.0
+    alpha_apply: float = 100.0
+    patch: int = 16
+    inpainter_epochs: int = 1
+    coach_epochs: int = 1
+    alternations: int = 1
+    alternate_epochs: int = 1
+    inpainter_lr: float = 0.1
+    coach_lr: float = 1e-5
+    ceiling: float = 1.0
+    rec_weight: float = 0.99
+    coach_width: int = 16
+    variational: bool = False
+    kl_weight: float = 0.0
+    max_steps_per_epoch: int | None = None
+    grad_clip: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.keep < 1:
+            raise ValueError(f"keep must be in (0, 1), got {self.keep}")
+        for name in ("inpainter_epochs", "coach_epochs", "alternate_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.alternations < 0:
+            raise ValueError(f"alternations must be >= 0, got {self.alternations}")
+
+    @property
+    def in_chans(self) -> int:
+        return 2 if self.with_prior else 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_ladder(epochs: int) -> dict[int, float]:
+    """The paper's ladder within a phase: x0.1 at 40 %, x0.01 at 80 %, x0.001 at 90 % of ``epochs``
+    (milestones that fall on epoch 0 or coincide are dropped, so short phases keep a usable rate)."""
+    ladder = {}
+    for frac, factor in ((0.4, 0.1), (0.8, 0.01), (0.9, 0.001)):
+        m = int(round(frac * epochs))
+        if m >= 1 and m not in ladder:
+            ladder[m] = factor
+    return ladder
+
+
+def network_input(batch: dict, with_prior: bool) -> torch.Tensor:
+    """The tensor the network sees: image (B, 1, H, W), or image and prior (B, 2, H, W)."""
+    x = batch["image"]
+    if with_prior:
+        if "prior" not in batch:
+            raise ValueError("with_prior=True but the batch has no 'prior'")
+        x = torch.cat([x, batch["prior"]], dim=1)
+    return x
+
+
+def build_models(cfg: PretrainConfig) -> dict[str, torch.nn.Module]:
+    """The inpainter (``head="inpaint"``) and the coach."""
+    kwargs = dict(cfg.model_kwargs, in_chans=cfg.in_chans, head="inpaint")
+    inpainter = build_model(cfg.network, **kwargs)
+    coach = Coach(in_chans=cfg.in_chans, width=cfg.coach_width, keep=cfg.keep, variational=cfg.variational)
+    return {"inpainter": inpainter, "coach": coach}
+
+
+def make_losses(cfg: PretrainConfig):
+    """The three loss callables of the schedule: inpaint with random masks, inpaint with the coach's
+    masks, and the coach's adversarial loss."""
+
+    def inpaint_random(models, batch, ctx):
+        x = network_input(batch, cfg.with_prior)
+        mask = random_masks(x.shape, cfg.keep, cfg.patch, generator=ctx.generator, device=x.device)
+        loss = inpainting_loss(models["inpainter"](x * mask), x, mask, cfg.ceiling, cfg.rec_weight)
+        return loss, {"erased": 1.0 - mask.mean()}
+
+    def inpaint_coached(models, batch, ctx):
+        x = network_input(batch, cfg.with_prior)
+        with torch.no_grad():
+            mask = models["coach"](x, alpha=cfg.alpha_apply)
+        loss = inpainting_loss(models["inpainter"](x * mask), x, mask, cfg.ceiling, cfg.rec_weight)
+        return loss, {"erased": 1.0 - mask.mean()}
+
+    def coach_step(models, batch, ctx):
+        x = network_input(batch, cfg.with_prior)
+        mask, kl = models["coach"](x, alpha=cfg.alpha_train, generator=ctx.generator, return_kl=True)
+        loss = coach_loss(models["inpainter"](x * mask), x, mask, cfg.ceiling, kl=kl, kl_weight=cfg.kl_weight)
+        return loss, {"erased": 1.0 - mask.mean(), "kl": kl}
+
+    return inpaint_random, inpaint_coached, coach_step
+
+
+def build_phases(cfg: PretrainConfig) -> list[Phase]:
+    """Inpainter alone -> coach alone -> ``alternations`` x (inpainter with coach masks, coach)."""
+    inpaint_random, inpaint_coached, coach_step = make_losses(cfg)
+    common = {"max_steps_per_epoch": cfg.max_steps_per_epoch, "grad_clip": cfg.grad_clip}
+    phases = [
+        Phase("inpainter", cfg.inpainter_epochs, ["inpainter"], inpaint_random, frozen=["coach"],
+              make_optimizer=sgd(cfg.inpainter_lr, momentum=0.9, weight_decay=5e-4),
+              lr_factors=lr_ladder(cfg.inpainter_epochs), **common),
+        Phase("coach", cfg.coach_epochs, ["coach"], coach_step, frozen=["inpainter"],
+              make_optimizer=adam(cfg.coach_lr), **common),
+    ]
+    if cfg.alternations:
+        inp = Phase("inpainter_adv", cfg.alternate_epochs, ["inpainter"], inpaint_coached, frozen=["coach"],
+                    make_optimizer=sgd(cfg.inpainter_lr, momentum=0.9, weight_decay=5e-4),
+                    lr_factors=lr_ladder(cfg.alternate_epochs), **common)
+        coach = Phase("coach_adv", cfg.alternate_epochs, ["coach"], coach_step, frozen=["inpainter"],
+                      make_optimizer=adam(cfg.coach_lr), **common)
+        phases += alternate(inp, coach, cfg.alternations)
+    return phases
+
+
+def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: str | Path,
+             progress: bool = True) -> tuple[dict[str, torch.nn.Module], TrainResult]:
+    """Run the whole schedule (or resume it); returns the trained models and the training result."""
+    torch.manual_seed(seed)  # model initialisation is part of the seeded run
+    models = build_models(cfg)
+    result = train(build_phases(cfg), models, loader, device=device, seed=seed, run_dir=run_dir,
+                   progress=progress)
+    return models, result
+
+
+@torch.no_grad()
+def coach_masks(coach: torch.nn.Module, x: torch.Tensor, alpha: float = 100.0) -> torch.Tensor:
+    """The coach's (nearly binary) keep-masks for a batch, in eval mode: (B, 1, H, W) in [0, 1]."""
+    was = coach.training
+    coach.eval()
+    try:
+        return coach(x, alpha=alpha)
+    finally:
+        coach.train(was)
+
+
+@torch.no_grad()
+def inpaint_examples(inpainter: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Input, mask, masked input, reconstruction (the final output) and target, all (B, C, H, W)."""
+    was = inpainter.training
+    inpainter.eval()
+    try:
+        out = inpainter(x * mask)
+        rec = out[getattr(inpainter, "prediction_key", "out")] if isinstance(out, dict) else out
+    finally:
+        inpainter.train(was)
+    # Visible pixels are known: the reconstruction is pasted into the erased region only.
+    return {"input": x, "mask": mask, "masked": x * mask, "reconstruction": rec,
+            "composite": mask * x + (1 - mask) * rec, "target": x}

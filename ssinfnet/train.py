@@ -1,0 +1,774 @@
+"""The one training loop. Every stage of SSInfNet is a list of :class:`Phase` settings passed to :func:`train`.
+
+Phases
+------
+A *phase* says which networks learn, which are frozen, what the loss is and how the optimiser and
+learning rate behave, for a number of epochs. :func:`train` runs phases in order over the same
+training loader. Nothing else changes between the paper's stages: self-supervised pretraining,
+single-class and multi-class segmentation are all ``train(phases, models, loader, ...)`` calls
+(the nnU-Net habit of "one loop, variants change one thing").
+
+``models`` is a ``dict`` of named ``nn.Module`` objects. In a phase,
+
+* ``trainable`` modules are put in ``train()`` mode and their parameters are optimised by a fresh
+  optimiser built by ``make_optimizer`` (the paper restarts the learning-rate ladder in each phase);
+* ``frozen`` modules are put in ``eval()`` mode with ``requires_grad=False`` (used, not learnt);
+* other modules are left as they are and are not optimised.
+
+The loss is a callable ``loss_fn(models, batch, ctx) -> (loss, logs)``: ``loss`` a 0-d tensor to
+minimise, ``logs`` a ``dict`` of extra scalars (floats or 0-d tensors) written to the history;
+``ctx`` is a :class:`StepContext` (phase, epoch, step, a seeded ``torch.Generator`` for masks and
+other randomness, the device).
+
+Example: coach-adversarial pretraining
+--------------------------------------
+The paper trains the inpainter alone (random masks), then the coach alone against the frozen
+inpainter, then alternates. With ``inpaint_random``, ``inpaint_coached`` and ``coach_loss`` loss
+callables (from :mod:`ssinfnet.losses`), the schedule is only configuration::
+
+    from ssinfnet.train import Phase, alternate, make_loader, sgd, adam, train
+
+    ladder = {10: 0.1, 20: 0.01, 30: 0.001}  # lr 0.1 -> 0.01 -> 0.001 -> 0.0001 within a phase
+    inpaint = Phase("inpainter", epochs=40, trainable=["inpainter"], frozen=["coach"],
+                    loss_fn=inpaint_random, make_optimizer=sgd(0.1, momentum=0.9, weight_decay=5e-4),
+                    lr_factors=ladder)
+    coach = Phase("coach", epochs=10, trainable=["coach"], frozen=["inpainter"],
+                  loss_fn=coach_loss, make_optimizer=adam(1e-5))
+    inpaint_adv = Phase("inpainter_adv", epochs=10, trainable=["inpainter"], frozen=["coach"],
+                        loss_fn=inpaint_coached, make_optimizer=sgd(0.1), lr_factors=ladder)
+    phases = [inpaint, coach, *alternate(inpaint_adv, coach, rounds=3)]
+    loader = make_loader(unlabelled, batch_size=16, shuffle=True, seed=0)
+    result = train(phases, {"inpainter": net, "coach": coach_net}, loader,
+                   device="cuda", seed=0, run_dir="runs/paper/pretrain")
+
+Run it again and it resumes from ``run_dir/checkpoints/last.pt``; a finished run returns at once
+with the trained weights loaded.
+
+Host synchronisation
+--------------------
+A non-finite loss must stop training inside the step that produced it, before the optimiser
+applies it, so the loop reads the loss back to the host once per step. That one transfer carries
+the loss and every tensor in ``logs`` together (a single ``torch.stack(...).tolist()``), and the
+same numbers feed the history and the progress bar, so no other per-step sync happens. Per-epoch
+means are computed on the host from those values.
+
+Reproducibility
+---------------
+A fresh run seeds ``torch``, ``numpy`` and ``random`` and the context generator with ``seed``;
+shuffling comes from the loader's own generator (see :func:`make_loader`). Checkpoints store every
+RNG state, so resuming from ``last.pt`` continues exactly as an uninterrupted run would (bitwise on
+CPU with ``num_workers=0``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+
+__all__ = [
+    "Phase",
+    "StepContext",
+    "TrainResult",
+    "NonFiniteLossError",
+    "train",
+    "alternate",
+    "adam",
+    "sgd",
+    "MilestoneFactor",
+    "make_loader",
+    "seed_worker",
+]
+
+LossFn = Callable[[Mapping[str, nn.Module], Any, "StepContext"], "tuple[torch.Tensor, Mapping[str, Any]]"]
+ValFn = Callable[[Mapping[str, nn.Module], Any, "StepContext"], Mapping[str, float]]
+OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; raised before the optimiser step that would apply it.
+
+    Attributes ``phase``, ``epoch`` (0-based within the phase), ``step`` (0-based within the epoch),
+    ``global_step``, ``batch_index`` (0-based position in the loader's epoch) and ``value``.
+    """
+
+    def __init__(self, phase: str, epoch: int, step: int, global_step: int, batch_index: int, value: float):
+        self.phase, self.epoch, self.step = phase, epoch, step
+        self.global_step, self.batch_index, self.value = global_step, batch_index, value
+        super().__init__(
+            f"non-finite loss ({value}) in phase {phase!r}, epoch {epoch}, step {step} "
+            f"(global step {global_step}), batch index {batch_index}"
+        )
+
+
+def adam(lr: float = 1e-4, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> OptimizerFactory:
+    """Return a factory ``params -> torch.optim.Adam`` (the default optimiser: Adam, lr 1e-4)."""
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    return lambda params: torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> OptimizerFactory:
+    """Return a factory ``params -> torch.optim.SGD`` (paper inpainter: lr 0.1, momentum 0.9, wd 5e-4)."""
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    return lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+class MilestoneFactor:
+    """Learning-rate multiplier for :class:`torch.optim.lr_scheduler.LambdaLR` from epoch milestones.
+
+    ``MilestoneFactor({10: 0.1, 20: 0.01})(epoch)`` is 1 for epochs 0-9, 0.1 for 10-19 and 0.01
+    from 20 on (0-based epochs within the phase; the factor multiplies the optimiser's initial lr).
+    A class, not a lambda, so the scheduler's ``state_dict`` holds plain numbers.
+    """
+
+    def __init__(self, factors: Mapping[int, float]):
+        items = sorted((int(e), float(f)) for e, f in factors.items())
+        for epoch, factor in items:
+            if epoch < 1:
+                raise ValueError(f"lr_factors milestones must be epochs >= 1, got {epoch}")
+            if not (factor > 0 and math.isfinite(factor)):
+                raise ValueError(f"lr_factors values must be finite and > 0, got {factor} at epoch {epoch}")
+        self.epochs = [e for e, _ in items]
+        self.factors = [f for _, f in items]
+
+    def __call__(self, epoch: int) -> float:
+        factor = 1.0
+        for milestone, value in zip(self.epochs, self.factors):
+            if epoch >= milestone:
+                factor = value
+        return factor
+
+
+@dataclass
+class Phase:
+    """One phase of training: who learns, with which loss and optimiser, for how long.
+
+    Parameters
+    ----------
+    name : str
+        Unique within a run; letters, digits, ``_ . -`` (it names ``best_<name>.pt``).
+    epochs : int
+        Number of passes over the training loader, >= 1.
+    trainable : Sequence[str]
+        Keys of ``models`` optimised in this phase (``train()`` mode).
+    loss_fn : callable
+        ``loss_fn(models, batch, ctx) -> (loss, logs)``; ``loss`` a 0-d tensor, ``logs`` a dict of
+        floats or 0-d tensors (logged per step).
+    frozen : Sequence[str], default=()
+        Keys of ``models`` used but not learnt (``eval()`` mode, ``requires_grad=False``).
+    make_optimizer : callable, default=adam(1e-4)
+        ``make_optimizer(params) -> Optimizer``; ``params`` is the list of trainable parameters.
+    lr_factors : Mapping[int, float], default={}
+        Epoch milestone -> multiplier of the initial lr (see :class:`MilestoneFactor`). Ignored when
+        ``make_scheduler`` is given.
+    make_scheduler : callable, optional
+        ``make_scheduler(optimizer) -> LRScheduler``; stepped once per epoch.
+    val_fn : callable, optional
+        ``val_fn(models, val_loader, ctx) -> dict[str, float]``, run under ``torch.no_grad()`` with
+        every model in ``eval()`` mode after each ``val_every`` epochs.
+    monitor : str, optional
+        Key of the ``val_fn`` result that selects ``best_<name>.pt``; NaN or infinite values are
+        never chosen.
+    mode : {"min", "max"}, default="min"
+        Whether a smaller or a larger ``monitor`` value is better.
+    val_every : int, default=1
+        Validate every this many epochs (and always after the last epoch).
+    checkpoint_every : int, default=1
+        Write ``last.pt`` every this many epochs (and always after the last epoch of the phase).
+    max_steps_per_epoch : int, optional
+        Stop each epoch after this many batches (smoke profiles).
+    grad_clip : float, optional
+        Clip the global L2 norm of the gradients to this value.
+    """
+
+    name: str
+    epochs: int
+    trainable: Sequence[str]
+    loss_fn: LossFn
+    frozen: Sequence[str] = ()
+    make_optimizer: OptimizerFactory = field(default_factory=adam)
+    lr_factors: Mapping[int, float] = field(default_factory=dict)
+    make_scheduler: SchedulerFactory | None = None
+    val_fn: ValFn | None = None
+    monitor: str | None = None
+    mode: Literal["min", "max"] = "min"
+    val_every: int = 1
+    checkpoint_every: int = 1
+    max_steps_per_epoch: int | None = None
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+            raise ValueError(f"name must be letters, digits, '_', '.', '-'; got {self.name!r}")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r} (phase {self.name!r})")
+        if isinstance(self.trainable, str) or isinstance(self.frozen, str):
+            raise ValueError(f"trainable and frozen must be lists of model names, not strings (phase {self.name!r})")
+        self.trainable, self.frozen = list(self.trainable), list(self.frozen)
+        if not self.trainable:
+            raise ValueError(f"trainable must name at least one model (phase {self.name!r})")
+        both = sorted(set(self.trainable) & set(self.frozen))
+        if both:
+            raise ValueError(f"trainable and frozen overlap in phase {self.name!r}: {both}")
+        if not callable(self.loss_fn):
+            raise ValueError(f"loss_fn must be callable (phase {self.name!r})")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
+        if self.monitor is not None and self.val_fn is None:
+            raise ValueError(f"monitor={self.monitor!r} needs a val_fn (phase {self.name!r})")
+        for arg in ("val_every", "checkpoint_every"):
+            value = getattr(self, arg)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be an int >= 1, got {value!r}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        MilestoneFactor(self.lr_factors)  # validates
+
+
+def alternate(first: Phase, second: Phase, rounds: int) -> list[Phase]:
+    """Repeat two phases ``rounds`` times: ``[first_r1, second_r1, first_r2, ...]``.
+
+    Each copy is renamed ``<name>_r<k>`` (k from 1) so checkpoints and history rows stay distinct,
+    and builds a fresh optimiser when it starts.
+    """
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    out = []
+    for k in range(1, rounds + 1):
+        out += [replace(first, name=f"{first.name}_r{k}"), replace(second, name=f"{second.name}_r{k}")]
+    return out
+
+
+@dataclass
+class StepContext:
+    """What a loss or validation callable may know about where training stands.
+
+    ``epoch`` is 0-based within the phase, ``step`` and ``batch_index`` 0-based within the epoch
+    (for validation, ``step`` is the number of steps the epoch ran), ``global_step`` counts optimiser
+    steps over all phases. ``generator`` is a seeded ``torch.Generator`` on ``device`` whose state is
+    checkpointed: draw masks and other randomness from it.
+    """
+
+    phase: Phase
+    phase_index: int
+    epoch: int
+    step: int
+    global_step: int
+    batch_index: int
+    generator: torch.Generator
+    device: torch.device
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    ``history`` has one row per step (``kind == "step"``) and one per epoch (``kind == "epoch"``,
+    mean training loss and ``val_*`` metrics); ``best`` maps phase name -> ``{"value", "epoch",
+    "path"}`` for phases with a monitor and at least one finite value.
+    """
+
+    history: pd.DataFrame
+    history_path: Path
+    last_checkpoint: Path | None
+    best: dict[str, dict[str, Any]]
+    global_step: int
+    resumed_from: Path | None
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn`` for DataLoader workers: seed numpy and ``random`` from torch's worker seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    drop_last: bool = False,
+) -> DataLoader:
+    """Build a deterministic DataLoader: shuffling and worker seeds come from a generator seeded with ``seed``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Map-style dataset.
+    batch_size : int
+        Samples per batch, >= 1.
+    shuffle : bool
+        Reshuffle each epoch (order drawn from the loader's own generator).
+    seed : int
+        Seed of ``loader.generator``; :func:`train` checkpoints its state for resuming.
+    num_workers : int, default=0
+        Worker processes, >= 0; each seeds numpy and ``random`` with :func:`seed_worker`.
+    pin_memory : bool, default=False
+        Page-locked host memory (useful with CUDA).
+    drop_last : bool, default=False
+        Drop the last incomplete batch.
+
+    Returns
+    -------
+    DataLoader
+        Two loaders built with the same arguments yield the same batches in the same order.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        generator=generator,
+        worker_init_fn=seed_worker,
+        # New workers each epoch, seeded from the (checkpointed) generator, keep resume exact.
+        persistent_workers=False,
+    )
+
+
+def train(
+    phases: Sequence[Phase],
+    models: Mapping[str, nn.Module],
+    train_loader: Iterable,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int,
+    run_dir: str | os.PathLike,
+    val_loader: Iterable | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    amp: bool | Literal["auto"] = "auto",
+    channels_last: bool | Literal["auto"] = "auto",
+    history_name: str = "history.csv",
+) -> TrainResult:
+    """Run ``phases`` in order; checkpoint, log and resume.
+
+    Parameters
+    ----------
+    phases : Sequence[Phase]
+        Non-empty, unique names; every ``trainable``/``frozen`` name must be a key of ``models``.
+    models : Mapping[str, nn.Module]
+        Named networks, moved to ``device`` in place and trained in place.
+    train_loader : iterable
+        Yields batches (tensors or dicts/lists/tuples of tensors) handed to ``loss_fn`` after being
+        moved to ``device``. Its ``generator`` attribute, if any (see :func:`make_loader`), is
+        checkpointed.
+    device : str or torch.device, default="cpu"
+    seed : int
+        Seeds ``torch``, ``numpy``, ``random`` and the context generator on a fresh run.
+    run_dir : str or PathLike
+        Gets ``history_name`` and ``checkpoints/{last.pt, best_<phase>.pt}``.
+    val_loader : iterable, optional
+        Passed to each phase's ``val_fn``.
+    resume : bool, default=True
+        Continue from ``run_dir/checkpoints/last.pt`` if it exists; otherwise (or when False)
+        start fresh, overwriting the history.
+    progress : bool, default=True
+        Show a tqdm bar per epoch.
+    amp : bool or "auto", default="auto"
+        bf16 autocast around ``loss_fn`` / ``val_fn``; "auto" = only on CUDA.
+    channels_last : bool or "auto", default="auto"
+        Models and 4-D float batch tensors in channels-last memory format; "auto" = only on CUDA.
+    history_name : str, default="history.csv"
+        File name of the CSV history (columns ``phase, phase_index, kind, epoch, step, global_step,
+        loss, lr, wall_s`` then the logged values and ``val_*`` metrics; ``wall_s`` in seconds since
+        the run started, summed over resumed sessions).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    NonFiniteLossError
+        When a loss is NaN or infinite (before its optimiser step). On this or any other exception
+        the history so far is written before re-raising.
+    ValueError
+        For bad arguments, or a checkpoint that does not match ``phases`` or ``seed``.
+    """
+    phases = _check_phases(phases, models)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    if not history_name or Path(history_name).name != history_name:
+        raise ValueError(f"history_name must be a plain file name, got {history_name!r}")
+    device = torch.device(device)
+    use_amp = _resolve_flag(amp, "amp", device)
+    use_cl = _resolve_flag(channels_last, "channels_last", device)
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    history = _History(run_dir / history_name)
+
+    for module in models.values():
+        module.to(device)
+        if use_cl:
+            module.to(memory_format=torch.channels_last)
+    original_flags = {name: [p.requires_grad for p in m.parameters()] for name, m in models.items()}
+    ctx_gen = torch.Generator(device=device)
+    generators = {"context": ctx_gen, "loader": getattr(train_loader, "generator", None)}
+
+    start_phase, start_epoch, global_step, wall_offset = 0, 0, 0, 0.0
+    best: dict[str, dict[str, Any]] = {}
+    saved_opt: dict | None = None
+    resumed_from = None
+    if resume and last_path.is_file():
+        state = load_checkpoint(last_path, map_location="cpu")
+        _check_resume(state, phases, seed, last_path)
+        for name, module in models.items():
+            module.load_state_dict(state["models"][name])
+        restore_rng_state(state["rng"], generators)
+        history.load(state["history_len"])
+        start_phase, start_epoch = state["phase_index"], state["epochs_done"]
+        global_step, wall_offset = state["global_step"], state["wall_s"]
+        best = {k: dict(v) for k, v in state["best"].items()}
+        saved_opt = {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
+        resumed_from = last_path
+        if start_epoch >= phases[start_phase].epochs:  # that phase had finished
+            start_phase, start_epoch, saved_opt = start_phase + 1, 0, None
+    else:
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        ctx_gen.manual_seed(seed)
+
+    t0 = time.perf_counter()
+    wall = lambda: wall_offset + time.perf_counter() - t0  # noqa: E731
+    try:
+        for pi in range(start_phase, len(phases)):
+            phase = phases[pi]
+            params = _enter_phase(phase, models, original_flags)
+            optimizer = phase.make_optimizer(params)
+            scheduler = _make_scheduler(phase, optimizer)
+            if pi == start_phase and saved_opt is not None:
+                optimizer.load_state_dict(saved_opt["optimizer"])
+                if scheduler is not None:
+                    if saved_opt["scheduler"] is None:
+                        raise ValueError(f"checkpoint {last_path} has no scheduler state for phase {phase.name!r}")
+                    scheduler.load_state_dict(saved_opt["scheduler"])
+            for epoch in range(start_epoch if pi == start_phase else 0, phase.epochs):
+                lr = optimizer.param_groups[0]["lr"]
+                n_steps, loss_sum = 0, 0.0
+                batches = train_loader if phase.max_steps_per_epoch is None else islice(
+                    train_loader, phase.max_steps_per_epoch
+                )
+                bar = tqdm(
+                    batches,
+                    total=_epoch_length(train_loader, phase.max_steps_per_epoch),
+                    desc=f"{phase.name} {epoch + 1}/{phase.epochs}",
+                    disable=not progress,
+                    leave=False,
+                    dynamic_ncols=True,
+                )
+                for step, batch in enumerate(bar):
+                    ctx = StepContext(phase, pi, epoch, step, global_step, step, ctx_gen, device)
+                    batch = _to_device(batch, device, use_cl)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                        loss, logs = phase.loss_fn(models, batch, ctx)
+                    values = _sync_values(loss, logs, phase.name)
+                    if not math.isfinite(values["loss"]):
+                        raise NonFiniteLossError(phase.name, epoch, step, global_step, step, values["loss"])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if phase.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(params, phase.grad_clip)
+                    optimizer.step()
+                    history.add(
+                        phase=phase.name, phase_index=pi, kind="step", epoch=epoch, step=step,
+                        global_step=global_step, lr=lr, wall_s=wall(), **values,
+                    )
+                    global_step += 1
+                    n_steps += 1
+                    loss_sum += values["loss"]
+                    bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
+                bar.close()
+                if n_steps == 0:
+                    raise ValueError(f"train_loader yielded no batches (phase {phase.name!r}, epoch {epoch})")
+                if scheduler is not None:
+                    scheduler.step()
+                metrics = {}
+                last_epoch = epoch + 1 == phase.epochs
+                if phase.val_fn is not None and ((epoch + 1) % phase.val_every == 0 or last_epoch):
+                    ctx = StepContext(phase, pi, epoch, n_steps, global_step, -1, ctx_gen, device)
+                    metrics = _validate(phase, models, val_loader, ctx, use_amp)
+                    _update_best(phase, pi, epoch, global_step, metrics, models, best, ckpt_dir)
+                history.add(
+                    phase=phase.name, phase_index=pi, kind="epoch", epoch=epoch, step=n_steps,
+                    global_step=global_step, loss=loss_sum / n_steps, lr=lr, wall_s=wall(),
+                    **{f"val_{k}": v for k, v in metrics.items()},
+                )
+                # History first: a checkpoint never refers to rows the CSV lacks.
+                history.write()
+                if (epoch + 1) % phase.checkpoint_every == 0 or last_epoch:
+                    save_checkpoint(
+                        last_path,
+                        {
+                            "format": _CHECKPOINT_FORMAT,
+                            "seed": seed,
+                            "phase_index": pi,
+                            "phase_names": [p.name for p in phases[: pi + 1]],
+                            "epochs_done": epoch + 1,
+                            "global_step": global_step,
+                            "models": {n: m.state_dict() for n, m in models.items()},
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": None if scheduler is None else scheduler.state_dict(),
+                            "rng": capture_rng_state(generators),
+                            "best": best,
+                            "history_len": len(history),
+                            "wall_s": wall(),
+                        },
+                    )
+    except BaseException:
+        # Keep the rows run so far for diagnosis; a resume truncates to the checkpoint's length.
+        with contextlib.suppress(OSError):  # never mask the original error
+            history.write()
+        raise
+    finally:
+        for name, module in models.items():
+            for p, flag in zip(module.parameters(), original_flags[name]):
+                p.requires_grad_(flag)
+    history.write()
+    return TrainResult(
+        history=history.frame(),
+        history_path=history.path,
+        last_checkpoint=last_path if last_path.is_file() else None,
+        best=best,
+        global_step=global_step,
+        resumed_from=resumed_from,
+    )
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+class _History:
+    """Rows of the run's history, written as CSV atomically (temp file + ``os.replace``)."""
+
+    _BASE = ["phase", "phase_index", "kind", "epoch", "step", "global_step", "loss", "lr", "wall_s"]
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, **row: Any) -> None:
+        self.rows.append(row)
+
+    def load(self, n_rows: int) -> None:
+        if n_rows == 0:
+            self.rows = []
+            return
+        if not self.path.is_file():
+            raise ValueError(f"cannot resume: history {self.path} is missing (checkpoint expects {n_rows} rows)")
+        frame = pd.read_csv(self.path, float_precision="round_trip")
+        if len(frame) < n_rows:
+            raise ValueError(f"cannot resume: history {self.path} has {len(frame)} rows, checkpoint expects {n_rows}")
+        # Rows after the checkpoint belong to epochs that will be run again.
+        self.rows = [
+            {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+            for row in frame.iloc[:n_rows].to_dict("records")
+        ]
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows)
+        if frame.empty:
+            return pd.DataFrame(columns=self._BASE)
+        extra = [c for c in frame.columns if c not in self._BASE]
+        return frame[[c for c in self._BASE if c in frame.columns] + extra]
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.frame().to_csv(tmp, index=False)
+        os.replace(tmp, self.path)
+
+
+def _check_phases(phases: Sequence[Phase], models: Mapping[str, nn.Module]) -> list[Phase]:
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models must be a non-empty dict of name -> nn.Module")
+    for name, module in models.items():
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"models[{name!r}] is a {type(module).__name__}, not an nn.Module")
+    phases = list(phases)
+    if not phases:
+        raise ValueError("phases must not be empty")
+    names = [p.name for p in phases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"phase names must be unique; repeated: {dupes}")
+    for p in phases:
+        if not isinstance(p, Phase):
+            raise ValueError(f"phases must be Phase objects, got {type(p).__name__}")
+        unknown = sorted((set(p.trainable) | set(p.frozen)) - set(models))
+        if unknown:
+            raise ValueError(f"phase {p.name!r} names unknown models {unknown}; models are {sorted(models)}")
+    return phases
+
+
+def _check_resume(state: Mapping[str, Any], phases: list[Phase], seed: int, path: Path) -> None:
+    if state.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} has format {state.get('format')!r}, expected {_CHECKPOINT_FORMAT}")
+    if state["seed"] != seed:
+        raise ValueError(f"seed={seed} differs from the checkpoint's seed {state['seed']} ({path})")
+    saved = list(state["phase_names"])
+    current = [p.name for p in phases[: len(saved)]]
+    if saved != current:
+        raise ValueError(f"phases changed since checkpoint {path}: it ran {saved}, now {current}")
+
+
+def _resolve_flag(value: bool | str, arg: str, device: torch.device) -> bool:
+    if value == "auto":
+        return device.type == "cuda"
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"{arg} must be True, False or 'auto', got {value!r}")
+
+
+def _enter_phase(phase: Phase, models: Mapping[str, nn.Module], original: Mapping[str, list[bool]]) -> list:
+    """Set modes and ``requires_grad`` for a phase; return the parameters to optimise."""
+    params = []
+    for name in phase.frozen:
+        models[name].eval()
+        models[name].requires_grad_(False)
+    for name in phase.trainable:
+        module = models[name]
+        module.train()
+        # Restore the caller's flags (a phase before may have frozen it; a sub-part may be fixed on purpose).
+        for p, flag in zip(module.parameters(), original[name]):
+            p.requires_grad_(flag)
+            if flag:
+                params.append(p)
+    if not params:
+        raise ValueError(f"phase {phase.name!r}: trainable models {phase.trainable} have no parameters to train")
+    return params
+
+
+def _make_scheduler(phase: Phase, optimizer: torch.optim.Optimizer):
+    if phase.make_scheduler is not None:
+        return phase.make_scheduler(optimizer)
+    if phase.lr_factors:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, MilestoneFactor(phase.lr_factors))
+    return None
+
+
+def _epoch_length(loader: Iterable, max_steps: int | None) -> int | None:
+    try:
+        n = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return max_steps
+    return n if max_steps is None else min(n, max_steps)
+
+
+def _to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.ndim == 4 and batch.is_floating_point():
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device, channels_last) for v in batch)
+    return batch
+
+
+def _sync_values(loss: Any, logs: Mapping[str, Any], phase: str) -> dict[str, float]:
+    """Bring the loss and tensor logs to the host in one transfer (the step's only sync)."""
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        raise ValueError(f"loss_fn of phase {phase!r} must return a 0-d tensor as loss, got {loss!r:.80}")
+    if not isinstance(logs, Mapping):
+        raise ValueError(f"loss_fn of phase {phase!r} must return (loss, dict of logs)")
+    reserved = sorted(set(logs) & set(_History._BASE))
+    if reserved:
+        raise ValueError(f"loss_fn of phase {phase!r} logs reserved names {reserved}")
+    tensor_keys = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
+    stacked = torch.stack([loss.detach().float()] + [logs[k].detach().float().reshape(()) for k in tensor_keys])
+    host = stacked.tolist()
+    values = {"loss": host[0]}
+    for k, v in logs.items():
+        values[k] = host[1 + tensor_keys.index(k)] if k in tensor_keys else float(v)
+    return values
+
+
+def _validate(phase: Phase, models: Mapping[str, nn.Module], loader: Any, ctx: StepContext, amp: bool) -> dict:
+    modes = {mod: mod.training for m in models.values() for mod in m.modules()}
+    for m in models.values():
+        m.eval()
+    try:
+        with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
+            metrics = phase.val_fn(models, loader, ctx)
+    finally:
+        for mod, flag in modes.items():
+            mod.training = flag
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"val_fn of phase {phase.name!r} must return a dict of metrics")
+    metrics = {str(k): float(v) for k, v in metrics.items()}
+    if phase.monitor is not None and phase.monitor not in metrics:
+        raise ValueError(f"val_fn of phase {phase.name!r} returned {sorted(metrics)}, lacks monitor {phase.monitor!r}")
+    return metrics
+
+
+def _update_best(phase, pi, epoch, global_step, metrics, models, best, ckpt_dir) -> None:
+    if phase.monitor is None:
+        return
+    value = metrics[phase.monitor]
+    if not math.isfinite(value):  # a NaN (or infinite) metric is never "best"
+        return
+    old = best.get(phase.name)
+    if old is not None:
+        better = value < old["value"] if phase.mode == "min" else value > old["value"]
+        if not better:
+            return
+    path = ckpt_dir / f"best_{phase.name}.pt"
+    save_checkpoint(
+        path,
+        {
+            "format": _CHECKPOINT_FORMAT,
+            "phase": phase.name,
+            "phase_index": pi,
+            "epochs_done": epoch + 1,
+            "global_step": global_step,
+            "monitor": phase.monitor,
+            "value": value,
+            "models": {n: m.state_dict() for n, m in models.items()},
+        },
+    )
+    best[phase.name] = {"value": value, "epoch": epoch, "path": str(path)}
