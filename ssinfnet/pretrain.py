@@ -151,12 +151,24 @@ def build_phases(cfg: PretrainConfig) -> list[Phase]:
 
 
 def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: str | Path,
-             progress: bool = True) -> tuple[dict[str, torch.nn.Module], TrainResult]:
-    """Run the whole schedule (or resume it); returns the trained models and the training result."""
+             progress: bool = True, on_phase_end=None) -> tuple[dict[str, torch.nn.Module], TrainResult]:
+    """Run the whole schedule (or resume it); returns the trained models and the training result.
+
+    ``on_phase_end(name, models)``, when given, is called before the first phase (name ``"init"``)
+    and after every phase, e.g. to record the coach's masks as training goes. The schedule is then
+    run as growing prefixes of the phase list over the same run folder; each call resumes where the
+    previous one stopped, so the result equals a single uninterrupted run.
+    """
     torch.manual_seed(seed)  # model initialisation is part of the seeded run
     models = build_models(cfg)
-    result = train(build_phases(cfg), models, loader, device=device, seed=seed, run_dir=run_dir,
-                   progress=progress)
+    phases = build_phases(cfg)
+    if on_phase_end is None:
+        result = train(phases, models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress)
+        return models, result
+    on_phase_end("init", models)
+    for k in range(1, len(phases) + 1):
+        result = train(phases[:k], models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress)
+        on_phase_end(phases[k - 1].name, models)
     return models, result
 
 

@@ -1,0 +1,532 @@
+"""Univariate mediation analysis (x -> m -> y) with a vectorised bootstrap, as in SSInfNet.
+
+For one exposure ``x`` (age, male, number of underlying diseases) and each candidate mediator ``m``
+(a patient-level radiomic feature) SSInfNet (Fung et al. 2021) fits three regressions (Baron & Kenny):
+
+* (1) ``y ~ x``        slope ``beta11``
+* (2) ``m ~ x``        slope ``beta21`` (always linear least squares)
+* (3) ``y ~ x + m``    slopes ``beta31`` (x) and ``beta32`` (m)
+
+with optional covariates added to every regression. ``y`` is the binary severity, fitted by logistic
+regression (``outcome="logistic"``; slopes on the log-odds scale, Wald z p-values) or by least squares
+(``outcome="linear"``; t p-values), the two giving statsmodels' ``Logit`` / ``OLS`` results. The indirect
+effect is ``beta21 * beta32`` (the product of coefficients; with a logistic outcome it mixes the
+mediator's scale and the log-odds scale, as the paper does).
+
+Inference on the indirect effect: a percentile bootstrap over rows (``n_boot`` resamples drawn with a
+seeded ``numpy.random.Generator``), with the bootstrap p-value
+``p = min(1, 2 * min((1 + #{theta* <= 0}) / (B + 1), (1 + #{theta* >= 0}) / (B + 1)))``, i.e. twice the
+smaller tail of the bootstrap distribution beyond zero, so ``p < alpha`` agrees with the
+``1 - alpha`` percentile interval excluding zero.
+
+Multiple testing: within one call (one ``x``), each of ``p11, p21, p31, p32, p_indirect`` is adjusted
+separately across the mediators with Benjamini-Hochberg (columns ``*_adj``). The paper rule calls a
+mediator significant when ``p11_adj, p21_adj, p32_adj`` are all ``< alpha`` (``p_adj`` is their maximum)
+and ``|beta11| > |beta31|``. Rows with a missing x, m, y or covariate are dropped per test
+(``n_dropped``), never imputed. The bootstrap p-value cannot fall below ``2 / (B + 1)``, so after BH over
+k mediators the ``"bootstrap"`` rule needs roughly ``B > 2 k / alpha`` resamples to call anything.
+
+Speed: a resample is the original rows weighted by their draw counts, so all B fits of one regression
+are a few stacked matrix products (least squares) or a few stacked Newton steps (logistic, started from
+the full-data estimate); 1000 resamples of 1,500 rows take ~0.05 s (linear) to ~0.3 s (logistic) per
+mediator on one CPU core.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+OUTCOMES = ("linear", "logistic")
+ADJUST = ("bh", "bonferroni", "none")
+RULES = ("paper", "bootstrap")
+KEEP_RULES = ("larger_indirect", "smaller_p", "first")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# regressions
+def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre and scale the non-intercept columns (column 0 is the intercept); slopes are scale-free."""
+    mean = X[:, 1:].mean(0)
+    sd = X[:, 1:].std(0)
+    if np.any(sd == 0):
+        raise np.linalg.LinAlgError("a regressor is constant")
+    Xs = X.copy()
+    Xs[:, 1:] = (X[:, 1:] - mean) / sd
+    return Xs, mean, sd
+
+
+def _unscale(beta_s: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Coefficients of the original columns from those of the standardised ones; ``beta_s`` (..., p)."""
+    slopes = beta_s[..., 1:] / sd
+    intercept = beta_s[..., :1] - (slopes * mean).sum(-1, keepdims=True)
+    return np.concatenate([intercept, slopes], -1)
+
+
+def ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares with t-test p-values.
+
+    Parameters
+    ----------
+    X : ndarray (n, p), first column the intercept (ones)
+    y : ndarray (n,)
+
+    Returns
+    -------
+    beta, se, p : ndarray (p,) each; p two-sided from t with n - p degrees of freedom.
+    """
+    n, p = X.shape
+    if n <= p:
+        raise np.linalg.LinAlgError(f"{n} rows for {p} coefficients")
+    Xs, mean, sd = _standardise(X)
+    xtx_inv = np.linalg.inv(Xs.T @ Xs)
+    beta_s = xtx_inv @ Xs.T @ y
+    resid = y - Xs @ beta_s
+    sigma2 = resid @ resid / (n - p)
+    se_s = np.sqrt(sigma2 * np.diag(xtx_inv))
+    beta = _unscale(beta_s, mean, sd)
+    se = np.concatenate([[np.nan], se_s[1:] / sd])  # the intercept's se is not used here
+    t = beta_s / se_s
+    return beta, se, 2 * stats.t.sf(np.abs(t), n - p)
+
+
+def logit(X: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
+    """Maximum-likelihood logistic regression (Newton-Raphson) with Wald z p-values.
+
+    Parameters
+    ----------
+    X : ndarray (n, p), first column the intercept
+    y : ndarray (n,) of 0/1
+
+    Returns
+    -------
+    beta, se, p : ndarray (p,) each (intercept se is NaN).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        No convergence within ``max_iter`` steps (e.g. perfect separation).
+    """
+    Xs, mean, sd = _standardise(X)
+    b = np.zeros(X.shape[1])
+    for _ in range(max_iter):
+        mu = 1.0 / (1.0 + np.exp(-(Xs @ b)))
+        H = (Xs * (mu * (1 - mu))[:, None]).T @ Xs
+        step = np.linalg.solve(H, Xs.T @ (y - mu))
+        b = b + step
+        if not np.all(np.isfinite(b)):
+            break
+        if np.max(np.abs(step)) < tol:
+            break
+    else:
+        raise np.linalg.LinAlgError("logistic regression did not converge (separation?)")
+    if not np.all(np.isfinite(b)) or np.max(np.abs(b[1:])) > 30:  # |slope| > 30 SD^-1: separated data
+        raise np.linalg.LinAlgError("logistic regression did not converge (separation?)")
+    mu = 1.0 / (1.0 + np.exp(-(Xs @ b)))
+    cov = np.linalg.inv((Xs * (mu * (1 - mu))[:, None]).T @ Xs)
+    se_s = np.sqrt(np.diag(cov))
+    beta = _unscale(b, mean, sd)
+    se = np.concatenate([[np.nan], se_s[1:] / sd])
+    return beta, se, 2 * stats.norm.sf(np.abs(b / se_s))
+
+
+def _outer_rows(Xs: np.ndarray) -> np.ndarray:
+    """(n, p*p) row-wise outer products, so weighted Gram matrices become one matrix product."""
+    n, p = Xs.shape
+    return (Xs[:, :, None] * Xs[:, None, :]).reshape(n, p * p)
+
+
+def _solve_many(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve A[i] x[i] = b[i] for a stack (k, p, p), (k, p); NaN rows where A[i] is singular or non-finite."""
+    out = np.full(b.shape, np.nan)
+    fine = np.all(np.isfinite(A), axis=(1, 2)) & np.all(np.isfinite(b), axis=1)
+    try:
+        out[fine] = np.linalg.solve(A[fine], b[fine][..., None])[..., 0]
+    except np.linalg.LinAlgError:  # rare (degenerate resample): fall back to one system at a time
+        for i in np.flatnonzero(fine):
+            try:
+                out[i] = np.linalg.solve(A[i], b[i])
+            except np.linalg.LinAlgError:
+                pass
+    return out
+
+
+def batched_ols(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least squares for many weight vectors at once.
+
+    A bootstrap resample is the original rows weighted by how often each was drawn, so ``w`` (B, n) of
+    counts gives the B resample fits without copying rows. Returns coefficients (B, p) in X's units;
+    NaN for a resample whose Gram matrix is singular.
+    """
+    Xs, mean, sd = _standardise(X)
+    n, p = Xs.shape
+    G = (w @ _outer_rows(Xs)).reshape(-1, p, p)
+    r = w @ (Xs * y[:, None])
+    return _unscale(_solve_many(G, r), mean, sd)
+
+
+def batched_logit(X: np.ndarray, y: np.ndarray, w: np.ndarray, max_iter: int = 50, tol: float = 1e-6,
+                  start: np.ndarray | None = None) -> np.ndarray:
+    """Weighted logistic regressions for many weight vectors (B, n) at once; (B, p), NaN if not converged.
+
+    ``start`` (p,), in X's units, is the Newton starting point of every fit (the full-data estimate saves
+    iterations); zeros by default.
+    """
+    Xs, mean, sd = _standardise(X)
+    n, p = Xs.shape
+    B = w.shape[0]
+    XX = _outer_rows(Xs)
+    b = np.zeros((B, p))
+    if start is not None:
+        b[:] = np.concatenate([[start[0] + np.sum(start[1:] * mean)], start[1:] * sd])
+    active = np.ones(B, bool)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        eta = b[idx] @ Xs.T
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        wa = w[idx]
+        H = ((wa * mu * (1 - mu)) @ XX).reshape(-1, p, p)
+        g = (wa * (y - mu)) @ Xs
+        step = _solve_many(H, g)
+        b[idx] += step
+        done = np.all(np.abs(step) < tol, axis=1) | ~np.all(np.isfinite(b[idx]), axis=1)
+        active[idx[done]] = False
+    bad = active | ~np.all(np.isfinite(b), axis=1) | (np.max(np.abs(b[:, 1:]), axis=1) > 30)
+    b[bad] = np.nan
+    return _unscale(b, mean, sd)
+
+
+def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n) float counts of each row in n_boot resamples of n rows drawn with replacement."""
+    idx = rng.integers(0, n, size=(n_boot, n))
+    flat = (idx + n * np.arange(n_boot)[:, None]).ravel()
+    return np.bincount(flat, minlength=n * n_boot).reshape(n_boot, n).astype(float)
+
+
+def bootstrap_pvalue(theta: np.ndarray) -> float:
+    """Two-sided percentile-bootstrap p-value of H0: theta = 0 (see the module docstring); NaN if empty."""
+    theta = theta[np.isfinite(theta)]
+    B = theta.size
+    if B == 0:
+        return np.nan
+    lo = (1 + np.sum(theta <= 0)) / (B + 1)
+    hi = (1 + np.sum(theta >= 0)) / (B + 1)
+    return float(min(1.0, 2 * min(lo, hi)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# multiple testing
+def adjust_pvalues(p: Sequence[float], method: str = "bh") -> np.ndarray:
+    """Adjust p-values for multiple testing; NaN entries stay NaN and do not count as tests.
+
+    Parameters
+    ----------
+    p : array-like of float in [0, 1] (or NaN)
+    method : {"bh", "bonferroni", "none"}
+        ``"bh"``: Benjamini-Hochberg step-up, ``p_(i) * m / i`` made monotone from the top, capped at 1.
+
+    Returns
+    -------
+    ndarray of the same length.
+    """
+    if method not in ADJUST:
+        raise ValueError(f"adjust must be one of {ADJUST}, got {method!r}")
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    q = p[ok]
+    if np.any((q < 0) | (q > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    m = q.size
+    if m == 0 or method == "none":
+        out[ok] = q
+        return out
+    if method == "bonferroni":
+        out[ok] = np.minimum(1.0, q * m)
+        return out
+    order = np.argsort(q)
+    scaled = q[order] * m / np.arange(1, m + 1)
+    scaled = np.minimum.accumulate(scaled[::-1])[::-1]
+    adj = np.empty(m)
+    adj[order] = np.minimum(1.0, scaled)
+    out[ok] = adj
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# univariate mediation
+RESULT_COLUMNS = [
+    "mediator", "x", "y", "n", "n_dropped", "beta11", "beta21", "beta31", "beta32", "p11", "p21", "p31", "p32",
+    "indirect", "ci_low", "ci_high", "p_indirect", "n_boot_ok", "p11_adj", "p21_adj", "p31_adj", "p32_adj",
+    "p_indirect_adj", "p_adj", "significant", "note",
+]
+
+
+def _check_columns(df: pd.DataFrame, names: Sequence[str], arg: str) -> None:
+    missing = [c for c in names if c not in df.columns]
+    if missing:
+        raise ValueError(f"{arg}: column(s) {missing} not in the table")
+    for c in names:
+        if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
+            raise ValueError(f"{arg}: column {c!r} must be numeric (encode categories as 0/1), got {df[c].dtype}")
+
+
+def _mediator_rng(seed: int, mediator: str) -> np.random.Generator:
+    # seeded per mediator name: a mediator's interval does not depend on which others are in the call
+    return np.random.default_rng([int(seed), zlib.crc32(str(mediator).encode())])
+
+
+def _one_mediator(df, x, m, y, covariates, n_boot, seed, outcome, alpha) -> dict:
+    cols = [x, m, y, *covariates]
+    sub = df[cols].astype(float)
+    keep = sub.notna().all(axis=1).to_numpy()
+    sub = sub[keep]
+    row = {"mediator": m, "x": x, "y": y, "n": int(keep.sum()), "n_dropped": int((~keep).sum()), "note": ""}
+    nan_keys = ["beta11", "beta21", "beta31", "beta32", "p11", "p21", "p31", "p32", "indirect",
+                "ci_low", "ci_high", "p_indirect"]
+    row.update(dict.fromkeys(nan_keys, np.nan))
+    row["n_boot_ok"] = 0
+    ones = np.ones((len(sub), 1))
+    xv, mv, yv = (sub[c].to_numpy() for c in (x, m, y))
+    C = sub[list(covariates)].to_numpy().reshape(len(sub), -1)
+    X1 = np.hstack([ones, xv[:, None], C])
+    X3 = np.hstack([ones, xv[:, None], mv[:, None], C])
+    fit_y = logit if outcome == "logistic" else ols
+    try:
+        b1, _, p1 = fit_y(X1, yv)
+        b2, _, p2 = ols(X1, mv)
+        b3, _, p3 = fit_y(X3, yv)
+    except np.linalg.LinAlgError as err:
+        row["note"] = f"fit failed: {err}"
+        return row
+    row.update(beta11=b1[1], p11=p1[1], beta21=b2[1], p21=p2[1], beta31=b3[1], p31=p3[1], beta32=b3[2], p32=p3[2])
+    row["indirect"] = b2[1] * b3[2]
+    if n_boot > 0:
+        w = bootstrap_weights(len(sub), n_boot, _mediator_rng(seed, m))
+        a = batched_ols(X1, mv, w)[:, 1]
+        if outcome == "logistic":
+            bb = batched_logit(X3, yv, w, start=b3)[:, 2]
+        else:
+            bb = batched_ols(X3, yv, w)[:, 2]
+        theta = a * bb
+        ok = np.isfinite(theta)
+        row["n_boot_ok"] = int(ok.sum())
+        if ok.any():
+            row["ci_low"], row["ci_high"] = np.quantile(theta[ok], [alpha / 2, 1 - alpha / 2])
+            row["p_indirect"] = bootstrap_pvalue(theta)
+        if not ok.all():
+            row["note"] = f"{int((~ok).sum())} bootstrap fits failed"
+    return row
+
+
+def univariate_mediation(
+    df: pd.DataFrame,
+    x: str,
+    mediators: Sequence[str],
+    y: str,
+    covariates: Sequence[str] = (),
+    n_boot: int = 1000,
+    seed: int = 0,
+    outcome: str = "logistic",
+    alpha: float = 0.05,
+    adjust: str = "bh",
+    rule: str = "paper",
+) -> pd.DataFrame:
+    """Three-regression mediation test of each mediator of ``x`` on ``y`` (module docstring for details).
+
+    Parameters
+    ----------
+    df : DataFrame with numeric columns x, mediators, y, covariates (one row per patient)
+    x : str
+        Exposure column (e.g. ``"age"`` in years, ``"male"`` 0/1, ``"n_diseases"`` count).
+    mediators : sequence of str
+        Candidate mediator columns, tested one at a time.
+    y : str
+        Outcome column; 0/1 when ``outcome="logistic"``.
+    covariates : sequence of str, default=()
+        Added to all three regressions.
+    n_boot : int, default=1000
+        Bootstrap resamples for the indirect effect's interval (0: no bootstrap).
+    seed : int, default=0
+        Seed of the per-mediator ``numpy.random.Generator``.
+    outcome : {"logistic", "linear"}, default="logistic"
+    alpha : float in (0, 1), default=0.05
+        Level of the tests and of the ``1 - alpha`` percentile interval.
+    adjust : {"bh", "bonferroni", "none"}, default="bh"
+        Adjustment of each p-value column across the mediators of this call.
+    rule : {"paper", "bootstrap"}, default="paper"
+        ``"paper"``: ``p_adj = max(p11_adj, p21_adj, p32_adj) < alpha`` and ``|beta11| > |beta31|``;
+        ``"bootstrap"``: ``p_adj = p_indirect_adj < alpha``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per mediator with ``RESULT_COLUMNS``; ``note`` explains NaN results (failed fits).
+    """
+    if not isinstance(x, str):
+        raise ValueError(f"x must be one column name, got {x!r}")
+    mediators = [mediators] if isinstance(mediators, str) else list(mediators)
+    covariates = list(covariates)
+    if not mediators:
+        raise ValueError("mediators must name at least one column")
+    if len(set(mediators)) != len(mediators):
+        raise ValueError("mediators contains duplicates")
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if adjust not in ADJUST:
+        raise ValueError(f"adjust must be one of {ADJUST}, got {adjust!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if int(n_boot) < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    if x in mediators or y in mediators or x == y:
+        raise ValueError("x, y and mediators must be different columns")
+    _check_columns(df, [x], "x")
+    _check_columns(df, [y], "y")
+    _check_columns(df, mediators, "mediators")
+    _check_columns(df, covariates, "covariates")
+    if outcome == "logistic":
+        values = pd.unique(df[y].dropna())
+        if not set(np.asarray(values, float)) <= {0.0, 1.0}:
+            raise ValueError(f"y: outcome='logistic' needs a 0/1 column, {y!r} has values {sorted(values)[:10]}")
+    rows = [_one_mediator(df, x, m, y, covariates, int(n_boot), seed, outcome, alpha) for m in mediators]
+    res = pd.DataFrame(rows)
+    for col in ("p11", "p21", "p31", "p32", "p_indirect"):
+        res[f"{col}_adj"] = adjust_pvalues(res[col].to_numpy(), adjust)
+    if rule == "paper":
+        res["p_adj"] = res[["p11_adj", "p21_adj", "p32_adj"]].max(axis=1, skipna=False)
+        res["significant"] = (res["p_adj"] < alpha) & (res["beta11"].abs() > res["beta31"].abs())
+    else:
+        res["p_adj"] = res["p_indirect_adj"]
+        res["significant"] = res["p_adj"] < alpha
+    res["significant"] = res["significant"].fillna(False).astype(bool)
+    res.attrs.update(outcome=outcome, rule=rule, adjust=adjust, alpha=alpha, n_boot=int(n_boot), seed=seed)
+    return res[RESULT_COLUMNS]
+
+
+class Mediation:
+    """scikit-learn-style wrapper of :func:`univariate_mediation`.
+
+    ``__init__`` stores the settings, :meth:`fit` runs the tests on a table and sets ``results_``
+    (DataFrame), ``indirect_effect_`` (Series by mediator) and ``significant_`` (list of mediators).
+
+    Examples
+    --------
+    >>> med = Mediation("age", ["glcm_Contrast"], "severity_binary", n_boot=200).fit(table)  # doctest: +SKIP
+    >>> med.summary()  # doctest: +SKIP
+    """
+
+    def __init__(self, x: str, mediators: Sequence[str], y: str, covariates: Sequence[str] = (),
+                 n_boot: int = 1000, seed: int = 0, outcome: str = "logistic", alpha: float = 0.05,
+                 adjust: str = "bh", rule: str = "paper"):
+        self.x = x
+        self.mediators = mediators
+        self.y = y
+        self.covariates = covariates
+        self.n_boot = n_boot
+        self.seed = seed
+        self.outcome = outcome
+        self.alpha = alpha
+        self.adjust = adjust
+        self.rule = rule
+
+    def fit(self, df: pd.DataFrame) -> Mediation:
+        """Run the mediation tests on ``df``; returns self."""
+        self.results_ = univariate_mediation(
+            df, self.x, self.mediators, self.y, covariates=self.covariates, n_boot=self.n_boot, seed=self.seed,
+            outcome=self.outcome, alpha=self.alpha, adjust=self.adjust, rule=self.rule)
+        self.indirect_effect_ = self.results_.set_index("mediator")["indirect"]
+        self.significant_ = self.results_.loc[self.results_["significant"], "mediator"].tolist()
+        return self
+
+    def summary(self) -> pd.DataFrame:
+        """Key columns, significant mediators first, then by decreasing |indirect effect|."""
+        if not hasattr(self, "results_"):
+            raise RuntimeError("Mediation is not fitted yet: call fit(df) first")
+        cols = ["mediator", "n", "beta11", "beta21", "beta31", "beta32", "indirect", "ci_low", "ci_high",
+                "p_indirect", "p_adj", "significant"]
+        out = self.results_[cols].copy()
+        out["_abs"] = out["indirect"].abs()
+        out = out.sort_values(["significant", "_abs"], ascending=[False, False]).drop(columns="_abs")
+        return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# correlation filter
+def correlation_filter(
+    df: pd.DataFrame,
+    mediators: Sequence[str],
+    threshold: float = 0.8,
+    keep: str | Callable[[str, str], str] = "larger_indirect",
+    scores: Mapping[str, float] | pd.Series | None = None,
+    method: str = "pearson",
+) -> tuple[list[str], pd.DataFrame]:
+    """Drop one mediator of every pair with ``|r| > threshold``, greedily by priority.
+
+    Mediators are visited in priority order; each is kept unless it correlates above the threshold with
+    one already kept, in which case it is dropped and the pair recorded.
+
+    Parameters
+    ----------
+    df : DataFrame holding the mediator columns (pairwise-complete correlations)
+    mediators : sequence of str
+    threshold : float in (0, 1], default=0.8
+    keep : {"larger_indirect", "smaller_p", "first"} or callable, default="larger_indirect"
+        Priority: larger ``|scores|`` (indirect effects), smaller ``scores`` (p-values), or the order of
+        ``mediators``. A callable ``keep(a, b) -> a or b`` is applied pairwise to sort the mediators.
+    scores : mapping or Series mediator -> float, needed by the two score rules
+    method : {"pearson", "spearman"}, default="pearson"
+
+    Returns
+    -------
+    kept : list of str, in priority order
+    dropped_pairs : DataFrame with columns ``dropped``, ``kept``, ``r`` (one row per dropped mediator,
+        paired with the first kept mediator above the threshold)
+    """
+    import functools
+
+    mediators = list(mediators)
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
+    _check_columns(df, mediators, "mediators")
+    if callable(keep):
+        def cmp(a, b):
+            winner = keep(a, b)
+            if winner not in (a, b):
+                raise ValueError(f"keep({a!r}, {b!r}) must return one of its arguments, got {winner!r}")
+            return -1 if winner == a else 1
+        order = sorted(mediators, key=functools.cmp_to_key(cmp))
+    elif keep == "first":
+        order = mediators
+    elif keep in ("larger_indirect", "smaller_p"):
+        if scores is None:
+            raise ValueError(f"scores is required for keep={keep!r}")
+        s = pd.Series(scores, dtype=float)
+        absent = [m for m in mediators if m not in s.index]
+        if absent:
+            raise ValueError(f"scores lacks mediators {absent}")
+        s = s[mediators]
+        key = -s.abs() if keep == "larger_indirect" else s
+        # NaN scores go last; ties keep the input order (stable sort)
+        order = list(key.fillna(np.inf).sort_values(kind="stable").index)
+    else:
+        raise ValueError(f"keep must be one of {KEEP_RULES} or a callable, got {keep!r}")
+    corr = df[mediators].corr(method=method)
+    kept, pairs = [], []
+    for m in order:
+        clash = [k for k in kept if abs(corr.loc[m, k]) > threshold]
+        if clash:
+            pairs.append({"dropped": m, "kept": clash[0], "r": float(corr.loc[m, clash[0]])})
+        else:
+            kept.append(m)
+    return kept, pd.DataFrame(pairs, columns=["dropped", "kept", "r"])

@@ -1,0 +1,213 @@
+"""Figures of the statistics chapter: forest plot, clustered correlations, SEM paths, power, coverage.
+
+Every function returns a matplotlib ``Figure`` without a title (the notebook adds the caption, which
+says whether the data are real or synthetic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+_POS, _NEG = "#b2182b", "#2166ac"
+
+
+def _check(df: pd.DataFrame, cols: Sequence[str], arg: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{arg}: missing column(s) {missing}")
+
+
+def forest_plot(
+    results: pd.DataFrame,
+    label: str = "mediator",
+    effect: str = "indirect",
+    low: str = "ci_low",
+    high: str = "ci_high",
+    group: str | None = "x",
+    significant: str | None = "significant",
+    xlabel: str = "indirect effect (beta21 x beta32)",
+) -> Figure:
+    """Forest plot: one row per result, point estimate with its interval, a line at zero.
+
+    Parameters
+    ----------
+    results : DataFrame, e.g. from :func:`ssinfnet.mediation.univariate_mediation` (several x stacked)
+    label, effect, low, high : column names
+    group : column name or None
+        Rows are grouped (and coloured) by it, e.g. the exposure ``x``.
+    significant : column name or None
+        Significant rows get filled markers, the others open ones.
+    """
+    _check(results, [label, effect, low, high] + [c for c in (group, significant) if c], "results")
+    if results.empty:
+        raise ValueError("results: no rows to plot")
+    df = results.reset_index(drop=True)
+    groups = list(dict.fromkeys(df[group])) if group else [None]
+    colours = dict(zip(groups, ["C0", "C1", "C2", "C3", "C4", "C5", "C6"] * 8))
+    fig = Figure(figsize=(6.5, 0.32 * len(df) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    ypos, labels, y = [], [], 0
+    for g in groups:
+        part = df if g is None else df[df[group] == g]
+        for r in part.itertuples(index=False):
+            rd = r._asdict()
+            sig = bool(rd[significant]) if significant else True
+            c = colours[g]
+            ax.plot([rd[low], rd[high]], [y, y], color=c, lw=1.5)
+            ax.plot(rd[effect], y, "o", color=c, mfc=c if sig else "white", ms=6)
+            ypos.append(y)
+            labels.append(str(rd[label]) if g is None else f"{rd[label]} ({g})")
+            y -= 1
+        y -= 0.5
+    ax.axvline(0.0, color="0.4", lw=0.8, ls="--")
+    ax.set_yticks(ypos, labels, fontsize=8)
+    ax.set_xlabel(xlabel)
+    return fig
+
+
+def correlation_heatmap(
+    df: pd.DataFrame, columns: Sequence[str] | None = None, method: str = "pearson", linkage: str = "average",
+) -> Figure:
+    """Clustered correlation heat map (hierarchical clustering on ``1 - |r|``, dendrogram on top).
+
+    Parameters
+    ----------
+    df : DataFrame of numeric columns (pairwise-complete correlations)
+    columns : columns to use (default: all numeric)
+    method : {"pearson", "spearman"}
+    linkage : scipy linkage method, default="average"
+    """
+    from scipy.cluster import hierarchy
+    from scipy.spatial.distance import squareform
+
+    columns = list(columns) if columns is not None else list(df.select_dtypes("number").columns)
+    _check(df, columns, "columns")
+    if len(columns) < 2:
+        raise ValueError("columns: need at least two variables")
+    corr = df[columns].corr(method=method).fillna(0.0)
+    dist = np.clip(1.0 - corr.abs().to_numpy(), 0.0, None)
+    np.fill_diagonal(dist, 0.0)
+    Z = hierarchy.linkage(squareform(dist, checks=False), method=linkage)
+    order = hierarchy.leaves_list(Z)
+    size = min(14.0, 3.0 + 0.25 * len(columns))
+    fig = Figure(figsize=(size + 1.2, size + 1.0), layout="constrained")
+    gs = fig.add_gridspec(2, 2, height_ratios=[1, 5], width_ratios=[20, 1])
+    ax_d = fig.add_subplot(gs[0, 0])
+    hierarchy.dendrogram(Z, ax=ax_d, no_labels=True, color_threshold=0, above_threshold_color="0.3")
+    ax_d.set_axis_off()
+    ax = fig.add_subplot(gs[1, 0])
+    mat = corr.to_numpy()[np.ix_(order, order)]
+    im = ax.imshow(mat, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+    names = [columns[i] for i in order]
+    fs = 8 if len(names) <= 40 else 5
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=fs)
+    ax.set_yticks(range(len(names)), names, fontsize=fs)
+    cax = fig.add_subplot(gs[1, 1])
+    fig.colorbar(im, cax=cax, label=f"{method} correlation r")
+    return fig
+
+
+def _node_layout(groups: dict) -> dict[str, tuple[float, float]]:
+    exo = list(groups["exogenous"])
+    columns = []
+    for i, x in enumerate(exo):
+        spec = list(groups["specific"].get(x, ()))
+        if i == 0:
+            columns += spec + list(groups["common"])
+        else:
+            columns += spec
+    pos = {}
+    k = max(len(columns), 1)
+    for j, m in enumerate(columns):
+        pos[m] = (1.0, 1.0 - j / max(k - 1, 1) if k > 1 else 0.5)
+    for i, x in enumerate(exo):
+        pos[x] = (0.0, 0.85 - 0.7 * i / max(len(exo) - 1, 1) if len(exo) > 1 else 0.5)
+    pos[groups["outcome"]] = (2.0, 0.5)
+    return pos
+
+
+def sem_path_diagram(result, standardized: bool = True, alpha: float = 0.05) -> Figure:
+    """Path diagram of a :class:`ssinfnet.sem.SEMResult`: exogenous left, mediators middle, outcome right.
+
+    Arrows are labelled with the (standardised) estimate; width grows with |estimate|, red positive,
+    blue negative, dashed when ``p >= alpha``. Drawn with matplotlib only (no graphviz).
+    """
+    est = result.estimates
+    col = "std_estimate" if standardized else "estimate"
+    _check(est, ["lval", "rval", col, "p"], "result.estimates")
+    pos = _node_layout(result.groups)
+    n_med = sum(1 for v in pos.values() if v[0] == 1.0)
+    fig = Figure(figsize=(8.0, max(4.0, 0.55 * n_med + 2.0)), layout="constrained")
+    ax = fig.add_subplot()
+    top = max(float(np.nanmax(np.abs(est[col]))), 1e-9)
+    for r in est.itertuples(index=False):
+        if r.lval not in pos or r.rval not in pos:
+            continue
+        (x0, y0), (x1, y1) = pos[r.rval], pos[r.lval]
+        x0, x1 = x0 + 0.12, x1 - 0.12
+        value = getattr(r, col)
+        # direct paths skip the mediator column: bend them outwards (up from the upper exogenous, down
+        # from the lower) so they do not cross the mediators; quadratic Bezier in data coordinates
+        rad = 0.0 if pos[r.lval][0] - pos[r.rval][0] < 1.5 else (0.45 if y0 >= 0.5 else -0.45)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + rad * (x1 - x0)
+        t = np.linspace(0.0, 1.0, 50)[:, None]
+        curve = (1 - t) ** 2 * np.array([x0, y0]) + 2 * t * (1 - t) * np.array([cx, cy]) + t**2 * np.array([x1, y1])
+        colour, lw = (_POS if value >= 0 else _NEG), 0.6 + 3.0 * abs(value) / top
+        style = "-" if r.p < alpha else "--"
+        ax.plot(curve[:-1, 0], curve[:-1, 1], color=colour, lw=lw, ls=style)
+        ax.annotate("", xy=tuple(curve[-1]), xytext=tuple(curve[-4]), arrowprops=dict(
+            arrowstyle="-|>", color=colour, lw=lw, shrinkA=0, shrinkB=0))
+        lx, ly = curve[25] if rad else curve[17]
+        ax.text(lx, ly, f"{value:.2f}", fontsize=7, ha="center", va="center",
+                bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
+    for name, (x, y) in pos.items():
+        ax.text(x, y, name, ha="center", va="center", fontsize=8,
+                bbox=dict(boxstyle="round,pad=0.3", fc="0.93", ec="0.3"))
+    ax.set_xlim(-0.4, 2.4)
+    ax.set_ylim(-0.45, 1.45)
+    ax.set_axis_off()
+    return fig
+
+
+def power_curve_plot(df: pd.DataFrame, label: str | None = "rule") -> Figure:
+    """Power (± 1.96 SE) against sample size, one line per value of ``label`` (e.g. the decision rule)."""
+    _check(df, ["n", "power", "se"], "df")
+    fig = Figure(figsize=(5.0, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    parts = df.groupby(label, sort=False) if label and label in df else [(None, df)]
+    for name, part in parts:
+        part = part.sort_values("n")
+        ax.errorbar(part["n"], part["power"], yerr=1.96 * part["se"], marker="o", capsize=3,
+                    label=None if name is None else str(name))
+    ax.axhline(0.8, color="0.5", lw=0.8, ls=":")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("sample size (patients)")
+    ax.set_ylabel("power (fraction of replicates)")
+    if label and label in df:
+        ax.legend(frameon=False)
+    return fig
+
+
+def coverage_plot(df: pd.DataFrame, alpha: float = 0.05) -> Figure:
+    """Intervals of every replicate of :func:`ssinfnet.simulation.coverage_study`, sorted by estimate.
+
+    Intervals missing the truth (horizontal line) are red; the legend gives the observed coverage
+    against the nominal ``1 - alpha``.
+    """
+    _check(df, ["indirect", "ci_low", "ci_high", "truth", "covered"], "df")
+    d = df.sort_values("indirect").reset_index(drop=True)
+    fig = Figure(figsize=(6.0, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    colours = np.where(d["covered"], "0.55", _POS)
+    ax.vlines(np.arange(len(d)), d["ci_low"], d["ci_high"], colors=colours, lw=1.0)
+    ax.plot(np.arange(len(d)), d["indirect"], ".", color="k", ms=3)
+    ax.axhline(float(d["truth"].iloc[0]), color=_NEG, lw=1.2,
+               label=f"truth; coverage {d['covered'].mean():.2f} (nominal {1 - alpha:.2f})")
+    ax.set_xlabel("replicate (sorted by estimate)")
+    ax.set_ylabel("indirect effect")
+    ax.legend(frameon=False, loc="upper left")
+    return fig
