@@ -196,3 +196,88 @@ def inpaint_examples(inpainter: torch.nn.Module, x: torch.Tensor, mask: torch.Te
     # Visible pixels are known: the reconstruction is pasted into the erased region only.
     return {"input": x, "mask": mask, "masked": x * mask, "reconstruction": rec,
             "composite": mask * x + (1 - mask) * rec, "target": x}
+
+
+# ----------------------------------------------------------------------------- stage helpers for the book
+
+def config_from_profile(profile, with_prior: bool = False, network: str | None = None) -> PretrainConfig:
+    """The :class:`PretrainConfig` of a :class:`ssinfnet.profiles.Profile` (epochs, sizes, network)."""
+    net = network or ("infnet_multi" if with_prior else "infnet")
+    return PretrainConfig(network=net, model_kwargs=profile.infnet_kwargs(), with_prior=with_prior,
+                          keep=profile.keep_fraction, patch=max(4, profile.image_size // 16),
+                          inpainter_epochs=profile.pretrain_inpainter_epochs,
+                          coach_epochs=profile.pretrain_coach_epochs,
+                          alternations=profile.pretrain_alternations,
+                          alternate_epochs=profile.pretrain_alternate_epochs,
+                          max_steps_per_epoch=profile.max_steps_per_epoch)
+
+
+def strip_labels(samples):
+    """Copies of samples without any label (the pretraining stage must never see one)."""
+    from dataclasses import replace
+
+    return [replace(s, infection=None, classes=None, edge=None, prior=None, pseudo_label=None) for s in samples]
+
+
+class MaskRecorder:
+    """``on_phase_end`` callback of :func:`pretrain`: the coach's masks (alpha = ``alpha``) on a fixed
+    batch ``x`` (B, C, H, W) after each phase, kept in ``masks`` (phase name -> (B, 1, H, W) tensor)."""
+
+    def __init__(self, x: torch.Tensor, alpha: float = 100.0):
+        self.x, self.alpha = x, alpha
+        self.masks: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, models) -> None:
+        coach = models["coach"]
+        device = next(coach.parameters()).device
+        self.masks[name] = coach_masks(coach, self.x.to(device), self.alpha).cpu()
+
+
+@torch.no_grad()
+def erased_fraction(coach: torch.nn.Module, x: torch.Tensor, keeps, alpha: float = 100.0):
+    """Mean and s.d. over images of the erased fraction (1 - mean mask) for each keep fraction.
+
+    Returns a DataFrame with columns keep, target (1 - keep), erased_mean, erased_sd.
+    """
+    import pandas as pd
+
+    was = coach.training
+    coach.eval()
+    rows = []
+    try:
+        for k in keeps:
+            m = coach(x, alpha=alpha, keep=float(k))
+            erased = 1.0 - m.mean(dim=(1, 2, 3))
+            rows.append({"keep": float(k), "target": 1.0 - float(k), "erased_mean": float(erased.mean()),
+                         "erased_sd": float(erased.std()) if len(erased) > 1 else 0.0})
+    finally:
+        coach.train(was)
+    return pd.DataFrame(rows)
+
+
+def save_pretrained(models, cfg: PretrainConfig, folder: str | Path, image_size: int) -> dict[str, Path]:
+    """Export the inpainter and the coach (:func:`ssinfnet.predict.export_model`) into ``folder``."""
+    from .predict import export_model
+
+    folder = Path(folder)
+    kwargs = dict(cfg.model_kwargs, in_chans=cfg.in_chans, head="inpaint")
+    inp = export_model(folder / "inpainter.pt", models["inpainter"], cfg.network, kwargs, image_size,
+                       extra={"pretrain_config": cfg.to_dict()})
+    coach = export_model(folder / "coach.pt", models["coach"], "coach",
+                         {"in_chans": cfg.in_chans, "width": cfg.coach_width, "keep": cfg.keep,
+                          "variational": cfg.variational}, image_size)
+    return {"inpainter": inp, "coach": coach}
+
+
+def pretraining_pool(data_root, profile, seed: int = 0):
+    """The unlabelled pool plus the labelled training images *without their labels*, as the paper
+    pretrains: (samples, counts dict). ``profile.unlabelled_limit`` caps the pool (None: all)."""
+    from .data.catalog import load_samples
+
+    n = profile.synthetic_counts
+    pool = load_samples(data_root, "unlabelled", synthetic_n=n["unlabelled"], synthetic_size=profile.synthetic_size,
+                        limit=profile.unlabelled_limit, seed=seed)
+    train = load_samples(data_root, "train", synthetic_n=n["train"], synthetic_size=profile.synthetic_size, seed=seed)
+    samples = strip_labels(pool + train)
+    return samples, {"unlabelled pool": len(pool), "labelled training images (labels removed)": len(train),
+                     "total": len(samples)}

@@ -20,6 +20,8 @@ class Profile:
     image_size: int                 # training/inference side in pixels
     backbone: str                   # timm name of the InfNet encoder
     batch_size: int
+    # extra InfNet constructor arguments (narrow encoder and decoder for the CPU profiles)
+    model_kwargs: dict = field(default_factory=dict)
     # synthetic embedded default (ignored on real data)
     synthetic_size: int = 128
     synthetic_counts: dict = field(default_factory=lambda: {"train": 24, "test": 12, "unlabelled": 48})
@@ -53,12 +55,20 @@ class Profile:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def infnet_kwargs(self) -> dict:
+        """Constructor arguments of the InfNet family for this profile (backbone included)."""
+        return {"backbone": self.backbone, **self.model_kwargs}
+
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(name="smoke", image_size=64, backbone="resnet18", batch_size=4, synthetic_size=96,
+                     model_kwargs={"backbone_kwargs": {"channels": (8, 16, 32, 64)},
+                                   "channels": 8, "edge_channels": 16, "ra_widths": (32, 16, 16)},
                      synthetic_counts={"train": 12, "test": 6, "unlabelled": 16}, unlabelled_limit=32,
                      max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2),
-    "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8,
+    "cpu": Profile(name="cpu", image_size=128, backbone="resnet18", batch_size=8,
+                   model_kwargs={"backbone_kwargs": {"channels": (32, 64, 128, 256)},
+                                 "channels": 16, "edge_channels": 32, "ra_widths": (64, 32, 32)},
                    pretrain_inpainter_epochs=6, pretrain_coach_epochs=2, pretrain_alternations=2,
                    pretrain_alternate_epochs=2, finetune_epochs=40, multi_epochs=40, n_boot=1000,
                    simulation_replicates=200),
