@@ -185,7 +185,7 @@ def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: Loade
 
     Returns the CSV path. ``output`` must not be the input folder (inputs are never overwritten).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: they render in the stored notebook outputs of the book
 
     inputs, output = Path(inputs), Path(output)
     files = list_inputs(inputs)

@@ -224,7 +224,7 @@ def extract_table(
         then one float column per feature (NaN where ``reason`` is set). ``df.attrs["cache_hits"]`` counts hits.
     """
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: they render in the stored notebook outputs of the book
 
     if int(min_mask_pixels) < 1:
         raise ValueError(f"min_mask_pixels must be >= 1, got {min_mask_pixels}")

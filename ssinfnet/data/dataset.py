@@ -8,7 +8,7 @@ key             shape, dtype            values
 ==============  ======================  ===============================================
 image           (1, S, S) float32       normalised grey, [-1, 1]
 infection       (1, S, S) float32       0 / 1 (absent for unlabelled samples)
-edge            (1, S, S) float32       0 / 1 (zeros when the source has no edge map)
+edge            (1, S, S) float32       0 / 1 (infection boundary when the source has none)
 classes         (S, S) int64            0 / 1 / 2
 prior           (1, S, S) float32       normalised like the image, [-1, 1]
 index           int64                   position of the sample in the list

@@ -62,7 +62,7 @@ REQUIRED_COLUMNS = ("Age", "Gender", "Underlying diseases", "Morbidity outcome")
 
 def parse_diseases(text) -> list[str]:
     """Normalised, de-duplicated disease names from one free-text cell (NaN or "No ..." -> [])."""
-    if text is None or (isinstance(text, float) and np.isnan(text)):
+    if text is None or (np.ndim(text) == 0 and pd.isna(text)):  # None, NaN, pd.NA
         return []
     items = []
     for raw in re.split(r"[,;]", str(text)):
@@ -129,7 +129,7 @@ def load_clinical(root: Path | str) -> pd.DataFrame:
     path = clinical_path(root)
     try:
         raw = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise DataError(f"{path}: unreadable CSV ({exc})") from exc
     return clinical_from_frame(raw, str(path))
 
@@ -188,7 +188,7 @@ def synthetic_clinical(n: int = 400, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({
         "patient_id": np.arange(1, n + 1), "age": age.astype(float),
         "gender": np.where(male == 1, "Male", "Female"), "male": male, "n_diseases": n_dis,
-        "diseases": ["; ".join(["synthetic disease"] * k) for k in n_dis], "morbidity": level,
+        "diseases": ["; ".join(f"synthetic disease {j + 1}" for j in range(k)) for k in n_dis], "morbidity": level,
         "severity_binary": sev, "severity_score": pd.Series(level).map(SEVERITY_SCORE).astype(float).to_numpy(),
         "mortality": "Unknown",
     })

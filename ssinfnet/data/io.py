@@ -45,6 +45,8 @@ def to_uint8_grey(arr: np.ndarray, path: Path | str = "") -> np.ndarray:
             else np.asarray(Image.fromarray(a.astype(np.uint8)).convert("L"))
     if a.ndim != 2:
         raise DataError(f"{path}: expected a 2-D grey image, got shape {a.shape}")
+    if a.dtype.kind == "i" and a.size and a.min() < 0:
+        raise DataError(f"{path}: negative integer grey values (min {a.min()})")
     if a.dtype == np.uint8:
         return np.array(a)  # a writable copy (PIL hands out read-only buffers)
     if a.dtype == bool:
@@ -59,8 +61,13 @@ def to_uint8_grey(arr: np.ndarray, path: Path | str = "") -> np.ndarray:
 
 
 def read_image(path: Path | str) -> np.ndarray:
-    """Read an image file as a (H, W) uint8 grey array (L, RGB, RGBA, I;16 and 1-bit accepted)."""
+    """Read an image file as a (H, W) uint8 grey array (L, RGB, RGBA, I;16 and 1-bit accepted).
+
+    Float images (mode F) must hold finite values in [0, 1]; NaN/Inf or other ranges raise.
+    """
     img = _open(Path(path))
+    if img.mode == "F":  # PIL's own conversion would clip NaN and fractions to 0 without a word
+        return to_uint8_grey(np.asarray(img), path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img).astype(np.int64)
         if arr.min() < 0 or arr.max() > 65535:

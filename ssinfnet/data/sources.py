@@ -169,7 +169,7 @@ def safe_extract(archive: Path, dest: Path, prefix: str = "") -> list[Path]:
     archive = Path(archive)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            members = [(i.filename, i.is_dir(), None) for i in zf.infolist()]
+            members = [(i.filename, i.is_dir(), _zip_link(zf, i)) for i in zf.infolist()]
             _check_members(members, archive)
             plan = _plan(members, prefix)
             for name, rel in plan:
@@ -195,6 +195,13 @@ def safe_extract(archive: Path, dest: Path, prefix: str = "") -> list[Path]:
                     shutil.copyfileobj(src, out)
         return [dest / rel for _, rel in plan]
     raise DataError(f"{archive}: not a zip or tar archive")
+
+
+def _zip_link(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+    """The target of a symlink member (Unix mode S_IFLNK in the high bits of external_attr), else None."""
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        return zf.read(info).decode("utf-8", "replace")
+    return None
 
 
 def _unsafe(name: str) -> bool:

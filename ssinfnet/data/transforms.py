@@ -29,8 +29,10 @@ class GreyCutout(v2.Transform):
     """The paper's augmentation: erase one random square of the image to mid grey.
 
     The square's side is ``fraction`` x the shorter image side (the paper's cutout 0.4 / 0.5); it is
-    applied with probability ``p``. Only :class:`tv_tensors.Image` inputs change: masks, edges and the
-    prior keep their labels (the lesion is still there, only hidden).
+    applied with probability ``p``. Only the first :class:`tv_tensors.Image` of the inputs (the CT
+    image; pass it first, as :class:`~ssinfnet.data.dataset.SliceDataset` does) changes: masks, edges
+    and the prior (also an Image, for its interpolation) keep their values (the lesion is still
+    there, only hidden).
     """
 
     def __init__(self, fraction: float, p: float = 0.5, value: float = 0.5):
@@ -40,15 +42,16 @@ class GreyCutout(v2.Transform):
         self.fraction, self.p, self.value = fraction, p, value
 
     def make_params(self, flat_inputs):
-        h, w = v2.functional.get_size(next(i for i in flat_inputs if isinstance(i, tv_tensors.Image)))
+        image = next(i for i in flat_inputs if isinstance(i, tv_tensors.Image))
+        h, w = v2.functional.get_size(image)
         side = int(round(self.fraction * min(h, w)))
         apply = bool(torch.rand(()) < self.p) and side > 0
         top = int(torch.randint(0, max(1, h - side + 1), ()))
         left = int(torch.randint(0, max(1, w - side + 1), ()))
-        return {"apply": apply, "box": (top, left, side)}
+        return {"apply": apply, "box": (top, left, side), "target": image}
 
     def transform(self, inpt, params):
-        if not params["apply"] or not isinstance(inpt, tv_tensors.Image) or isinstance(inpt, tv_tensors.Mask):
+        if not params["apply"] or inpt is not params["target"]:
             return inpt
         top, left, side = params["box"]
         out = inpt.clone()

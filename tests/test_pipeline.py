@@ -1,0 +1,135 @@
+"""RunContext and the run manifest, notebook selection, data fingerprint (no notebooks executed)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssinfnet import pipeline
+from ssinfnet.data.sources import DataRoot
+from ssinfnet.pipeline import RunContext, data_fingerprint, list_notebooks, select_notebooks
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return RunContext.open("smoke", data_root="synthetic", run_dir=str(tmp_path / "run"), device="cpu",
+                           image_size=32)
+
+
+def test_open(ctx, tmp_path):
+    assert ctx.run_dir == (tmp_path / "run").resolve() and ctx.run_dir.is_dir()
+    assert ctx.profile.name == "smoke" and ctx.profile.image_size == 32 and ctx.device == "cpu"
+    assert ctx.synthetic and ctx.data_label == "synthetic phantoms"
+    assert ctx.caption("Loss curves.") == "Loss curves. (synthetic phantoms, profile `smoke`)"
+    p = ctx.path("models", "a.pt")
+    assert p == ctx.run_dir / "models" / "a.pt" and p.parent.is_dir()
+    with pytest.raises(ValueError, match="unknown profile"):
+        RunContext.open("huge", data_root="synthetic", run_dir=str(tmp_path / "r2"))
+
+
+def test_open_real_root(tmp_path):
+    ctx = RunContext.open("cpu", data_root=str(tmp_path), run_dir=str(tmp_path / "run"), device="cpu")
+    assert not ctx.synthetic and ctx.data_label == "real data" and ctx.data.path == tmp_path.resolve()
+
+
+def test_record_writes_manifest(ctx):
+    art = ctx.path("pretrain", "inpainter.pt")
+    art.write_bytes(b"x")
+    entry = ctx.record("pretrain", artifacts={"inpainter": art}, wall_time_s=np.float64(1.5), steps=np.int64(3),
+                       losses=(np.float32(0.5), 0.25))
+    man = json.loads(ctx.manifest_path.read_text())
+    for key in ("git_commit", "data_fingerprint", "parameters", "device", "stages", "profile", "data_root"):
+        assert key in man, key
+    assert man["parameters"]["image_size"] == 32 and man["profile"] == "smoke"
+    assert man["data_fingerprint"] == "synthetic-phantoms-v1-seed0"
+    assert man["device"].startswith("cpu")
+    stage = man["stages"]["pretrain"]
+    assert stage == entry
+    assert stage["artifacts"] == {"inpainter": "pretrain/inpainter.pt"}  # relative to the run folder
+    assert stage["wall_time_s"] == 1.5 and stage["steps"] == 3 and stage["losses"] == [0.5, 0.25]
+    assert "updated" in stage
+    assert ctx.artifact("pretrain", "inpainter") == art
+    assert ctx.artifact("pretrain", "coach") is None and ctx.artifact("nope", "x") is None
+    art.unlink()
+    assert ctx.artifact("pretrain", "inpainter") is None  # recorded but gone
+    assert [p.name for p in ctx.run_dir.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_record_keeps_other_stages_and_replaces_own(ctx):
+    ctx.record("a", artifacts={"x": ctx.path("x.csv")}, n=1)
+    ctx.record("b", n=2)
+    ctx.record("a", n=3)
+    stages = ctx.manifest()["stages"]
+    assert set(stages) == {"a", "b"} and stages["a"]["n"] == 3 and stages["b"]["n"] == 2
+    assert stages["a"]["artifacts"] == {}
+
+
+def test_record_is_atomic(ctx, monkeypatch):
+    ctx.record("first", n=1)
+    before = ctx.manifest_path.read_text()
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        ctx.record("second", n=2)
+    assert ctx.manifest_path.read_text() == before  # the previous manifest is intact and loadable
+    assert set(json.loads(before)["stages"]) == {"first"}
+
+
+def test_git_commit_outside_a_repo(tmp_path):
+    assert pipeline.git_commit(tmp_path) == "unknown"
+
+
+def test_data_fingerprint_stable_and_sensitive(tmp_path):
+    assert data_fingerprint(DataRoot(None, "x"), seed=3) == "synthetic-phantoms-v1-seed3"
+    folder = tmp_path / "COVID-SemiSeg" / "Dataset"
+    folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"12345")
+    root = DataRoot(tmp_path, "parameter")
+    fp = data_fingerprint(root)
+    assert fp == data_fingerprint(root) and fp.endswith("(1 files)")
+    (tmp_path / "unrelated.txt").write_text("not part of a source")
+    assert data_fingerprint(root) == fp
+    (folder / "a.png").write_bytes(b"123456")
+    assert data_fingerprint(root) != fp
+    (tmp_path / "iCTCF-HUST19-clinical").mkdir()
+    (tmp_path / "iCTCF-HUST19-clinical" / "raw_cf_data.csv").write_text("x")
+    assert data_fingerprint(root).endswith("(2 files)")
+
+
+NB = [Path(n) for n in ("01_data.ipynb", "02_pretrain.ipynb", "03_single.ipynb", "10_stats.ipynb")]
+
+
+@pytest.mark.parametrize("only, start, expected", [
+    (None, None, ["01", "02", "03", "10"]),
+    ("3", None, ["03"]),
+    ("03", None, ["03"]),
+    (None, "2", ["02", "03", "10"]),
+    (None, "10", ["10"]),
+])
+def test_select_notebooks(only, start, expected):
+    assert [p.name[:2] for p in select_notebooks(NB, only, start)] == expected
+
+
+@pytest.mark.parametrize("only, start, message", [
+    ("9", None, "--only 9: no notebook numbered 09 (have 01, 02, 03, 10)"),
+    (None, "04", "--from 04: no notebook numbered 04"),
+])
+def test_select_notebooks_bad_numbers(only, start, message):
+    with pytest.raises(ValueError) as exc:
+        select_notebooks(NB, only, start)
+    assert message in str(exc.value)
+
+
+def test_list_notebooks(tmp_path):
+    for name in ("02_b.ipynb", "01_a.ipynb", "scratch.ipynb", "1_x.ipynb", "03_c.md"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in list_notebooks(tmp_path)] == ["01_a.ipynb", "02_b.ipynb"]
+
+
+def test_device_name():
+    assert pipeline.device_name("cpu") == "cpu" and pipeline.device_name("cuda:1") == "cuda:1"
+    assert pipeline.device_name("auto") in ("cpu", "cuda")
