@@ -39,6 +39,12 @@ def _cmd_refresh(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    from .predict import main as predict_main  # imported here: torch and timm load slowly
+
+    return predict_main(args)
+
+
 def _cmd_locate(args) -> int:
     from .data.sources import locate, resolve_data_root
 
@@ -98,14 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser("evaluate", help="score saved prediction maps against ground truth")
         _evaluate.add_arguments(p)
         p.set_defaults(func=_evaluate.main)
-    try:
-        from . import predict as _predict
-    except ImportError:
-        _predict = None
-    if _predict is not None and hasattr(_predict, "add_arguments"):
-        p = sub.add_parser("predict", help="segment CT images with trained checkpoints")
-        _predict.add_arguments(p)
-        p.set_defaults(func=_predict.main)
+    p = sub.add_parser("predict", help="segment CT images with trained (exported) models")
+    p.add_argument("--checkpoint", required=True, help="exported single (infection) model file")
+    p.add_argument("--multi-checkpoint", default=None, help="exported multi-class model file")
+    p.add_argument("--input", required=True, help="an image file or a folder (png, jpg, tif, dcm, nii)")
+    p.add_argument("--output", required=True, help="output folder (created; never the input folder)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

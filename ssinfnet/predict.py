@@ -226,16 +226,6 @@ def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: Loade
     return csv_path
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="exported single (infection) model file")
-    parser.add_argument("--multi-checkpoint", default=None, help="exported multi-class model file")
-    parser.add_argument("--input", required=True, help="an image file or a folder of images")
-    parser.add_argument("--output", required=True, help="output folder (created)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--no-progress", action="store_true")
-
-
 def main(args: argparse.Namespace) -> int:
     from .pipeline import device_name
 

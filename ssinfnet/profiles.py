@@ -22,10 +22,19 @@ class Profile:
     batch_size: int
     # extra InfNet constructor arguments (narrow encoder and decoder for the CPU profiles)
     model_kwargs: dict = field(default_factory=dict)
+    # constructor arguments of the baselines, by registry name (e.g. a narrower U-Net on CPU)
+    baseline_kwargs: dict = field(default_factory=dict)
+    # which fine-tuning variants run (names of ssinfnet.finetune.VARIANTS), and which are cross-validated
+    single_variants: tuple = ("sinfnet", "ssinfnet", "sinfnet_cutout40", "sinfnet_cutout50",
+                              "ssinfnet_cutout40", "ssinfnet_cutout50", "unet")
+    multi_variants: tuple = ("multi_ssinfnet", "multi_sinfnet", "multi_ssinfnet_no_inpainting",
+                             "multi_ssinfnet_no_focal", "multi_ssinfnet_no_lookahead", "multi_unet",
+                             "multi_fcn8s", "multi_ssinfnet_gt_prior")
+    cv_variants: tuple = ("sinfnet", "ssinfnet", "multi_ssinfnet")
     # synthetic embedded default (ignored on real data)
     synthetic_size: int = 128
     synthetic_counts: dict = field(default_factory=lambda: {"train": 24, "test": 12, "unlabelled": 48})
-    unlabelled_limit: int | None = None   # cap on the unlabelled pool (None: all 1,600 real slices)
+    unlabelled_limit: int | None = None   # evenly spaced subsample of the unlabelled pool (None: all 1,600)
     # self-supervised pretraining (epochs per phase; the paper: 200 / 200 / 100+100 alternating)
     pretrain_inpainter_epochs: int = 1
     pretrain_coach_epochs: int = 1
@@ -65,11 +74,16 @@ PROFILES: dict[str, Profile] = {
                      model_kwargs={"backbone_kwargs": {"channels": (8, 16, 32, 64)},
                                    "channels": 8, "edge_channels": 16, "ra_widths": (32, 16, 16)},
                      synthetic_counts={"train": 12, "test": 6, "unlabelled": 16}, unlabelled_limit=32,
+                     baseline_kwargs={"unet": {"base_width": 4, "depth": 3}, "unet_multi": {"base_width": 4, "depth": 3},
+                                      "fcn8s": {"fc_width": 32}},
+                     single_variants=("sinfnet", "ssinfnet", "unet"),
+                     multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_ssinfnet_gt_prior"),
+                     cv_variants=("ssinfnet",),
                      max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2),
-    "cpu": Profile(name="cpu", image_size=128, backbone="resnet18", batch_size=8,
-                   model_kwargs={"backbone_kwargs": {"channels": (32, 64, 128, 256)},
-                                 "channels": 16, "edge_channels": 32, "ra_widths": (64, 32, 32)},
-                   pretrain_inpainter_epochs=6, pretrain_coach_epochs=2, pretrain_alternations=2,
+    "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8, unlabelled_limit=800,
+                   baseline_kwargs={"unet": {"base_width": 32}, "unet_multi": {"base_width": 32},
+                                    "fcn8s": {"fc_width": 512}},
+                   pretrain_inpainter_epochs=6, pretrain_coach_epochs=2, pretrain_alternations=1,
                    pretrain_alternate_epochs=2, finetune_epochs=40, multi_epochs=40, n_boot=1000,
                    simulation_replicates=200),
     "paper": Profile(name="paper", image_size=352, backbone="res2net50_26w_4s", batch_size=16,
