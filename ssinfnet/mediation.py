@@ -412,6 +412,50 @@ def univariate_mediation(
     return res[RESULT_COLUMNS]
 
 
+def mediation_by_exposure(
+    df: pd.DataFrame,
+    exposures: Sequence[str],
+    mediators: Sequence[str],
+    y: str,
+    adjust_for_others: bool = True,
+    **kwargs,
+) -> pd.DataFrame:
+    """:func:`univariate_mediation` for each exposure in turn, results stacked (column ``x`` tells them apart).
+
+    Parameters
+    ----------
+    df, mediators, y
+        As in :func:`univariate_mediation`.
+    exposures : sequence of str
+        e.g. ``("age", "male", "n_diseases")``.
+    adjust_for_others : bool, default=True
+        Add the other exposures as covariates of every regression. SSInfNet tests each exposure alone
+        (False); when exposures are correlated (older patients have more diseases) a mediator of one then
+        also looks like a mediator of the other.
+    **kwargs
+        Passed on (``n_boot``, ``seed``, ``outcome``, ``alpha``, ``adjust``, ``rule``, ``covariates``:
+        extra covariates added to the others).
+
+    Returns
+    -------
+    pandas.DataFrame, ``RESULT_COLUMNS`` plus ``covariates`` (the covariates used, joined by "+");
+    multiple-testing adjustment is within each exposure, as in separate calls.
+    """
+    exposures = [exposures] if isinstance(exposures, str) else list(exposures)
+    if not exposures:
+        raise ValueError("exposures must name at least one column")
+    extra = list(kwargs.pop("covariates", ()))
+    parts = []
+    for x in exposures:
+        cov = [c for c in exposures if c != x] if adjust_for_others else []
+        cov += [c for c in extra if c not in cov and c != x]
+        res = univariate_mediation(df, x, mediators, y, covariates=cov, **kwargs)
+        parts.append(res.assign(covariates="+".join(cov)))
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs.update(parts[0].attrs, adjust_for_others=adjust_for_others)
+    return out
+
+
 class Mediation:
     """scikit-learn-style wrapper of :func:`univariate_mediation`.
 
@@ -530,3 +574,93 @@ def correlation_filter(
         else:
             kept.append(m)
     return kept, pd.DataFrame(pairs, columns=["dropped", "kept", "r"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# total effects x -> y (regression (1) of the mediation test, reported on its own)
+TOTAL_COLUMNS = ["x", "outcome", "per", "n", "n_dropped", "estimate", "se", "ci_low", "ci_high", "p",
+                 "odds_ratio", "or_low", "or_high"]
+
+
+def total_effects(
+    df: pd.DataFrame,
+    exposures: Sequence[str],
+    y: str,
+    outcomes: Sequence[str] = OUTCOMES,
+    per: Mapping[str, float] | None = None,
+    covariates: Sequence[str] = (),
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Total effect of each exposure on ``y`` (``y ~ x + covariates``), by least squares and logistic regression.
+
+    This is regression (1) of the mediation test (slope ``beta11``) with its interval, one exposure at a
+    time, as SSInfNet reports the x -> severity associations.
+
+    Parameters
+    ----------
+    df : DataFrame with numeric columns exposures, y, covariates (one row per patient)
+    exposures : sequence of str
+        e.g. ``("age", "male", "n_diseases")``.
+    y : str
+        Outcome column; 0/1 for ``"logistic"``.
+    outcomes : sequence of {"linear", "logistic"}, default=both
+        ``"linear"``: OLS (a linear probability model for a 0/1 outcome; t interval with n - p degrees of
+        freedom); ``"logistic"``: maximum likelihood (Wald z interval; ``odds_ratio`` = exp(estimate)).
+    per : mapping exposure -> float, optional
+        Report the effect per this many units (e.g. ``{"age": 10}``: per 10 years); default 1.
+    covariates : sequence of str, default=()
+        Added to every regression (e.g. the other exposures, for mutually adjusted effects; an exposure is
+        never adjusted for itself).
+    alpha : float in (0, 1), default=0.05
+        Intervals are ``1 - alpha``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (exposure, outcome) with ``TOTAL_COLUMNS``: ``estimate``, ``se``, ``ci_low``,
+        ``ci_high`` per ``per`` units (probability scale for linear, log-odds for logistic), ``p``
+        two-sided; ``odds_ratio``/``or_low``/``or_high`` NaN for linear rows. Rows with a missing value
+        in the regression's columns are dropped (``n_dropped``).
+    """
+    exposures = [exposures] if isinstance(exposures, str) else list(exposures)
+    outcomes = [outcomes] if isinstance(outcomes, str) else list(outcomes)
+    covariates = list(covariates)
+    per = dict(per or {})
+    if not exposures:
+        raise ValueError("exposures must name at least one column")
+    bad = [o for o in outcomes if o not in OUTCOMES]
+    if bad or not outcomes:
+        raise ValueError(f"outcomes must be a non-empty subset of {OUTCOMES}, got {outcomes}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    unknown = [k for k in per if k not in exposures]
+    if unknown or any(not np.isfinite(v) or v == 0 for v in per.values()):
+        raise ValueError(f"per: keys must be exposures and values finite and non-zero, got {per}")
+    _check_columns(df, exposures, "exposures")
+    _check_columns(df, [y], "y")
+    _check_columns(df, covariates, "covariates")
+    if "logistic" in outcomes:
+        values = pd.unique(df[y].dropna())
+        if not set(np.asarray(values, float)) <= {0.0, 1.0}:
+            raise ValueError(f"y: the logistic outcome needs a 0/1 column, {y!r} has values {sorted(values)[:10]}")
+    rows = []
+    for x in exposures:
+        cols = [x, *[c for c in covariates if c != x]]
+        sub = df[[y, *cols]].astype(float)
+        keep = sub.notna().all(axis=1).to_numpy()
+        sub = sub[keep]
+        X = np.hstack([np.ones((len(sub), 1)), sub[cols].to_numpy()])
+        yv = sub[y].to_numpy()
+        scale = float(per.get(x, 1.0))
+        for outcome in outcomes:
+            beta, se, p = (logit if outcome == "logistic" else ols)(X, yv)
+            q = stats.norm.ppf(1 - alpha / 2) if outcome == "logistic" else stats.t.ppf(1 - alpha / 2, len(sub) - X.shape[1])
+            est, s = beta[1] * scale, se[1] * abs(scale)
+            row = {"x": x, "outcome": outcome, "per": scale, "n": int(keep.sum()), "n_dropped": int((~keep).sum()),
+                   "estimate": est, "se": s, "ci_low": est - q * s, "ci_high": est + q * s, "p": p[1]}
+            if outcome == "logistic":
+                row.update(odds_ratio=np.exp(est), or_low=np.exp(est - q * s), or_high=np.exp(est + q * s))
+            rows.append(row)
+    out = pd.DataFrame(rows).reindex(columns=TOTAL_COLUMNS)
+    out.attrs.update(y=y, alpha=alpha, covariates=covariates)
+    return out

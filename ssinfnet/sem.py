@@ -254,6 +254,40 @@ def fit_mediation_sem(
                      int(keep.sum()), int((~keep).sum()), n_ok, model)
 
 
+def mediator_groups(
+    results: pd.DataFrame, exposures: Sequence[str] = ("age", "n_diseases"), kept: Sequence[str] | None = None,
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Sort significant mediators into the SEM's groups: common to all exposures, or specific to one.
+
+    Parameters
+    ----------
+    results : DataFrame with columns ``x``, ``mediator``, ``significant`` (univariate mediation results
+        of several exposures stacked, e.g. ``pd.concat`` of :func:`ssinfnet.mediation.univariate_mediation`)
+    exposures : the SEM's exogenous variables, default ("age", "n_diseases")
+    kept : mediators surviving the correlation filter (default: all); others are left out
+
+    Returns
+    -------
+    common : list of str, significant for every exposure (in first-seen order)
+    specific : dict exposure -> list of str, significant for that exposure only
+    """
+    missing = [c for c in ("x", "mediator", "significant") if c not in results.columns]
+    if missing:
+        raise ValueError(f"results: missing column(s) {missing}")
+    exposures = list(exposures)
+    absent = [x for x in exposures if x not in set(results["x"])]
+    if absent:
+        raise ValueError(f"exposures: {absent} have no results")
+    sig = results[results["significant"].astype(bool) & results["x"].isin(exposures)]
+    if kept is not None:
+        sig = sig[sig["mediator"].isin(list(kept))]
+    order = list(dict.fromkeys(sig["mediator"]))
+    of = {m: set(sig.loc[sig["mediator"] == m, "x"]) for m in order}
+    common = [m for m in order if of[m] == set(exposures)]
+    specific = {x: [m for m in order if of[m] == {x}] for x in exposures}
+    return common, specific
+
+
 def path_diagram(result: SEMResult, standardized: bool = True, alpha: float = 0.05):
     """Path diagram of a fitted model as a matplotlib Figure (see :func:`ssinfnet.plots.stats.sem_path_diagram`)."""
     from .plots.stats import sem_path_diagram

@@ -150,6 +150,82 @@ def simulate_cohort(
     return out
 
 
+#: The planted design of :func:`phenotype_cohort` (paths in raw units: per year of age, per disease).
+PHENOTYPE_DESIGN = {
+    "a_paths": {"m_common": {"age": 0.03, "n_diseases": 0.5}, "m_age": {"age": 0.03},
+                "m_disease": {"n_diseases": 0.5}},
+    "b_paths": {"m_common": 0.6, "m_age": 0.5, "m_disease": 0.5},
+    "direct": {"age": 0.01, "n_diseases": 0.1, "male": 0.2},
+    "intercept": 0.5,
+    "twins": {"m_common_twin": "m_common"},
+}
+
+
+def phenotype_cohort(
+    clinical: pd.DataFrame | None = None,
+    n: int = 1521,
+    n_null: int = 10,
+    twin_sd: float = 0.4,
+    seed: int = 0,
+    design: Mapping | None = None,
+) -> pd.DataFrame:
+    """A simulated cohort shaped like SSInfNet's question: phenotypes mediating age and disease.
+
+    Mediators (:data:`PHENOTYPE_DESIGN`): ``m_common`` depends on age and on the number of underlying
+    diseases, ``m_age`` on age only, ``m_disease`` on diseases only, each raising severity (b paths);
+    ``m_common_twin`` is ``m_common`` plus N(0, twin_sd^2) noise, a redundant copy (|r| > 0.8) with no
+    effect of its own, for the correlation filter to remove; ``null_*`` are pure noise. Gender has a
+    direct effect only, so it has no true mediator.
+
+    Parameters
+    ----------
+    clinical : DataFrame or None
+        Covariates are resampled from its complete rows (``age``, ``male``, ``n_diseases``); None: synthetic.
+    n : int, default=1521
+        Patients (default: the size of the iCTCF clinical table).
+    n_null : int, default=10
+    twin_sd : float > 0, default=0.4
+        Noise added to each twin (mediator units).
+    seed : int, default=0
+    design : mapping, optional
+        Replaces :data:`PHENOTYPE_DESIGN` (same keys).
+
+    Returns
+    -------
+    pandas.DataFrame from :func:`simulate_cohort` plus the twin columns; ``attrs["design"]`` holds the design.
+    """
+    design = dict(PHENOTYPE_DESIGN if design is None else design)
+    if not twin_sd > 0:
+        raise ValueError(f"twin_sd must be > 0, got {twin_sd}")
+    n = int(n)
+    df = simulate_cohort(clinical, n, design["a_paths"], design["b_paths"], n_null, design.get("direct"),
+                         seed=seed, intercept=float(design.get("intercept", 0.0)))
+    rng = np.random.default_rng([int(seed), 1])  # its own stream: twins do not shift the cohort's draws
+    position = df.columns.get_loc("severity_latent")
+    for i, (twin, of) in enumerate(design.get("twins", {}).items()):
+        if of not in df.columns:
+            raise ValueError(f"design['twins']: {twin!r} copies unknown mediator {of!r}")
+        df.insert(position + i, twin, df[of].to_numpy() + rng.normal(0.0, twin_sd, n))
+    df.attrs["design"] = design
+    return df
+
+
+def with_truth(results: pd.DataFrame, design: Mapping | None = None) -> pd.DataFrame:
+    """Add the planted indirect effect ``truth`` (``a[m][x] * b[m]``; 0 for twins and nulls) to results.
+
+    ``results`` needs columns ``x`` and ``mediator`` (e.g. stacked :func:`univariate_mediation` outputs);
+    ``design`` defaults to :data:`PHENOTYPE_DESIGN`. Returns a copy with a float ``truth`` column.
+    """
+    design = PHENOTYPE_DESIGN if design is None else design
+    missing = [c for c in ("x", "mediator") if c not in results.columns]
+    if missing:
+        raise ValueError(f"results: missing column(s) {missing}")
+    out = results.copy()
+    out["truth"] = [true_indirect(design["a_paths"], design["b_paths"], x).get(m, 0.0)
+                    for x, m in zip(out["x"], out["mediator"])]
+    return out
+
+
 def true_indirect(a_paths: Mapping[str, Mapping[str, float]], b_paths: Mapping[str, float], x: str) -> dict:
     """Planted indirect effect ``a[m][x] * b[m]`` of every mediator (0 where a path is absent)."""
     names = list(dict.fromkeys([*a_paths, *b_paths]))

@@ -228,3 +228,67 @@ def test_forest_plot_and_heatmap():
     assert sorted(labels) == ["m1", "m2", "x", "z"] and abs(labels.index("x") - labels.index("m1")) == 1
     with pytest.raises(ValueError, match="results"):
         P.forest_plot(res.drop(columns="ci_low"))
+
+
+@pytest.mark.parametrize("adjusted", [False, True])
+def test_total_effects_against_statsmodels(adjusted):
+    df = _toy()
+    df.loc[[3, 4], "z"] = np.nan
+    cov = ["x", "z"] if adjusted else []
+    res = M.total_effects(df, ["x", "z"], "y", per={"x": 10}, covariates=cov).set_index(["x", "outcome"])
+    for x in ("x", "z"):
+        cols = [x] + [c for c in cov if c != x]
+        sub = df[["y", "x", "z"]].dropna() if (x == "z" or adjusted) else df
+        for outcome, fitter, kw in (("linear", sm.OLS, {}), ("logistic", sm.Logit, {"disp": 0})):
+            f = fitter(sub["y"], sm.add_constant(sub[cols])).fit(**kw)
+            r = res.loc[(x, outcome)]
+            scale = 10 if x == "x" else 1
+            lo, hi = f.conf_int(0.05).loc[x] * scale
+            np.testing.assert_allclose([r.estimate, r.se, r.ci_low, r.ci_high, r.p],
+                                       [f.params[x] * scale, f.bse[x] * scale, lo, hi, f.pvalues[x]], rtol=1e-6)
+            assert r.n == len(sub) and r.n_dropped == len(df) - len(sub)
+            if outcome == "logistic":
+                assert r.odds_ratio == pytest.approx(np.exp(f.params[x] * scale)) and r.or_low == pytest.approx(np.exp(lo))
+            else:
+                assert np.isnan(r.odds_ratio)
+
+
+def test_total_effects_hand_case_and_bad_arguments():
+    df = pd.DataFrame({"x": [0, 1, 2, 3, 4, 5.0], "y": [1, 2, 2, 5, 6, 8.0]})
+    r = M.total_effects(df, "x", "y", outcomes="linear").iloc[0]
+    assert r.estimate == pytest.approx(25 / 17.5) and r.per == 1.0  # Sxy / Sxx, as in the six-row case above
+    df = _toy()
+    with pytest.raises(ValueError, match="outcomes"):
+        M.total_effects(df, ["x"], "y", outcomes=["probit"])
+    with pytest.raises(ValueError, match="per"):
+        M.total_effects(df, ["x"], "y", per={"z": 10})
+    with pytest.raises(ValueError, match="0/1"):
+        M.total_effects(df, ["x"], "ycont")
+    with pytest.raises(ValueError, match="not in the table"):
+        M.total_effects(df, ["age"], "y")
+    with pytest.raises(ValueError, match="at least one"):
+        M.total_effects(df, [], "y")
+
+
+def test_mediation_by_exposure_stacks_and_adjusts():
+    df = _toy()
+    res = M.mediation_by_exposure(df, ["x", "z"], ["m1", "m2"], "y", n_boot=0)
+    assert list(res["x"]) == ["x", "x", "z", "z"] and list(res["covariates"]) == ["z", "z", "x", "x"]
+    ref = M.univariate_mediation(df, "x", ["m1", "m2"], "y", covariates=["z"], n_boot=0)
+    pd.testing.assert_frame_equal(res[res.x == "x"].drop(columns="covariates").reset_index(drop=True), ref)
+    plain = M.mediation_by_exposure(df, ["x", "z"], ["m1"], "y", adjust_for_others=False, n_boot=0)
+    assert list(plain["covariates"]) == ["", ""]
+    assert plain.loc[0, "beta21"] == pytest.approx(
+        sm.OLS(df["m1"], sm.add_constant(df[["x"]])).fit().params["x"])
+    with pytest.raises(ValueError, match="exposures"):
+        M.mediation_by_exposure(df, [], ["m1"], "y")
+
+
+def test_forest_plot_truth_markers():
+    res = pd.DataFrame({"mediator": ["a", "b"], "x": ["age", "age"], "indirect": [0.1, 0.0],
+                        "ci_low": [0.05, -0.1], "ci_high": [0.2, 0.1], "significant": [True, False],
+                        "truth": [0.12, 0.0]})
+    ax = P.forest_plot(res, truth="truth").axes[0]
+    crosses = [line for line in ax.lines if line.get_marker() == "x"]
+    assert [c.get_xdata()[0] for c in crosses] == [0.12, 0.0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["planted"]

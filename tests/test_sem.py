@@ -149,3 +149,35 @@ def test_path_diagram(fitted):
     assert {"age", "n_diseases", "c1", "a1", "d1", "severity_latent"} <= texts
     std = fitted.estimates["std_estimate"]
     assert {f"{v:.2f}" for v in std} <= texts  # every path is labelled with its standardised estimate
+
+
+def test_mediator_groups():
+    res = pd.DataFrame({
+        "x": ["age"] * 4 + ["n_diseases"] * 4 + ["male"] * 2,
+        "mediator": ["c", "a", "twin", "n", "c", "d", "twin", "n", "c", "g"],
+        "significant": [True, True, True, False, True, True, True, False, True, True]})
+    common, specific = sem.mediator_groups(res)
+    assert common == ["c", "twin"] and specific == {"age": ["a"], "n_diseases": ["d"]}
+    common, specific = sem.mediator_groups(res, kept=["c", "a", "d"])
+    assert common == ["c"] and specific == {"age": ["a"], "n_diseases": ["d"]}
+    # "g" is significant for male only: male is not exogenous here, so it is left out
+    assert "g" not in common + specific["age"] + specific["n_diseases"]
+    with pytest.raises(ValueError, match="no results"):
+        sem.mediator_groups(res, exposures=("age", "bmi"))
+    with pytest.raises(ValueError, match="missing"):
+        sem.mediator_groups(res.drop(columns="significant"))
+
+
+def test_phenotype_cohort_end_to_end_groups():
+    from ssinfnet import mediation, simulation
+
+    df = simulation.phenotype_cohort(None, n=1521, n_null=4, seed=0)
+    meds = [c for c in df.columns if c.startswith(("m_", "null_"))]
+    res = mediation.mediation_by_exposure(df, ["age", "male", "n_diseases"], meds, "severity_binary", n_boot=0)
+    sig = res[res.significant]
+    kept, _ = mediation.correlation_filter(df, list(dict.fromkeys(sig.mediator)), 0.8, "larger_indirect",
+                                           scores=sig.groupby("mediator")["indirect"].apply(lambda v: v.abs().max()))
+    common, specific = sem.mediator_groups(res, kept=kept)
+    assert common == ["m_common"] and specific == {"age": ["m_age"], "n_diseases": ["m_disease"]}
+    fit = sem.fit_mediation_sem(df, common, specific)
+    assert fit.fit_indices["DoF"] == 8 and fit.fit_indices["RMSEA"] < 0.05

@@ -138,3 +138,41 @@ def test_covariates_resampled_from_real_clinical_table():
     assert df["age"].mean() == pytest.approx(clinical["age"].mean(), abs=1.5)
     res = univariate_mediation(df, "age", ["m", "null_1"], "severity_binary", n_boot=100).set_index("mediator")
     assert res.loc["m", "indirect"] == pytest.approx(0.024, rel=0.25) and res.loc["m", "significant"]
+
+
+def test_phenotype_cohort_design_twins_and_truth():
+    df = S.phenotype_cohort(None, n=3000, n_null=2, seed=0)
+    assert [c for c in df.columns if c.startswith(("m_", "null_"))] == [
+        "m_common", "m_age", "m_disease", "null_1", "null_2", "m_common_twin"]
+    assert df.attrs["synthetic"] and df.attrs["design"] == S.PHENOTYPE_DESIGN and len(df) == 3000
+    # twin = m_common + N(0, 0.4^2): the difference has SD 0.4 and the pair correlates above 0.8
+    assert (df["m_common_twin"] - df["m_common"]).std() == pytest.approx(0.4, rel=0.05)
+    assert df[["m_common", "m_common_twin"]].corr().iloc[0, 1] > 0.8
+    # planted a paths, checked by an independent regression
+    fit = sm.OLS(df["m_common"], sm.add_constant(df[["age", "n_diseases"]])).fit()
+    assert abs(fit.params["age"] - 0.03) < 4 * fit.bse["age"] and abs(fit.params["n_diseases"] - 0.5) < 4 * fit.bse["n_diseases"]
+    # twins come from their own stream: the cohort is the same with or without them
+    base = S.simulate_cohort(None, 3000, S.PHENOTYPE_DESIGN["a_paths"], S.PHENOTYPE_DESIGN["b_paths"], 2,
+                             S.PHENOTYPE_DESIGN["direct"], seed=0, intercept=0.5)
+    pd.testing.assert_frame_equal(df.drop(columns="m_common_twin"), base, check_like=False)
+    res = pd.DataFrame({"x": ["age", "n_diseases", "age", "male"], "mediator": ["m_common", "m_common", "m_common_twin", "m_age"]})
+    assert list(S.with_truth(res)["truth"]) == pytest.approx([0.03 * 0.6, 0.5 * 0.6, 0.0, 0.0])
+    with pytest.raises(ValueError, match="twin_sd"):
+        S.phenotype_cohort(None, n=50, twin_sd=0)
+    with pytest.raises(ValueError, match="unknown mediator"):
+        S.phenotype_cohort(None, n=50, design={**S.PHENOTYPE_DESIGN, "twins": {"t": "m_nope"}})
+    with pytest.raises(ValueError, match="missing"):
+        S.with_truth(res.drop(columns="x"))
+
+
+@pytest.mark.parametrize("outcome, y", [("linear", "severity_latent"), ("logistic", "severity_binary")])
+def test_phenotype_cohort_recovery_with_adjustment(outcome, y):
+    df = S.phenotype_cohort(None, n=4000, n_null=3, seed=1)
+    meds = [c for c in df.columns if c.startswith(("m_", "null_"))]
+    res = S.with_truth(univariate_mediation(df, "age", meds, y, covariates=["male", "n_diseases"], n_boot=0,
+                                            outcome=outcome).assign(x="age")).set_index("mediator")
+    if outcome == "linear":  # latent scale, omitted mediators independent given x: a*b exactly
+        for m in ("m_common", "m_age"):
+            assert res.loc[m, "indirect"] == pytest.approx(res.loc[m, "truth"], rel=0.2)
+    assert res.loc[["m_common", "m_age"], "significant"].all()
+    assert not res.loc[["m_disease", "null_1", "null_2", "null_3"], "significant"].any()

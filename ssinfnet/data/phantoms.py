@@ -151,8 +151,9 @@ def make_phantom(index: int, size: int = 128, seed: int = 0, subset: str = "trai
     """One synthetic slice as a :class:`Sample` (image windowed to uint8, all labels, a soft prior).
 
     The prior imitates a stage-1 prediction: the infection mask blurred and slightly dilated
-    (values in [0, 1]). ``group_id`` is a pseudo volume id, ``slices_per_volume`` consecutive
-    indices per volume.
+    (values in [0, 1]). Unlabelled phantoms get a pseudo volume id as ``group_id``
+    (``slices_per_volume`` consecutive indices per volume); labelled ones, like the real labelled
+    slices, get none.
     """
     hu, classes, lungs = make_phantom_hu(index, size, seed + _SUBSET_OFFSET[subset])
     infection = classes > 0
@@ -169,7 +170,8 @@ def make_phantom(index: int, size: int = 128, seed: int = 0, subset: str = "trai
         classes=classes if labelled else None,
         edge=edge_of(infection) if labelled else None,
         prior=prior if labelled else None,
-        group_id=f"phantom-volume-{subset}-{index // slices_per_volume:03d}",
+        # Like the real data: labelled slices carry no patient/volume id, the unlabelled pool does.
+        group_id=None if labelled else f"phantom-volume-{subset}-{index // slices_per_volume:03d}",
         meta={"lungs": lungs, "hu_window": LUNG_WINDOW, "synthetic": True},
     )
 

@@ -10,9 +10,14 @@ def show(fig, caption: str) -> None:
     The caption is an output, not a static cell, so it can say which data and profile produced the
     figure.
     """
-    import matplotlib.pyplot as plt
-    from IPython.display import Markdown, display
+    import io
 
-    display(fig)
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, Markdown, display
+
+    # Rendered to PNG here, so the output does not depend on the notebook's matplotlib backend.
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    display(Image(data=buf.getvalue(), format="png"))
     display(Markdown(f"*Figure.* {caption}"))
     plt.close(fig)

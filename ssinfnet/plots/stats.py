@@ -30,6 +30,7 @@ def forest_plot(
     group: str | None = "x",
     significant: str | None = "significant",
     xlabel: str = "indirect effect (beta21 x beta32)",
+    truth: str | None = None,
 ) -> Figure:
     """Forest plot: one row per result, point estimate with its interval, a line at zero.
 
@@ -41,8 +42,10 @@ def forest_plot(
         Rows are grouped (and coloured) by it, e.g. the exposure ``x``.
     significant : column name or None
         Significant rows get filled markers, the others open ones.
+    truth : column name or None
+        Known (planted) values, drawn as black crosses (simulations).
     """
-    _check(results, [label, effect, low, high] + [c for c in (group, significant) if c], "results")
+    _check(results, [label, effect, low, high] + [c for c in (group, significant, truth) if c], "results")
     if results.empty:
         raise ValueError("results: no rows to plot")
     df = results.reset_index(drop=True)
@@ -59,11 +62,15 @@ def forest_plot(
             c = colours[g]
             ax.plot([rd[low], rd[high]], [y, y], color=c, lw=1.5)
             ax.plot(rd[effect], y, "o", color=c, mfc=c if sig else "white", ms=6)
+            if truth:
+                ax.plot(rd[truth], y, "x", color="k", ms=6, label="planted" if not ypos else None)
             ypos.append(y)
             labels.append(str(rd[label]) if g is None else f"{rd[label]} ({g})")
             y -= 1
         y -= 0.5
     ax.axvline(0.0, color="0.4", lw=0.8, ls="--")
+    if truth:
+        ax.legend(frameon=False, fontsize=8, loc="lower right")
     ax.set_yticks(ypos, labels, fontsize=8)
     ax.set_xlabel(xlabel)
     return fig
@@ -210,4 +217,64 @@ def coverage_plot(df: pd.DataFrame, alpha: float = 0.05) -> Figure:
     ax.set_xlabel("replicate (sorted by estimate)")
     ax.set_ylabel("indirect effect")
     ax.legend(frameon=False, loc="upper left")
+    return fig
+
+
+def feature_distributions(
+    table: pd.DataFrame,
+    features: dict | Sequence[str],
+    region: str = "region",
+    hue: str | None = "subset",
+    ncols: int = 3,
+) -> Figure:
+    """Violin plots (with the individual values) of radiomic features by region, one panel per feature.
+
+    Parameters
+    ----------
+    table : DataFrame, one row per slice and region (e.g. :func:`ssinfnet.phenotypes.slice_radiomics`)
+    features : mapping display name -> column, or sequence of columns
+    region : column on the x axis, default="region"
+    hue : column splitting each region (e.g. ``"subset"`` or ``"mask_source"``), or None
+    ncols : panels per row
+
+    Rows with NaN (masks too small to describe) are left out of the panels; count them with
+    :func:`ssinfnet.phenotypes.region_summary`.
+    """
+    features = dict(features) if isinstance(features, dict) else {c: c for c in features}
+    if not features:
+        raise ValueError("features: name at least one column")
+    _check(table, [region, *([hue] if hue else []), *features.values()], "table")
+    if int(ncols) < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    regions = list(dict.fromkeys(table[region]))
+    hues = list(dict.fromkeys(table[hue])) if hue else [None]
+    nrows = -(-len(features) // ncols)
+    fig = Figure(figsize=(3.4 * min(ncols, len(features)), 2.8 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, min(ncols, len(features)), squeeze=False).ravel()
+    width = 0.8 / len(hues)
+    rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
+    for ax, (name, col) in zip(axes, features.items()):
+        for j, h in enumerate(hues):
+            for i, r in enumerate(regions):
+                sel = table[region] == r
+                if h is not None:
+                    sel &= table[hue] == h
+                vals = table.loc[sel, col].astype(float).dropna().to_numpy()
+                if vals.size == 0:
+                    continue
+                x = i + (j - (len(hues) - 1) / 2) * width
+                if vals.size > 1 and np.ptp(vals) > 0:
+                    parts = ax.violinplot(vals, [x], widths=width * 0.9, showextrema=False)
+                    for body in parts["bodies"]:
+                        body.set_facecolor(f"C{j}")
+                        body.set_alpha(0.35)
+                ax.plot(x + rng.uniform(-width / 6, width / 6, vals.size), vals, ".", color=f"C{j}", ms=3,
+                        label=str(h) if (h is not None and i == 0) else None)
+                ax.plot([x - width / 3, x + width / 3], [np.median(vals)] * 2, color="k", lw=1.2)
+        ax.set_xticks(range(len(regions)), [str(r) for r in regions])
+        ax.set_ylabel(name)
+    for ax in axes[len(features):]:
+        ax.set_axis_off()
+    if hue and len(hues) > 1:
+        axes[0].legend(frameon=False, fontsize=7)
     return fig

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["epoch_axis", "plot_training_history"]
+__all__ = ["epoch_axis", "plot_training_history", "plot_variant_curves"]
 
 _REQUIRED = ("phase", "phase_index", "kind", "epoch", "step")
 
@@ -110,5 +110,28 @@ def plot_training_history(
         ax.set_ylabel(column.replace("_", " ").lower())
     axes[-1, 0].set_xlabel("epoch (cumulative over phases)")
     axes[0, 0].legend(title="phase", fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_variant_curves(histories: dict[str, pd.DataFrame], values: Sequence[str] = ("loss", "val_dice")) -> Figure:
+    """Per-epoch curves of several training runs side by side (one line per run, one panel per value).
+
+    ``histories`` maps a run name to its ``TrainResult.history`` (one phase each, as fine-tuning
+    runs are); epochs are 1-based on the x axis.
+    """
+    if not histories:
+        raise ValueError("histories is empty")
+    fig, axes = plt.subplots(1, len(values), figsize=(5.2 * len(values), 3.6), squeeze=False)
+    for ax, column in zip(axes[0], values):
+        for name, hist in histories.items():
+            rows = hist[(hist["kind"] == "epoch")]
+            if column not in rows or rows[column].notna().sum() == 0:
+                continue
+            rows = rows[rows[column].notna()]
+            ax.plot(rows["epoch"] + 1, rows[column], marker="o", ms=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(column.replace("_", " "))
+    axes[0, -1].legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,0 +1,129 @@
+"""The book's stages as functions: what chapters 3-5 run, with their artifacts on disk.
+
+Each function takes the run context (:class:`ssinfnet.pipeline.RunContext`) and writes under its
+run folder, so a chapter is a few calls and any chapter can be re-run alone from the artifacts of
+the earlier ones. Training is resumable: a finished variant is loaded, not retrained.
+
+Artifacts
+---------
+* ``finetune/<variant>/model.pt``: exported model (``ssinfnet.predict.load_exported``).
+* ``finetune/<variant>/history.csv``: the training history.
+* ``cv/<variant>/...`` and ``cv/<variant>_scores.csv``: cross-validation folds and held-out scores.
+* ``priors/*.npz``: probability maps keyed by slice id (:func:`save_maps` / :func:`load_maps`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .data.sample import Sample
+from .finetune import FitResult, cross_validate, fit, oracle_priors, variant_config
+from .predict import load_exported, predict_probabilities
+
+
+def save_maps(path: str | Path, samples: Sequence[Sample], maps: Sequence[np.ndarray]) -> Path:
+    """Save probability maps keyed by slice id as a compressed .npz (float16 to keep it small)."""
+    if len(samples) != len(maps):
+        raise ValueError(f"{len(samples)} samples but {len(maps)} maps")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{s.slice_id: np.asarray(m, dtype=np.float16) for s, m in zip(samples, maps)})
+    return path
+
+
+def load_maps(path: str | Path, samples: Sequence[Sample]) -> list[np.ndarray]:
+    """Maps of :func:`save_maps` in the order of ``samples`` (float32); KeyError names a missing slice,
+    ValueError a map whose shape differs from its slice."""
+    with np.load(path) as data:
+        out = []
+        for s in samples:
+            if s.slice_id not in data:
+                raise KeyError(f"{path}: no map for slice {s.slice_id!r}")
+            m = data[s.slice_id].astype(np.float32)
+            if m.shape[-2:] != s.image.shape:
+                raise ValueError(f"{path}: map of {s.slice_id} has shape {m.shape}, slice {s.image.shape}")
+            out.append(m)
+    return out
+
+
+def require_artifact(ctx, stage: str, name: str, chapter: str) -> Path:
+    """An earlier stage's artifact, or FileNotFoundError telling which chapter to run first."""
+    path = ctx.artifact(stage, name)
+    if path is None:
+        raise FileNotFoundError(f"artifact {name!r} of stage {stage!r} not found in {ctx.run_dir}; "
+                                f"run chapter {chapter} first (python -m ssinfnet run --only {chapter[:2]})")
+    return path
+
+
+def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequence[Sample], *,
+                 init_weights: str | Path | None = None, priors_train=None, priors_val=None,
+                 progress: bool = True) -> tuple[dict[str, FitResult], pd.DataFrame]:
+    """Train (or load) each named variant on ``train``, selecting on ``val``.
+
+    Inpainting-initialised variants get ``init_weights``; multi variants with the oracle prior get
+    the ground-truth masks, the others ``priors_train`` / ``priors_val``. Returns the fits and a
+    summary table (variant, label, best epoch, validation Dice, trainable parameters, transfer counts).
+    """
+    fits, rows = {}, []
+    for name in names:
+        cfg = variant_config(name, ctx.profile)
+        if cfg.init == "inpainting":
+            if init_weights is None:
+                raise ValueError(f"variant {name!r} needs init_weights (pretrained inpainter)")
+            cfg = variant_config(name, ctx.profile, init_weights=str(init_weights))
+        oracle = cfg.task == "multi" and cfg.prior_source == "ground_truth"
+        res = fit(cfg, train, val, device=ctx.device, seed=ctx.seed, run_dir=ctx.path("finetune", name),
+                  priors_train=oracle_priors(train) if oracle else (priors_train if cfg.task == "multi" else None),
+                  priors_val=oracle_priors(val) if oracle else (priors_val if cfg.task == "multi" else None),
+                  progress=progress)
+        fits[name] = res
+        rows.append({"variant": name, "label": cfg.label,
+                     "init": "inpainting" if cfg.init == "inpainting" else "scratch",
+                     "network": cfg.network, "loss": cfg.loss, "optimizer": cfg.optimizer, "cutout": cfg.cutout,
+                     "best_epoch": None if res.best is None else res.best[0] + 1,
+                     "val_dice": float("nan") if res.best is None else res.best[1],
+                     "parameters_M": round(sum(p.numel() for p in res.model.parameters()) / 1e6, 2),
+                     "copied_tensors": None if res.transfer is None else len(res.transfer.copied)})
+    return fits, pd.DataFrame(rows)
+
+
+def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample], *, init_weights=None,
+                            priors=None, progress: bool = True):
+    """Grouped k-fold CV (``ctx.profile.cv_folds``) of each named variant present in
+    ``ctx.profile.cv_variants``; returns ({name: CVResult}, per-image held-out scores with a variant column)."""
+    results, tables = {}, []
+    for name in names:
+        if name not in ctx.profile.cv_variants:
+            continue
+        cfg = variant_config(name, ctx.profile, **({"init_weights": str(init_weights)} if init_weights else {}))
+        oracle = cfg.task == "multi" and cfg.prior_source == "ground_truth"
+        res = cross_validate(cfg, samples, ctx.profile.cv_folds, device=ctx.device, seed=ctx.seed,
+                             run_dir=ctx.path("cv", name),
+                             priors=oracle_priors(samples) if oracle else (priors if cfg.task == "multi" else None),
+                             val_fraction=ctx.profile.val_fraction, progress=progress)
+        results[name] = res
+        t = res.scores.copy()
+        t.insert(0, "variant", cfg.label)
+        tables.append(t)
+        t.to_csv(ctx.path("cv", f"{name}_scores.csv"), index=False)
+    return results, (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame())
+
+
+def cv_summary(scores: pd.DataFrame, classes: Sequence[str] = ("infection",)) -> pd.DataFrame:
+    """Mean per-image Dice/IoU/recall/precision of held-out images per variant and fold, and over folds."""
+    keep = scores[scores["class"].isin(classes)]
+    per_fold = keep.groupby(["variant", "class", "fold"])[["dice", "iou", "recall", "precision"]].mean()
+    overall = keep.groupby(["variant", "class"])[["dice", "iou", "recall", "precision"]].mean()
+    overall["fold"] = "all"
+    return pd.concat([per_fold.reset_index(), overall.reset_index()], ignore_index=True)
+
+
+def predict_with(path: str | Path, samples: Sequence[Sample], device: str, priors=None) -> list[np.ndarray]:
+    """Load an exported model and predict ``samples`` (maps at each slice's own size)."""
+    loaded = load_exported(path, device)
+    return predict_probabilities(loaded.model, [s.image for s in samples], loaded.image_size, device,
+                                 batch_size=8, priors=priors)
