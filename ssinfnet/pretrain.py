@@ -269,14 +269,21 @@ def save_pretrained(models, cfg: PretrainConfig, folder: str | Path, image_size:
     return {"inpainter": inp, "coach": coach}
 
 
-def pretraining_pool(data_root, profile, seed: int = 0):
+def pretraining_pool(data_root, profile, seed: int = 0, limit: int | None = -1):
     """The unlabelled pool plus the labelled training images *without their labels*, as the paper
-    pretrains: (samples, counts dict). ``profile.unlabelled_limit`` caps the pool (None: all)."""
+    pretrains: (samples, counts dict). ``profile.unlabelled_limit`` keeps that many evenly spaced
+    slices of the pool (every volume stays represented); None keeps all. ``limit`` overrides the
+    profile's cap when given (-1: use the profile's)."""
+    import numpy as np
+
     from .data.catalog import load_samples
 
     n = profile.synthetic_counts
     pool = load_samples(data_root, "unlabelled", synthetic_n=n["unlabelled"], synthetic_size=profile.synthetic_size,
-                        limit=profile.unlabelled_limit, seed=seed)
+                        seed=seed)
+    limit = profile.unlabelled_limit if limit == -1 else limit
+    if limit is not None and limit < len(pool):
+        pool = [pool[i] for i in np.linspace(0, len(pool) - 1, limit).round().astype(int)]
     train = load_samples(data_root, "train", synthetic_n=n["train"], synthetic_size=profile.synthetic_size, seed=seed)
     samples = strip_labels(pool + train)
     return samples, {"unlabelled pool": len(pool), "labelled training images (labels removed)": len(train),

@@ -83,6 +83,10 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8, unlabelled_limit=800,
                    baseline_kwargs={"unet": {"base_width": 32}, "unet_multi": {"base_width": 32},
                                     "fcn8s": {"fc_width": 512}},
+                   # FCN8s (VGG-16 encoder) alone would cost as much CPU time as all other multi variants
+                   multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_ssinfnet_no_inpainting",
+                                   "multi_ssinfnet_no_focal", "multi_ssinfnet_no_lookahead", "multi_unet",
+                                   "multi_ssinfnet_gt_prior"),
                    pretrain_inpainter_epochs=4, pretrain_coach_epochs=1, pretrain_alternations=1,
                    pretrain_alternate_epochs=1, finetune_epochs=40, multi_epochs=40, n_boot=1000,
                    simulation_replicates=200),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .data.sample import Sample
-from .finetune import FitResult, cross_validate, fit, oracle_priors, variant_config
+from .finetune import FitResult, cross_validate, fit, variant_config
 from .predict import load_exported, predict_probabilities
 
 
@@ -64,8 +64,8 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
                  progress: bool = True) -> tuple[dict[str, FitResult], pd.DataFrame]:
     """Train (or load) each named variant on ``train``, selecting on ``val``.
 
-    Inpainting-initialised variants get ``init_weights``; multi variants with the oracle prior get
-    the ground-truth masks, the others ``priors_train`` / ``priors_val``. Returns the fits and a
+    Inpainting-initialised variants get ``init_weights``; multi variants get ``priors_train`` /
+    ``priors_val``, except the oracle, which :func:`ssinfnet.finetune.fit` builds from the masks. Returns the fits and a
     summary table (variant, label, best epoch, validation Dice, trainable parameters, transfer counts).
     """
     fits, rows = {}, []
@@ -77,8 +77,8 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
             cfg = variant_config(name, ctx.profile, init_weights=str(init_weights))
         oracle = cfg.task == "multi" and cfg.prior_source == "ground_truth"
         res = fit(cfg, train, val, device=ctx.device, seed=ctx.seed, run_dir=ctx.path("finetune", name),
-                  priors_train=oracle_priors(train) if oracle else (priors_train if cfg.task == "multi" else None),
-                  priors_val=oracle_priors(val) if oracle else (priors_val if cfg.task == "multi" else None),
+                  priors_train=priors_train if cfg.task == "multi" and not oracle else None,
+                  priors_val=priors_val if cfg.task == "multi" and not oracle else None,
                   progress=progress)
         fits[name] = res
         rows.append({"variant": name, "label": cfg.label,
@@ -103,7 +103,7 @@ def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample]
         oracle = cfg.task == "multi" and cfg.prior_source == "ground_truth"
         res = cross_validate(cfg, samples, ctx.profile.cv_folds, device=ctx.device, seed=ctx.seed,
                              run_dir=ctx.path("cv", name),
-                             priors=oracle_priors(samples) if oracle else (priors if cfg.task == "multi" else None),
+                             priors=priors if cfg.task == "multi" and not oracle else None,
                              val_fraction=ctx.profile.val_fraction, progress=progress)
         results[name] = res
         t = res.scores.copy()
@@ -127,3 +127,14 @@ def predict_with(path: str | Path, samples: Sequence[Sample], device: str, prior
     loaded = load_exported(path, device)
     return predict_probabilities(loaded.model, [s.image for s in samples], loaded.image_size, device,
                                  batch_size=8, priors=priors)
+
+
+def cost_models(ctx) -> dict[str, tuple[str, dict]]:
+    """The networks of this profile as (registry name, constructor kwargs), for :func:`ssinfnet.cost.cost_table`."""
+    infnet = ctx.profile.infnet_kwargs()
+    base = ctx.profile.baseline_kwargs
+    return {"InfNet (single)": ("infnet", infnet),
+            "InfNet (multi)": ("infnet_multi", infnet),
+            "U-Net (single)": ("unet", base.get("unet", {})),
+            "U-Net (multi)": ("unet_multi", base.get("unet_multi", {})),
+            "FCN8s (multi)": ("fcn8s", base.get("fcn8s", {}))}
