@@ -26,24 +26,31 @@ from .predict import load_exported, predict_probabilities
 
 
 def save_maps(path: str | Path, samples: Sequence[Sample], maps: Sequence[np.ndarray]) -> Path:
-    """Save probability maps keyed by slice id as a compressed .npz (float16 to keep it small)."""
+    """Save maps keyed by slice id as a compressed .npz: probabilities as float16 (to keep it small),
+    integer label maps as uint8."""
     if len(samples) != len(maps):
         raise ValueError(f"{len(samples)} samples but {len(maps)} maps")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **{s.slice_id: np.asarray(m, dtype=np.float16) for s, m in zip(samples, maps)})
+    def pack(m):
+        m = np.asarray(m)
+        return m.astype(np.uint8) if m.dtype.kind in "biu" else m.astype(np.float16)
+
+    np.savez_compressed(path, **{s.slice_id: pack(m) for s, m in zip(samples, maps)})
     return path
 
 
 def load_maps(path: str | Path, samples: Sequence[Sample]) -> list[np.ndarray]:
-    """Maps of :func:`save_maps` in the order of ``samples`` (float32); KeyError names a missing slice,
+    """Maps of :func:`save_maps` in the order of ``samples`` (float32, or uint8 label maps); KeyError
+    names a missing slice,
     ValueError a map whose shape differs from its slice."""
     with np.load(path) as data:
         out = []
         for s in samples:
             if s.slice_id not in data:
                 raise KeyError(f"{path}: no map for slice {s.slice_id!r}")
-            m = data[s.slice_id].astype(np.float32)
+            m = data[s.slice_id]
+            m = m if m.dtype == np.uint8 else m.astype(np.float32)
             if m.shape[-2:] != s.image.shape:
                 raise ValueError(f"{path}: map of {s.slice_id} has shape {m.shape}, slice {s.image.shape}")
             out.append(m)
