@@ -39,8 +39,10 @@ def assemble(profile: str, repo: Path = REPO_ROOT, runs: Path = RUNS_DIR) -> Pat
     shutil.copytree(repo / "book", dest / "book", symlinks=False)
     for p in chapters:
         shutil.copy2(run_dir / p.name, dest / "notebooks" / p.name)
-    for extra in run_dir.glob("*.md"):
-        shutil.copy2(extra, dest / "book" / extra.name)
+    if (run_dir / "manifest.json").is_file():
+        from .report import write_results_page
+
+        write_results_page(run_dir, dest / "book" / "results.md")
     return dest
 
 
