@@ -266,6 +266,8 @@ def fetch(name: str, root: Path | str, timeout: float = 60.0, opener=urllib.requ
     target = root / src.folder
     if (root / src.marker).exists():
         return target
+    if target.exists():
+        raise DataError(f"{target} exists but is incomplete ({src.marker} missing); move it away and fetch again")
     if src.archive_url is None:
         raise DataError(f"{name}: no automatic download; get it from {src.url} and place it as "
                         f"{root / src.folder} ({src.layout})")

@@ -252,3 +252,16 @@ def test_fetch_wrong_layout_and_manual_sources(tmp_path):
 def test_sha256_of(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
     assert sha256_of(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_fetch_refuses_an_incomplete_existing_folder(tmp_path):
+    from ssinfnet.data.io import DataError
+    from ssinfnet.data.sources import fetch
+
+    (tmp_path / "COVID-SemiSeg" / "Dataset").mkdir(parents=True)
+
+    def opener(*args, **kwargs):  # must never be called
+        raise AssertionError("no download expected")
+
+    with pytest.raises(DataError, match="incomplete"):
+        fetch("covid-semiseg", tmp_path, opener=opener)
