@@ -10,7 +10,9 @@ pipeline is therefore generous by design:
 2. outside air: keep dark pixels inside the convex hull of the body (all non-dark pixels after an
    opening); for HU slices also drop dark components touching the image border.  The hull, not the
    border rule, is used for the 8-bit crops because COVID-SemiSeg crops often cut through the lungs;
-3. opening, then the two largest components (a merged pair is split by erosion) = lung *seeds*;
+3. opening; dark components are grouped by single linkage (pieces of a lung cut by a thick vessel or a
+   lesion band join; the lungs, apart by the mediastinum, merge last), the two largest groups (a merged
+   pair is split by erosion) = lung *seeds*;
 4. growth: each seed grows geodesically for ``grow_frac`` of the image size through pixels darker than
    a second, higher threshold (upper multi-Otsu level / ``grow_hu``), which takes in ground glass and
    part-solid lesions at the lung border but stops in bright, homogeneous soft tissue;
@@ -71,6 +73,10 @@ class LungParams:
     second_lung_min : float
         The smaller lung must have at least this fraction of the larger lung's area, else the result is
         flagged "only one lung found" (default 0.1).
+    group_gap_frac : float
+        Largest gap between dark components that still groups them into one lung (single linkage, the
+        lungs being the last two groups to merge; default 0.15; 0 takes the two largest single
+        components).  Keeps pieces of a lung cut by a thick vessel or a dense lesion band together.
     area_range : tuple of float or None
         Plausible lung area, fraction of the image (slice) or volume; None → (0.08, 0.85) for uint8 crops,
         (0.02, 0.6) for HU images with the full field of view.
@@ -88,11 +94,12 @@ class LungParams:
     hull_frac: float = 0.05
     min_component_frac: float = 0.005
     second_lung_min: float = 0.1
+    group_gap_frac: float = 0.15
     area_range: tuple[float, float] | None = None
     drop_border: bool | None = None
 
     def __post_init__(self):
-        for name in ("grow_cap", "hull_frac", "sigma", "open_frac", "grow_frac", "close_frac", "min_component_frac", "second_lung_min"):
+        for name in ("grow_cap", "group_gap_frac", "hull_frac", "sigma", "open_frac", "grow_frac", "close_frac", "min_component_frac", "second_lung_min"):
             v = getattr(self, name)
             if not np.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -182,6 +189,44 @@ def _split_merged(comp: np.ndarray, min_frac: float, max_iter: int) -> np.ndarra
     return None
 
 
+def _group_seeds(lab: np.ndarray, big: np.ndarray, max_gap: float, second_min: float) -> np.ndarray:
+    """Lung seeds (int8, labels 1/2, 1 = larger) from the labelled dark components.
+
+    A lung cut into pieces by a thick vessel or a dense lesion band gives several dark components, and
+    the two largest may then be two pieces of one lung.  Components are grouped by single linkage:
+    components closer than a gap join one group, for gaps growing up to ``max_gap`` pixels; the two
+    lungs are the two largest groups at the largest gap that still leaves two groups of plausible
+    relative size (the mediastinum is the widest gap, so the lungs merge last).  When no gap does, the
+    two largest single components are used.
+    """
+    sizes = np.bincount(lab.ravel())[1:]
+    ids = np.flatnonzero(big) + 1
+
+    def _seeds(groups):
+        out = np.zeros(lab.shape, np.int8)
+        for i, members in enumerate(groups[:2]):
+            out[np.isin(lab, members)] = i + 1
+        return out
+
+    single = [[k] for k in ids[np.argsort(sizes[ids - 1])[::-1]]]
+    if ids.size <= 2 or max_gap <= 0:
+        return _seeds(single)
+    dist = ndi.distance_transform_edt(~np.isin(lab, ids))
+    best = None
+    for gap in np.linspace(min(2.0, max_gap), max_gap, 8):
+        glab, _ = ndi.label(dist <= gap / 2)
+        groups: dict[int, list[int]] = {}
+        for k in ids:
+            groups.setdefault(int(glab[lab == k][0]), []).append(int(k))
+        ranked = sorted(groups.values(), key=lambda m: sizes[np.asarray(m) - 1].sum(), reverse=True)
+        if len(ranked) < 2:
+            break
+        a, b = (sizes[np.asarray(m) - 1].sum() for m in ranked[:2])
+        if b >= second_min * a:
+            best = ranked
+    return _seeds(best if best is not None else single)
+
+
 def _segment_slice(img: np.ndarray, kind: str, p: LungParams):
     """2-D core: returns (labels int8 (H, W) with 0/1/2 in arbitrary lung order, notes list)."""
     h, w = img.shape
@@ -211,14 +256,12 @@ def _segment_slice(img: np.ndarray, kind: str, p: LungParams):
     if n == 0:
         return empty, ["no lung found"]
     sizes = np.bincount(lab.ravel())[1:]
-    order = np.argsort(sizes)[::-1]
-    keep = [k + 1 for k in order[:2] if sizes[k] >= p.min_component_frac * h * w]
-    if not keep:
+    big = sizes >= p.min_component_frac * h * w
+    if not big.any():
         return empty, ["no lung found"]
-    seeds = np.zeros((h, w), np.int8)
-    for i, k in enumerate(keep):
-        seeds[lab == k] = i + 1
-    if len(keep) == 1 or sizes[order[1]] < p.second_lung_min * sizes[order[0]]:
+    seeds = _group_seeds(lab, big, p.group_gap_frac * scale, p.second_lung_min)
+    areas = [int((seeds == v).sum()) for v in (1, 2)]
+    if areas[1] == 0 or areas[1] < p.second_lung_min * areas[0]:
         split = _split_merged(seeds == 1, p.second_lung_min, max_iter=int(0.02 * scale) + 1)
         if split is not None:
             seeds = split.astype(np.int8)

@@ -87,6 +87,33 @@ def test_volume_slicewise():
     assert set(np.unique(lm.labels)) == {0, 1, 2}
 
 
+def test_lung_cut_by_thick_vessel_stays_whole():
+    """A thick bright band cuts the right lung in two pieces; the two largest dark components are then
+    the left lung and one right piece, and the other piece must still be found (grouping)."""
+    img, truth, _ = _phantom(0)
+    band = np.zeros(img.shape, bool)
+    band[76:82, 70:111] = True
+    img = img.copy()
+    img[band & (truth == 2)] = 190.0
+    lower = (truth == 2) & (np.arange(img.shape[0])[:, None] > 82)
+    lm = segment_lungs(img)
+    assert lm.flags == []
+    assert lm.mask[lower].mean() > 0.95
+    assert _dice(lm.labels == 2, truth == 2) > 0.9  # both pieces carry the same lung label
+    assert lm.mask[band & (truth == 2)].mean() > 0.9  # the band inside the lung is filled
+    # The old behaviour (two largest single components) loses the lower piece.
+    old = segment_lungs(img, params=LungParams(group_gap_frac=0))
+    assert old.mask[lower].mean() < 0.5
+
+
+def test_synthetic_phantom_lungs_match_truth():
+    """The book's synthetic test phantoms (thick branching vessels) against their true lungs."""
+    from ssinfnet.data.phantoms import synthetic_subset
+
+    dice = [_dice(segment_lungs(s.image).mask, s.meta["lungs"]) for s in synthetic_subset("test", 12, 96, 0)]
+    assert min(dice) > 0.9 and np.mean(dice) > 0.94
+
+
 def test_blank_image_flagged():
     lm = segment_lungs(np.full((64, 64), 100.0))
     assert not lm.mask.any()
@@ -152,9 +179,10 @@ def _data_root():
 
 
 def test_real_covid_semiseg_test_slices():
-    """All 48 COVID-SemiSeg test crops: measured 48/48 unflagged, GT infection inside the lung mask
-    90.9 % per image on average (median 97.5 %, worst 49 % on a slice whose consolidation fills the
-    whole posterior lung), 86.8 % pooled over pixels."""
+    """All 48 COVID-SemiSeg test crops: measured 47/48 unflagged, GT infection inside the lung mask
+    93.9 % per image on average (median 98.8 %, worst 52 % on a slice whose consolidation fills the
+    whole posterior lung), 91.1 % pooled over pixels (before grouping split lung pieces: 90.9 / 97.5 /
+    86.8 %)."""
     root = _data_root()
     folder = None if root is None else root / "COVID-SemiSeg/Dataset/TestingSet/LungInfection-Test"
     if folder is None or not (folder / "Imgs").is_dir():
@@ -172,8 +200,8 @@ def test_real_covid_semiseg_test_slices():
         if gt.any():
             coverage.append(lm.mask[gt].mean())
     assert unflagged >= 46
-    assert np.mean(coverage) >= 0.89
-    assert np.median(coverage) >= 0.96
+    assert np.mean(coverage) >= 0.93
+    assert np.median(coverage) >= 0.98
     # With the GT passed as include= the reference denominator holds all of it.
     lm = segment_lungs(img, include=gt)
     assert lm.mask[gt].all()

@@ -187,3 +187,147 @@ def test_plots_return_figures_without_titles():
     with pytest.raises(ValueError, match="equal length"):
         ps.lung_mask_grid([img], [ok, bad])
     plt.close("all")
+
+
+# ----------------------------------------------------------------------------- test-slice severity
+
+def _sample(slice_id, image, infection, lungs=None):
+    from ssinfnet.data.sample import Sample
+
+    meta = {} if lungs is None else {"lungs": lungs}
+    return Sample(image=image, slice_id=slice_id, source="test", subset="test", infection=infection, meta=meta)
+
+
+def test_simulated_prediction():
+    mask = np.zeros((32, 32), bool)
+    mask[10:20, 8:24] = True
+    plain = sv.simulated_prediction(mask, sigma=0, noise=0)
+    np.testing.assert_array_equal(plain, mask.astype(np.float32))
+    blur = sv.simulated_prediction(mask, sigma=2.0, noise=0)
+    assert blur.dtype == np.float32
+    assert blur.sum() == pytest.approx(mask.sum(), rel=1e-3)  # a blur far from the border keeps the mass
+    assert 0 < blur[10, 8] < 1 and blur[15, 16] == pytest.approx(1.0, abs=0.02)
+    a, b = sv.simulated_prediction(mask, seed=1), sv.simulated_prediction(mask, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, sv.simulated_prediction(mask, seed=2))
+    assert a.min() >= 0 and a.max() <= 1
+    assert not sv.simulated_prediction(np.zeros((16, 16), bool), seed=3).any()  # empty stays empty
+    with pytest.raises(ValueError, match="sigma"):
+        sv.simulated_prediction(mask, sigma=-1)
+    with pytest.raises(ValueError, match="2-D"):
+        sv.simulated_prediction(np.zeros(5))
+
+
+def test_load_predictions_aligned_and_checked(tmp_path):
+    img = np.zeros((4, 6), np.uint8)
+    samples = [_sample("a", img, np.zeros((4, 6), bool)), _sample("b", img, np.zeros((4, 6), bool))]
+    pa, pb = np.full((4, 6), 0.25, np.float32), np.full((4, 6), 0.75, np.float32)
+    path = tmp_path / "pred.npz"
+    np.savez(path, b=pb, a=pa, extra=np.zeros((2, 2)))
+    out = sv.load_predictions(path, samples)
+    assert [float(p[0, 0]) for p in out] == [0.25, 0.75] and out[0].dtype == np.float32
+    np.savez(tmp_path / "missing.npz", a=pa)
+    with pytest.raises(ValueError, match=r"no prediction for 1 slice.*'b'"):
+        sv.load_predictions(tmp_path / "missing.npz", samples)
+    np.savez(tmp_path / "shape.npz", a=pa, b=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="b has shape"):
+        sv.load_predictions(tmp_path / "shape.npz", samples)
+    np.savez(tmp_path / "range.npz", a=pa, b=pb * 2)
+    with pytest.raises(ValueError, match=r"b outside \[0, 1\]"):
+        sv.load_predictions(tmp_path / "range.npz", samples)
+    with pytest.raises(ValueError, match="not found"):
+        sv.load_predictions(tmp_path / "nope.npz", samples)
+
+
+def test_severity_frame_on_phantoms():
+    from ssinfnet.data.phantoms import synthetic_subset
+    from ssinfnet.lungs import segment_lungs
+
+    samples = synthetic_subset("test", 3, 96, 0)
+    blank = _sample("blank", np.full((96, 96), 100, np.uint8), np.zeros((96, 96), bool))
+    preds = [s.infection.astype(np.float32) for s in samples] + [np.zeros((96, 96), np.float32)]
+    frame, masks = sv.severity_frame(samples + [blank], preds)
+    assert list(frame.slice_id) == [s.slice_id for s in samples] + ["blank"]
+    # Independent recomputation for one phantom.
+    s = samples[0]
+    auto = segment_lungs(s.image)
+    ref = auto.mask | s.infection
+    row = frame.iloc[0]
+    assert row.ratio_reference == pytest.approx(s.infection.sum() / ref.sum())
+    assert row.ratio_predicted == pytest.approx((s.infection & auto.mask).sum() / auto.mask.sum())
+    assert row.ratio_predicted == pytest.approx(row.ratio_gt_auto)  # the prediction is the GT itself
+    truth = s.meta["lungs"]
+    assert row.lung_dice == pytest.approx(2 * (truth & auto.mask).sum() / (truth.sum() + auto.mask.sum()))
+    assert row.lung_dice > 0.9 and row.included and row.reason == ""
+    np.testing.assert_array_equal(masks[s.slice_id][0].mask, auto.mask)
+    # The blank slice stays in the table, excluded with its reason.
+    last = frame.iloc[-1]
+    assert not last.included and last.reason == "lung mask flagged" and "constant" in last.lung_flags
+    res = sv.agreement_suite(frame)
+    assert res["ratio, paper bins"]["n"] == 3 and res["ratio, paper bins"]["n_excluded"] == 1
+    assert res["CT-SS total"]["confusion"].shape == (13, 13)
+    with pytest.raises(ValueError, match="length"):
+        sv.severity_frame(samples, preds)
+
+
+def test_agreement_suite_by_hand():
+    frame = pd.DataFrame({"included": [True, True, True, False],
+                          "ratio_reference": [0.0, 0.2, 0.6, 0.3], "ratio_predicted": [0.02, 0.2, 0.4, 0.3],
+                          "ratio_gt_auto": [0.0, 0.21, 0.61, 0.3],
+                          "ctss_reference": [0, 3, 8, 1], "ctss_predicted": [1, 3, 8, 1]})
+    res = sv.agreement_suite(frame)
+    # Paper bins: reference classes 0, 1, 2; predicted 1, 1, 1 → 1 of 3 right.
+    assert res["ratio, paper bins"]["micro_f1"] == pytest.approx(1 / 3)
+    assert res["lung mask only, paper bins"]["micro_f1"] == pytest.approx(1.0)
+    # CT bins: reference none, <25%, 50-75%; predicted <25%, <25%, 25-50% → 1 of 3.
+    assert res["ratio, CT bins"]["accuracy"] == pytest.approx(1 / 3)
+    assert res["CT-SS total"]["accuracy"] == pytest.approx(2 / 3)
+    assert res["CT-SS total"]["mean_diff"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="lacks"):
+        sv.agreement_suite(frame.drop(columns="ctss_reference"))
+    with pytest.raises(ValueError, match="no included"):
+        sv.agreement_suite(frame.assign(included=False))
+    table = sv.table_vi_layout({"ours": res["ratio, paper bins"]}, reference="image-derived")
+    assert list(table.columns) == ["micro F1", "precision", "recall", "n", "reference labels"]
+    assert table.loc["ours", "micro F1"] == pytest.approx(1 / 3) and table.loc["ours", "n"] == 3
+
+
+def test_new_plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssinfnet.plots import severity as ps
+
+    lung = _lung()
+    labels = np.where(lung, np.where(np.arange(6) < 3, 1, 2)[None, :], 0).astype(np.int8)
+    ok = LungMask(mask=lung, labels=labels, lung_axis=1, area_fraction=lung.mean())
+    img = np.random.default_rng(0).uniform(0, 255, (4, 6))
+    _, table = sv.regional_score(np.ones((4, 6)) * 0.3, labels, zones=2)
+    fig = ps.regional_score_panels([{"labels": labels, "per_region": table, "image": img, "label": "ref",
+                                     "infection": lung}] * 3, ncols=2)
+    assert all(ax.get_title() == "" for ax in fig.axes)
+    assert any("CT-SS total 4" in t.get_text() for t in fig.axes[0].texts)
+    fig2 = ps.lung_mask_grid([img], [ok], infections=[lung], truths=[lung])
+    assert len(fig2.axes[0].collections) >= 3  # two lungs, truth, infection contours
+    with pytest.raises(ValueError, match="infections"):
+        ps.lung_mask_grid([img], [ok], infections=[lung, lung])
+    with pytest.raises(ValueError, match="lacks"):
+        ps.regional_score_panels([{"labels": labels}])
+    plt.close("all")
+
+
+def test_find_predictions_falls_back_only_for_other_data(tmp_path):
+    img = np.zeros((4, 6), np.uint8)
+    samples = [_sample("a", img, np.zeros((4, 6), bool)), _sample("b", img, np.zeros((4, 6), bool))]
+    assert sv.find_predictions(None, samples)[0] is None
+    np.savez(tmp_path / "other.npz", x=np.zeros((4, 6)))
+    preds, note = sv.find_predictions(tmp_path / "other.npz", samples)
+    assert preds is None and "none of these 2 slice ids" in note
+    np.savez(tmp_path / "partial.npz", a=np.zeros((4, 6)))
+    with pytest.raises(ValueError, match="no prediction for 1"):
+        sv.find_predictions(tmp_path / "partial.npz", samples)
+    np.savez(tmp_path / "ok.npz", a=np.zeros((4, 6)), b=np.ones((4, 6)))
+    preds, note = sv.find_predictions(tmp_path / "ok.npz", samples)
+    assert note == "" and float(preds[1].mean()) == 1.0

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["lung_mask_grid", "ratio_scatter", "bland_altman", "confusion_heatmap", "regional_score_map"]
+__all__ = ["lung_mask_grid", "ratio_scatter", "bland_altman", "confusion_heatmap", "regional_score_map",
+           "regional_score_panels", "regional_examples"]
 
 
 def lung_mask_grid(images: Sequence[np.ndarray], lung_masks: Sequence, names: Sequence[str] | None = None,
-                   ncols: int = 6, panel_size: float = 2.2) -> Figure:
+                   ncols: int = 6, panel_size: float = 2.2, infections: Sequence | None = None,
+                   truths: Sequence | None = None) -> Figure:
     """Images with the lung contours drawn over them; flagged masks show their reasons in red.
 
     Parameters
@@ -27,7 +30,14 @@ def lung_mask_grid(images: Sequence[np.ndarray], lung_masks: Sequence, names: Se
     ncols : int, default 6
     panel_size : float, default 2.2
         Inches per panel.
+    infections : sequence of bool arrays (H, W), optional
+        Ground-truth infection, drawn red (is it inside the lung contour?).
+    truths : sequence of bool arrays (H, W) or None, optional
+        True lungs (phantoms), drawn dotted yellow.
     """
+    for name, extra in (("infections", infections), ("truths", truths)):
+        if extra is not None and len(extra) != len(images):
+            raise ValueError(f"{name} must have one entry per image")
     if len(images) != len(lung_masks) or len(images) == 0:
         raise ValueError(f"images ({len(images)}) and lung_masks ({len(lung_masks)}) must be non-empty and "
                          "of equal length")
@@ -48,17 +58,22 @@ def lung_mask_grid(images: Sequence[np.ndarray], lung_masks: Sequence, names: Se
         for v, colour in ((1, "cyan"), (2, "lime")):
             if (lm.labels == v).any():
                 ax.contour(lm.labels == v, [0.5], colors=colour, linewidths=0.8)
+        if truths is not None and truths[i] is not None and np.any(truths[i]):
+            ax.contour(np.asarray(truths[i], bool), [0.5], colors="yellow", linewidths=0.8, linestyles="dotted")
+        if infections is not None and np.any(infections[i]):
+            ax.contour(np.asarray(infections[i], bool), [0.5], colors="red", linewidths=0.6)
         label = names[i] if names is not None else str(i)
         ax.text(0.02, 0.98, label, transform=ax.transAxes, va="top", fontsize=7, color="yellow")
         if lm.flags:
-            ax.text(0.02, 0.02, "FLAGGED: " + "; ".join(lm.flags), transform=ax.transAxes, va="bottom",
-                    fontsize=6, color="red", wrap=True,
+            # Wrapped by hand: matplotlib's wrap=True lets tight_layout shrink every panel to a dot.
+            ax.text(0.02, 0.02, textwrap.fill("FLAGGED: " + "; ".join(lm.flags), 30), transform=ax.transAxes,
+                    va="bottom", fontsize=6, color="red", clip_on=True,
                     bbox=dict(facecolor="white", alpha=0.7, edgecolor="red", pad=1))
             for side in ax.spines.values():
                 side.set_visible(True)
                 side.set_color("red")
                 side.set_linewidth(2)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99, wspace=0.04, hspace=0.04)
     return fig
 
 
@@ -92,7 +107,7 @@ def ratio_scatter(reference, predicted, bins: Sequence[float] | None = None) -> 
     ax.set_ylim(0, hi)
     ax.set_xlabel("reference ratio (fraction of lung)")
     ax.set_ylabel("predicted ratio (fraction of lung)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -139,6 +154,44 @@ def confusion_heatmap(confusion, labels: Sequence[str] | None = None) -> Figure:
     return fig
 
 
+def _score_map(labels: np.ndarray, per_region: pd.DataFrame, zone_axis: int | None) -> np.ndarray:
+    from ssinfnet.severity import _separation_axis, _zone_bands
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"lung_labels must be 2-D, got shape {labels.shape}")
+    need = {"lung", "zone", "score"}
+    if not need <= set(per_region.columns):
+        raise ValueError(f"per_region lacks column(s) {sorted(need - set(per_region.columns))}")
+    zones = int(per_region["zone"].max()) + 1
+    axis = (1 - _separation_axis(labels)) if zone_axis is None else zone_axis
+    score_map = np.full(labels.shape, np.nan)
+    for row in per_region.itertuples():
+        lung = labels == row.lung
+        if lung.any():
+            score_map[lung & (_zone_bands(lung, axis, zones) == row.zone)] = row.score
+    return score_map
+
+
+def _draw_scores(ax, score_map, per_region, image, label, axes_off=False):
+    if image is not None:
+        ax.imshow(image, cmap="gray")
+    im = ax.imshow(np.ma.masked_invalid(score_map), cmap=plt.get_cmap("YlOrRd", 3), vmin=-0.5, vmax=2.5,
+                   alpha=0.6)
+    text = f"CT-SS total {int(per_region['score'].sum())}"
+    ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", color="black", fontsize=8,
+            bbox=dict(facecolor="white", alpha=0.7, pad=1))
+    if axes_off:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if label:
+            ax.set_xlabel(label, fontsize=8)
+    else:
+        ax.set_xlabel("column (px)")
+        ax.set_ylabel("row (px)")
+    return im
+
+
 def regional_score_map(lung_labels: np.ndarray, per_region: pd.DataFrame, image: np.ndarray | None = None,
                        zone_axis: int | None = None) -> Figure:
     """Map of the regional CT-SS: each lung zone coloured by its score 0/1/2 (2-D slices).
@@ -155,30 +208,80 @@ def regional_score_map(lung_labels: np.ndarray, per_region: pd.DataFrame, image:
         Axis the zones were cut along (as given to regional_score); default: perpendicular to the line
         joining the lungs.
     """
-    from ssinfnet.severity import _separation_axis, _zone_bands
-
-    labels = np.asarray(lung_labels)
-    if labels.ndim != 2:
-        raise ValueError(f"lung_labels must be 2-D, got shape {labels.shape}")
-    need = {"lung", "zone", "score"}
-    if not need <= set(per_region.columns):
-        raise ValueError(f"per_region lacks column(s) {sorted(need - set(per_region.columns))}")
-    zones = int(per_region["zone"].max()) + 1
-    axis = (1 - _separation_axis(labels)) if zone_axis is None else zone_axis
-    score_map = np.full(labels.shape, np.nan)
-    for row in per_region.itertuples():
-        lung = labels == row.lung
-        if lung.any():
-            score_map[lung & (_zone_bands(lung, axis, zones) == row.zone)] = row.score
+    score_map = _score_map(lung_labels, per_region, zone_axis)
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    if image is not None:
-        ax.imshow(image, cmap="gray")
-    cmap = plt.get_cmap("YlOrRd", 3)
-    im = ax.imshow(np.ma.masked_invalid(score_map), cmap=cmap, vmin=-0.5, vmax=2.5, alpha=0.6)
+    im = _draw_scores(ax, score_map, per_region, image, "")
     fig.colorbar(im, ax=ax, ticks=[0, 1, 2], fraction=0.046, label="zone score")
-    ax.text(0.02, 0.98, f"CT-SS total {int(per_region['score'].sum())}", transform=ax.transAxes, va="top",
-            color="black", fontsize=8, bbox=dict(facecolor="white", alpha=0.7, pad=1))
-    ax.set_xlabel("column (px)")
-    ax.set_ylabel("row (px)")
     fig.tight_layout()
     return fig
+
+
+def regional_score_panels(panels: Sequence[dict], ncols: int = 4, panel_size: float = 3.0) -> Figure:
+    """Several regional CT-SS maps side by side (e.g. reference and predicted for a few slices).
+
+    Parameters
+    ----------
+    panels : sequence of dict
+        Each with ``labels`` (int (H, W) lung labels), ``per_region`` (DataFrame from
+        :func:`ssinfnet.severity.regional_score`), optional ``image`` (H, W), ``infection`` (bool (H, W),
+        drawn as a blue contour) and ``label`` (str).
+    ncols : int, default 4
+    panel_size : float, default 3.0
+        Inches per panel.
+    """
+    if len(panels) == 0:
+        raise ValueError("panels is empty")
+    n = len(panels)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols + 0.8, (panel_size + 0.3) * nrows),
+                             squeeze=False, layout="constrained")
+    im = None
+    for ax, panel in zip(axes.flat, panels):
+        missing = {"labels", "per_region"} - set(panel)
+        if missing:
+            raise ValueError(f"a panel lacks {sorted(missing)}")
+        score_map = _score_map(panel["labels"], panel["per_region"], panel.get("zone_axis"))
+        im = _draw_scores(ax, score_map, panel["per_region"], panel.get("image"), panel.get("label", ""),
+                          axes_off=True)
+        if panel.get("infection") is not None and np.any(panel["infection"]):
+            ax.contour(np.asarray(panel["infection"], bool), [0.5], colors="blue", linewidths=0.7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.colorbar(im, ax=list(axes.flat), ticks=[0, 1, 2], fraction=0.04, shrink=0.8, label="zone score")
+    return fig
+
+
+def regional_examples(samples: Sequence, predictions: Sequence, masks: dict, slice_ids: Sequence[str],
+                      zones: int = 3, prediction_label: str = "predicted") -> Figure:
+    """Reference (ground truth, reference lung mask) and predicted (automatic lung mask) CT-SS maps of a
+    few slices, two panels per slice in one row each.
+
+    Parameters
+    ----------
+    samples, predictions : sequences aligned with each other
+        Slices (with ``infection``) and their soft predictions (H, W) in [0, 1].
+    masks : dict
+        ``slice_id → (automatic LungMask, reference LungMask)`` from :func:`ssinfnet.severity.severity_frame`.
+    slice_ids : sequence of str
+        Slices to show.
+    zones : int, default 3
+    prediction_label : str
+        Label of the predicted panels.
+    """
+    from ssinfnet.severity import regional_score
+
+    by_id = {s.slice_id: (s, p) for s, p in zip(samples, predictions)}
+    unknown = [i for i in slice_ids if i not in by_id or i not in masks]
+    if unknown or not slice_ids:
+        raise ValueError(f"slice_ids must be non-empty and known; unknown {unknown[:5]}")
+    panels = []
+    for sid in slice_ids:
+        s, p = by_id[sid]
+        auto, ref = masks[sid]
+        gt = np.asarray(s.infection, float)
+        for name, prob, lm in (("reference (ground truth)", gt, ref), (prediction_label, p, auto)):
+            _, table = regional_score(prob, lm.labels, zones=zones)
+            panels.append({"labels": lm.labels, "per_region": table, "image": s.image,
+                           "infection": s.infection, "label": f"{sid}\n{name}"})
+    return regional_score_panels(panels, ncols=2)
