@@ -11,14 +11,14 @@ setup: .venv/.requirements.sha256
 .venv/.requirements.sha256: requirements.txt scripts/install.sh pyproject.toml
 	bash scripts/install.sh
 
-## run every notebook with papermill into runs/$(PROFILE)/ and render that run to _build/html
+## run every notebook with papermill into runs/<profile> (real data) or runs/<profile>-synthetic,
+## then render that run's book to _build/html
 run: setup
-	$(PY) -m ssinfnet run --profile $(PROFILE) $(DATA_ARG)
-	$(PY) -m ssinfnet book --profile $(PROFILE)
+	$(PY) -m ssinfnet run --profile $(PROFILE) $(DATA_ARG) --book
 
 ## render the committed real-data run (runs/cpu) without re-running anything
 publish: setup
-	$(PY) -m ssinfnet book --profile cpu
+	$(PY) -m ssinfnet book --run-dir runs/cpu
 
 ## unit and integration tests, then the notebooks under nbval on the embedded synthetic default
 test: setup
@@ -30,4 +30,4 @@ refresh: setup
 	$(PY) -m ssinfnet refresh
 
 clean:
-	rm -rf _build _book runs/smoke
+	rm -rf _build _book runs/smoke runs/smoke-synthetic

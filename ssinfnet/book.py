@@ -1,8 +1,9 @@
 """Assemble and render the Jupyter Book of one run.
 
 The committed ``notebooks/`` are the sources (with smoke outputs, which nbval checks). A rendered book
-shows the executed notebooks of one run: :func:`assemble` copies the book's pages and the run's
-notebooks into ``_book/<profile>/`` and :func:`build` renders that with Jupyter Book 1.x (no
+shows the executed notebooks of one run folder (``runs/<profile>`` for real data,
+``runs/<profile>-synthetic`` for the embedded default): :func:`assemble` copies the book's pages and the
+run's notebooks into ``_book/<run name>/`` and :func:`build` renders that with Jupyter Book 1.x (no
 re-execution) to ``_build/html``.
 """
 
@@ -14,23 +15,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .pipeline import REPO_ROOT, RUNS_DIR, list_notebooks
+from .pipeline import REPO_ROOT, list_notebooks
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](https?:)?//(?!localhost)[^"']+["']""")
 
 
-def assemble(profile: str, repo: Path = REPO_ROOT, runs: Path = RUNS_DIR) -> Path:
-    """Copy config, pages and the executed notebooks of ``runs/<profile>`` into ``_book/<profile>``.
+def assemble(run_dir: str | Path, repo: Path = REPO_ROOT) -> Path:
+    """Copy config, pages and the executed notebooks of ``run_dir`` into ``_book/<run name>``.
 
     Raises FileNotFoundError naming the missing run notebooks (run ``python -m ssinfnet run`` first).
     """
-    run_dir = runs / profile
+    run_dir = Path(run_dir)
+    if not run_dir.is_absolute():
+        run_dir = repo / run_dir
     chapters = list_notebooks(repo / "notebooks")
     missing = [p.name for p in chapters if not (run_dir / p.name).is_file()]
     if missing:
         raise FileNotFoundError(f"{run_dir}: executed notebooks missing: {', '.join(missing)}; "
-                                f"run `python -m ssinfnet run --profile {profile}` first")
-    dest = repo / "_book" / profile
+                                f"run `python -m ssinfnet run` first")
+    dest = repo / "_book" / run_dir.name
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "notebooks").mkdir(parents=True)
@@ -46,9 +49,9 @@ def assemble(profile: str, repo: Path = REPO_ROOT, runs: Path = RUNS_DIR) -> Pat
     return dest
 
 
-def build(profile: str, repo: Path = REPO_ROOT, output: Path | None = None) -> Path:
-    """Render ``_book/<profile>`` to ``_build/html`` and check it loads nothing from the internet."""
-    src = assemble(profile, repo)
+def build(run_dir: str | Path, repo: Path = REPO_ROOT, output: Path | None = None) -> Path:
+    """Render the run in ``run_dir`` to ``_build/html`` and check it loads nothing from the internet."""
+    src = assemble(run_dir, repo)
     output = output or repo
     exe = Path(sys.executable).with_name("jupyter-book")  # the console script of this environment
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(src), "--path-output", str(output)]

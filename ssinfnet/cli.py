@@ -17,13 +17,18 @@ def _cmd_run(args) -> int:
     run_dir = run_book(args.profile, args.data_root, only=args.only, start=args.start, run_dir=args.run_dir,
                        progress=not args.no_progress)
     print(f"[ssinfnet] run written to {run_dir}")
+    if args.book:
+        from .book import build
+
+        print(f"[ssinfnet] book rendered: {build(run_dir) / 'index.html'}")
     return 0
 
 
 def _cmd_book(args) -> int:
     from .book import build
+    from .pipeline import RUNS_DIR
 
-    html = build(args.profile)
+    html = build(args.run_dir or RUNS_DIR / args.profile)
     print(f"[ssinfnet] book rendered: {html / 'index.html'}")
     return 0
 
@@ -75,10 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", default=None, help="run this chapter and the later ones")
     p.add_argument("--run-dir", default=None, help="output folder (default runs/<profile>)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--book", action="store_true", help="render the run's book to _build/html afterwards")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("book", help="render the executed notebooks of a run to _build/html")
-    p.add_argument("--profile", default="smoke")
+    p.add_argument("--profile", default="cpu", help="renders runs/<profile> (default: the published cpu run)")
+    p.add_argument("--run-dir", default=None, help="render this run folder instead")
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser("refresh", help="re-execute the committed notebooks in place (smoke, synthetic) "

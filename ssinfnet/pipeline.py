@@ -73,6 +73,12 @@ def describe_device(device: str) -> str:
     return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
+def default_run_dir(profile: str, synthetic: bool) -> Path:
+    """``runs/<profile>`` for real data, ``runs/<profile>-synthetic`` for the embedded default, so the two
+    never share artifacts."""
+    return RUNS_DIR / (f"{profile}-synthetic" if synthetic else profile)
+
+
 @dataclass
 class RunContext:
     """What a notebook needs to know about its run: profile, data root, run folder, device.
@@ -93,7 +99,7 @@ class RunContext:
              device: str = "auto", **overrides) -> "RunContext":
         prof = get_profile(profile, **overrides)
         data = resolve_data_root(data_root)
-        run = Path(run_dir) if run_dir else RUNS_DIR / prof.name
+        run = Path(run_dir) if run_dir else default_run_dir(prof.name, data.synthetic)
         if not run.is_absolute():  # relative run folders are relative to the repository, not the cwd
             run = REPO_ROOT / run
         run.mkdir(parents=True, exist_ok=True)
