@@ -1,4 +1,4 @@
-"""Benchmark the networks: parameters, FLOPs, training throughput, inference latency, peak memory.
+"""Benchmark the networks: parameters, FLOPs, training and inference time, peak memory.
 
 Usage::
 
@@ -6,28 +6,24 @@ Usage::
     python benchmarks/bench_models.py --quick --output /tmp/bench.json            # 64 px, 2 repeats
     python benchmarks/bench_models.py --models infnet_light unet --sizes 352 --device cuda
 
-Per model and size: parameters; forward FLOPs per image (``torch.utils.flop_counter``, batch 1,
-multiply-add = 2 FLOPs); training images/s (forward + backward + SGD step on synthetic tensors,
-batch ``--batch``); inference ms/image (eval, no grad); peak memory. On CUDA the models run
-channels_last under bf16 autocast and peak memory is ``torch.cuda.max_memory_allocated``; on CPU
-it is the process's maximum resident set size (``resource.getrusage``, cumulative over the run,
-so later rows include earlier ones). Inputs are synthetic: timings, not accuracy.
+A thin command line over :func:`ssinfnet.cost.cost_table` (see that module for what each number
+means): per model and size, parameters, forward GFLOPs per image (batch 1, multiply-add = 2 FLOPs),
+training ms/image and images/s (forward + backward + SGD step on synthetic tensors, batch
+``--batch``), inference ms/image (eval, no grad) and peak memory. bf16 autocast and channels_last on
+CUDA only. Inputs are synthetic: timings, not accuracy. The JSON names the device in ``meta``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
-import resource
 import sys
-import time
+from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from ssinfnet.models.registry import build_model
+from ssinfnet.cost import cost_table, device_description
 
 MODELS = {
     "infnet_res2net50": ("infnet", {}),
@@ -41,83 +37,6 @@ QUICK_MODELS = {
     "unet": ("unet", {"base_width": 16}),
     "multi": ("infnet_multi", {"backbone": "resnet18", "channels": 16, "ra_widths": (64, 32, 32)}),
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _loss(out) -> torch.Tensor:
-    values = out.values() if isinstance(out, dict) else [out]
-    return sum(v.float().mean() for v in values)
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """Forward FLOPs of ``model`` on ``x`` (eval mode, no grad)."""
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return int(counter.get_total_flops())
-
-
-def bench_one(name: str, kwargs: dict, size: int, batch: int, repeats: int,
-              device: torch.device) -> dict:
-    """Measure one model at one size; returns a JSON-ready dict."""
-    torch.manual_seed(0)
-    model = build_model(name, **kwargs).to(device)
-    cin = model.in_chans
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    params = sum(p.numel() for p in model.parameters())
-    flops = count_flops(model, torch.randn(1, cin, size, size, device=device))
-
-    x = torch.randn(batch, cin, size, size, device=device).contiguous(memory_format=fmt)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    model.train()
-
-    def train_step():
-        opt.zero_grad(set_to_none=True)
-        with _autocast(device):
-            loss = _loss(model(x))
-        loss.backward()
-        opt.step()
-
-    train_step()  # warm-up (allocations, cudnn autotuning)
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        train_step()
-    _sync(device)
-    train_s = (time.perf_counter() - t0) / repeats
-
-    model.eval()
-    with torch.no_grad(), _autocast(device):
-        model(x)
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-        _sync(device)
-    infer_s = (time.perf_counter() - t0) / repeats
-
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-        peak_kind = "cuda_max_allocated"
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        peak_kind = "cpu_max_rss_process"
-    return {"params": params, "gflops_per_image": flops / 1e9,
-            "train_images_per_s": batch / train_s, "infer_ms_per_image": 1e3 * infer_s / batch,
-            "peak_memory_mib": peak, "peak_memory_kind": peak_kind}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -151,19 +70,24 @@ def main(argv=None) -> int:
     for label in args.models:
         name, kwargs = args.table[label]
         for size in args.sizes:
-            row = {"model": label, "registry_name": name, "kwargs": kwargs, "size": size,
-                   **bench_one(name, kwargs, size, args.batch, args.repeats, device)}
+            row = cost_table({label: (name, kwargs)}, size, device, args.batch, args.repeats).iloc[0].to_dict()
+            row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            row["kwargs"] = kwargs
+            row["train_images_per_s"] = 1e3 / row["train_ms_per_image"]
             rows.append(row)
             print(f"{label:18s} {size:4d}px  params {row['params'] / 1e6:7.2f}M  "
-                  f"{row['gflops_per_image']:8.2f} GFLOP  train {row['train_images_per_s']:8.1f} img/s  "
+                  f"{row['gflops_per_image']:8.2f} GFLOP  train {row['train_ms_per_image']:8.1f} ms/img  "
                   f"infer {row['infer_ms_per_image']:8.2f} ms/img  peak {row['peak_memory_mib']:8.0f} MiB",
                   flush=True)
-    meta = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-            "batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),
-            "cuda_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "channels_last_bf16": device.type == "cuda", "quick": args.quick}
-    with open(args.output, "w") as fh:
+    meta = {"device": str(device), "device_name": device_description(device), "torch": torch.__version__,
+            "python": platform.python_version(), "batch": args.batch, "repeats": args.repeats,
+            "threads": torch.get_num_threads(), "channels_last_bf16": device.type == "cuda",
+            "quick": args.quick}
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as fh:
         json.dump({"meta": meta, "results": rows}, fh, indent=2)
+    print(f"written {out} ({meta['device_name']})")
     return 0
 
 

@@ -72,10 +72,15 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> Loade
         raise DataError(f"{path}: not a loadable model file ({exc.__class__.__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
         raise DataError(f"{path}: not an ssinfnet exported model (format {EXPORT_FORMAT!r} expected)")
-    model = build_model(state["name"], **state["kwargs"])
-    model.load_state_dict(state["state_dict"])
+    try:
+        model = build_model(state["name"], **state["kwargs"])
+        model.load_state_dict(state["state_dict"])
+        image_size = int(state["image_size"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        # A damaged or hand-edited export: name the file rather than fail deep inside torch.
+        raise DataError(f"{path}: exported model cannot be rebuilt ({exc.__class__.__name__}: {exc})") from exc
     model.to(device).eval()
-    return LoadedModel(model, state["name"], state["image_size"], state["kwargs"], state.get("extra", {}))
+    return LoadedModel(model, state["name"], image_size, state["kwargs"], state.get("extra", {}))
 
 
 # ----------------------------------------------------------------------------- inference
@@ -142,6 +147,10 @@ def read_slices(path: Path, window: tuple[float, float] = LUNG_WINDOW) -> list[t
             vol = vol[..., None]
         if vol.ndim != 3:
             raise DataError(f"{path}: expected a 2-D or 3-D volume, got shape {vol.shape}")
+        if vol.shape[2] == 0 or 0 in vol.shape[:2]:
+            raise DataError(f"{path}: NIfTI volume has no slices (shape {vol.shape})")
+        if not np.isfinite(vol).all():
+            raise DataError(f"{path}: NIfTI volume contains NaN or Inf")
         stem = name[: -len(".nii.gz")] if low.endswith(".nii.gz") else name[:-4]
         return [(f"{stem}_{k:03d}", window_hu(vol[:, :, k].T, *window)) for k in range(vol.shape[2])]
     if low.endswith(DICOM_SUFFIXES):
@@ -152,7 +161,13 @@ def read_slices(path: Path, window: tuple[float, float] = LUNG_WINDOW) -> list[t
             px = ds.pixel_array.astype(np.float64)
         except Exception as exc:
             raise DataError(f"{path}: unreadable DICOM ({exc})") from exc
+        if int(getattr(ds, "SamplesPerPixel", 1)) != 1:
+            raise DataError(f"{path}: colour DICOM (SamplesPerPixel {ds.SamplesPerPixel}); CT must be grey")
+        if px.ndim not in (2, 3) or px.size == 0:
+            raise DataError(f"{path}: DICOM pixel data of shape {px.shape}; expected (rows, columns) or frames")
         hu = px * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
+        if hu.ndim == 3:  # multi-frame: one slice per frame, named like NIfTI slices
+            return [(f"{path.stem}_{k:03d}", window_hu(hu[k], *window)) for k in range(hu.shape[0])]
         return [(path.stem, window_hu(hu, *window))]
     return [(path.stem, read_image(path))]
 
@@ -179,6 +194,13 @@ def class_colour_map(index: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def _check_channels(loaded: LoadedModel, want: int, role: str) -> None:
+    got = getattr(loaded.model, "in_chans", want)
+    if got != want:
+        raise DataError(f"{role} model {loaded.name!r} takes {got} input channels; expected {want} "
+                        f"({'image' if want == 1 else 'image + prior'})")
+
+
 def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: LoadedModel | None = None,
                    device: str = "cpu", batch_size: int = 8, progress: bool = True) -> Path:
     """Run the models on every input slice and write maps and ``lesions.csv`` into ``output``.
@@ -192,19 +214,38 @@ def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: Loade
     in_dir = inputs if inputs.is_dir() else inputs.parent
     if output.resolve() == in_dir.resolve():
         raise DataError(f"{output}: output folder must differ from the input folder")
+    _check_channels(single, 1, "single")
+    if multi is not None:
+        _check_channels(multi, 2, "multi")
     output.mkdir(parents=True, exist_ok=True)
     rows = []
+    written: dict[str, str] = {}  # slice name -> input file: two inputs must not write one output
     for f in tqdm(files, desc="predict", unit="file", disable=not progress):
         try:
             slices = read_slices(f)
         except DataError as exc:
             rows.append({"file": f.name, "slice": "", "status": f"error: {exc}"})
             continue
+        tails = ("",) if multi is None else ("", "_classes", "_classes_rgb")
+        outputs = [n + tail for n, _ in slices for tail in tails]
+        clash = [(n, written[n]) for n in outputs if n in written]
+        if clash:
+            rows.append({"file": f.name, "slice": clash[0][0],
+                         "status": f"error: output name {clash[0][0]!r} already used by {clash[0][1]}; "
+                                   f"rename one of the inputs"})
+            continue
+        written.update({n: f.name for n in outputs})
         images = [img for _, img in slices]
         probs = predict_probabilities(single.model, images, single.image_size, device, batch_size)
+        if probs[0].ndim != 2:
+            raise DataError(f"single model {single.name!r} gives {probs[0].shape[0]} output channels; "
+                            f"expected 1 (infection)")
         classes = None
         if multi is not None:
             classes = predict_probabilities(multi.model, images, multi.image_size, device, batch_size, priors=probs)
+            if classes[0].ndim != 3 or classes[0].shape[0] != 3:
+                raise DataError(f"multi model {multi.name!r} gives output of shape {classes[0].shape}; "
+                                f"expected 3 classes (background, GGO, consolidation)")
         for k, ((name, img), p) in enumerate(zip(slices, probs)):
             Image.fromarray(np.round(p * 255).astype(np.uint8)).save(output / f"{name}.png")
             row = {"file": f.name, "slice": name, "status": "ok", "height": img.shape[0], "width": img.shape[1],

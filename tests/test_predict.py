@@ -1,0 +1,394 @@
+"""Tests of the ``predict`` tool: exported models, readers of every input format, written maps, CLI."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssinfnet import metrics
+from ssinfnet.cli import main as cli_main
+from ssinfnet.data.io import DataError, read_image
+from ssinfnet.data.phantoms import LUNG_WINDOW, window_hu
+from ssinfnet.evaluate import evaluate_folders
+from ssinfnet.models.registry import build_model
+from ssinfnet.predict import (class_colour_map, export_model, load_exported, predict_folder,
+                              predict_probabilities, read_slices)
+
+SIZE = 32  # network input side (px)
+TINY = {"base_width": 4, "depth": 2}
+
+# name -> (H, W) of the 2-D inputs written by ``mixed_folder`` (all sizes differ)
+SIZES = {"grey": (40, 50), "rgb": (36, 44), "rgba": (48, 33), "deep": (30, 41), "photo": (45, 38),
+         "ct": (34, 46)}
+NIFTI_XYZ = (28, 22, 3)  # slices come out transposed: (H, W) = (22, 28)
+
+
+def _ramp(h: int, w: int, seed: int) -> np.ndarray:
+    """uint8 image with structure (a ramp plus noise), so models give non-constant maps."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.clip(xx * 200 / w + yy * 40 / h + rng.normal(0, 12, (h, w)), 0, 255).astype(np.uint8)
+
+
+def write_dicom(path: Path, stored: np.ndarray, slope: float, intercept: float) -> None:
+    """A minimal CT DICOM file (signed 16-bit) with RescaleSlope/Intercept; (F, H, W) gives F frames."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "CT"
+    ds.PatientID = "synthetic"
+    ds.Rows, ds.Columns = stored.shape[-2:]
+    if stored.ndim == 3:
+        ds.NumberOfFrames = stored.shape[0]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 1
+    ds.RescaleSlope = f"{slope:g}"
+    ds.RescaleIntercept = f"{intercept:g}"
+    ds.PixelData = stored.astype("<i2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def write_mixed_folder(folder: Path) -> dict[str, np.ndarray]:
+    """Write one file per supported kind plus a truncated PNG; return the HU arrays of DICOM/NIfTI."""
+    import nibabel as nib
+
+    folder.mkdir(parents=True)
+    Image.fromarray(_ramp(*SIZES["grey"], 1)).save(folder / "grey.png")
+    g = _ramp(*SIZES["rgb"], 2)
+    Image.fromarray(np.stack([g, g, g], -1)).save(folder / "rgb.png")
+    g = _ramp(*SIZES["rgba"], 3)
+    Image.fromarray(np.stack([g, g, g, np.full_like(g, 255)], -1), mode="RGBA").save(folder / "rgba.png")
+    deep = Image.fromarray(_ramp(*SIZES["deep"], 4).astype(np.uint16) * 257)
+    assert deep.mode == "I;16"
+    deep.save(folder / "deep.png")
+    Image.fromarray(_ramp(*SIZES["photo"], 5)).save(folder / "photo.jpg", quality=90)
+    stored = _ramp(*SIZES["ct"], 6).astype(np.int16) * 4  # 0..1020
+    write_dicom(folder / "ct.dcm", stored, slope=2.0, intercept=-1500.0)
+    rng = np.random.default_rng(7)
+    vol = rng.uniform(-1000, 200, NIFTI_XYZ).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), str(folder / "vol.nii.gz"))
+    good = folder / "grey.png"
+    (folder / "broken.png").write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    return {"ct": stored.astype(np.float64) * 2.0 - 1500.0, "vol": vol}
+
+
+def expected_shapes() -> dict[str, tuple[int, int]]:
+    shapes = dict(SIZES)
+    for k in range(NIFTI_XYZ[2]):
+        shapes[f"vol_{k:03d}"] = (NIFTI_XYZ[1], NIFTI_XYZ[0])
+    return shapes
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    single = build_model("unet", **TINY)
+    multi = build_model("unet_multi", **TINY)
+    for m in (single, multi):  # non-trivial batch-norm statistics, so eval-mode outputs vary
+        m.train()
+        with torch.no_grad():
+            m(torch.randn(4, m.in_chans, SIZE, SIZE))
+        m.eval()
+    with torch.no_grad():  # sharpen and centre the multi head so that all three classes occur
+        multi.head.weight.mul_(20)
+        multi.head.bias.sub_(multi(torch.randn(4, 2, SIZE, SIZE))["out"].mean((0, 2, 3)))
+    return {"single": single, "multi": multi,
+            "single_path": export_model(root / "single.pt", single, "unet", TINY, SIZE, {"note": "test"}),
+            "multi_path": export_model(root / "multi.pt", multi, "unet_multi", TINY, SIZE)}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mixed")
+    hu = write_mixed_folder(root / "in")
+    return root / "in", hu
+
+
+@pytest.fixture(scope="module")
+def predicted(models, mixed, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pred") / "out"
+    single = load_exported(models["single_path"])
+    csv_path = predict_folder(single, mixed[0], out, progress=False)
+    with open(csv_path) as fh:
+        return out, list(csv.DictReader(fh))
+
+
+# ----------------------------------------------------------------------------- exported models
+
+def test_export_round_trip_same_outputs(models):
+    loaded = load_exported(models["single_path"])
+    assert (loaded.name, loaded.image_size, loaded.kwargs, loaded.extra) == ("unet", SIZE, TINY, {"note": "test"})
+    assert not loaded.model.training
+    x = torch.randn(2, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    models["single"].eval()
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x)["out"], models["single"](x)["out"])
+
+
+def test_load_exported_missing_file(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_exported(tmp_path / "nope.pt")
+
+
+def test_load_exported_garbage_file(tmp_path):
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(np.random.default_rng(0).bytes(2048))
+    with pytest.raises(DataError, match="garbage.pt: not a loadable model file"):
+        load_exported(bad)
+
+
+def test_load_exported_plain_state_dict(tmp_path, models):
+    plain = tmp_path / "plain.pt"
+    torch.save(models["single"].state_dict(), plain)
+    with pytest.raises(DataError, match="not an ssinfnet exported model"):
+        load_exported(plain)
+
+
+def test_load_exported_mismatched_weights(tmp_path, models):
+    wrong = export_model(tmp_path / "wrong.pt", models["single"], "unet", {"base_width": 8, "depth": 2}, SIZE)
+    with pytest.raises(DataError, match="wrong.pt: exported model cannot be rebuilt"):
+        load_exported(wrong)
+
+
+# ----------------------------------------------------------------------------- readers
+
+def test_read_slices_dicom_applies_rescale_and_window(mixed):
+    folder, hu = mixed
+    [(name, img)] = read_slices(folder / "ct.dcm")
+    assert name == "ct" and img.dtype == np.uint8 and img.shape == SIZES["ct"]
+    np.testing.assert_array_equal(img, window_hu(hu["ct"], *LUNG_WINDOW))
+    # one pixel by hand: HU = 2 * stored - 1500; lung window (-600, 1500) spans -1350..150 HU
+    s = int(_ramp(*SIZES["ct"], 6)[3, 5]) * 4
+    assert img[3, 5] == min(255, max(0, round((2 * s - 1500 + 1350) / 1500 * 255)))
+
+
+def test_read_slices_multiframe_dicom_one_slice_per_frame(tmp_path):
+    stored = np.stack([np.full((6, 7), v, dtype=np.int16) for v in (0, 500, 1000)])
+    write_dicom(tmp_path / "multi.dcm", stored, slope=1.0, intercept=-1024.0)
+    slices = read_slices(tmp_path / "multi.dcm")
+    assert [n for n, _ in slices] == ["multi_000", "multi_001", "multi_002"]
+    for (_, img), v in zip(slices, (0, 500, 1000)):
+        assert img.shape == (6, 7)
+        assert (img == window_hu(np.array([v - 1024.0]), *LUNG_WINDOW)[0]).all()
+
+
+def test_read_slices_garbage_dicom_raises(tmp_path):
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"not a dicom file" * 20)
+    with pytest.raises(DataError, match="bad.dcm: unreadable DICOM"):
+        read_slices(bad)
+
+
+def test_read_slices_nifti_one_slice_per_axial_plane(mixed):
+    folder, hu = mixed
+    slices = read_slices(folder / "vol.nii.gz")
+    assert [n for n, _ in slices] == ["vol_000", "vol_001", "vol_002"]
+    for k, (_, img) in enumerate(slices):
+        np.testing.assert_array_equal(img, window_hu(hu["vol"][:, :, k].T, *LUNG_WINDOW))
+
+
+def test_read_slices_png_kinds_agree_with_grey(mixed):
+    folder, _ = mixed
+    assert read_slices(folder / "deep.png")[0][1].shape == SIZES["deep"]
+    np.testing.assert_array_equal(read_slices(folder / "deep.png")[0][1], _ramp(*SIZES["deep"], 4))
+    np.testing.assert_array_equal(read_slices(folder / "rgba.png")[0][1], _ramp(*SIZES["rgba"], 3))
+
+
+def test_read_slices_truncated_png_raises(mixed):
+    with pytest.raises(DataError, match="broken.png"):
+        read_slices(mixed[0] / "broken.png")
+
+
+# ----------------------------------------------------------------------------- predict_folder
+
+def test_one_8bit_map_per_slice_at_input_size(predicted):
+    out, _ = predicted
+    shapes = expected_shapes()
+    written = sorted(p.stem for p in out.glob("*.png"))
+    assert written == sorted(shapes)
+    for name, shape in shapes.items():
+        with Image.open(out / f"{name}.png") as img:
+            assert img.mode == "L", name
+            assert (img.height, img.width) == shape, name
+
+
+def test_csv_lists_every_slice_and_the_unreadable_file(predicted):
+    _, rows = predicted
+    ok = {r["slice"]: r for r in rows if r["status"] == "ok"}
+    assert set(ok) == set(expected_shapes())
+    bad = [r for r in rows if r["status"] != "ok"]
+    assert len(rows) == len(expected_shapes()) + 1
+    assert [r["file"] for r in bad] == ["broken.png"]
+    assert bad[0]["status"].startswith("error:") and "broken.png" in bad[0]["status"]
+    for name, (h, w) in expected_shapes().items():
+        assert (int(ok[name]["height"]), int(ok[name]["width"])) == (h, w)
+        assert 0.0 <= float(ok[name]["infection_fraction"]) <= 1.0
+
+
+def test_map_values_are_the_rounded_probabilities(models, mixed, predicted):
+    out, rows = predicted
+    single = load_exported(models["single_path"])
+    image = read_image(mixed[0] / "grey.png")
+    [prob] = predict_probabilities(single.model, [image], SIZE)
+    written = np.asarray(Image.open(out / "grey.png"))
+    np.testing.assert_array_equal(written, np.round(prob * 255).astype(np.uint8))
+    row = next(r for r in rows if r["slice"] == "grey")
+    assert float(row["infection_fraction"]) == pytest.approx(float((prob >= 0.5).mean()))
+    assert written.min() < written.max()  # a structured input gives a non-constant map
+
+
+def test_written_maps_score_like_metrics_on_the_same_arrays(predicted, tmp_path):
+    out, _ = predicted
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    maps, gts, names = [], [], []
+    for k, (name, (h, w)) in enumerate(sorted(expected_shapes().items())):
+        gt = np.zeros((h, w), dtype=bool)
+        gt[h // 4: h // 4 + h // 2, k % 5: k % 5 + w // 2] = True
+        Image.fromarray(gt.astype(np.uint8) * 255).save(gt_dir / f"{name}.png")
+        maps.append(np.asarray(Image.open(out / f"{name}.png")).astype(np.float64) / 255.0)
+        gts.append(gt)
+        names.append(name)
+
+    res = evaluate_folders(out, gt_dir, protocol="infnet")
+    assert res["counts"]["scored"] == len(names) and res["counts"]["resized"] == 0
+    per = [metrics.infnet_image_scores(metrics.minmax_normalise(m), g) for m, g in zip(maps, gts)]
+    ref = metrics.infnet_summary(per)
+    for key in ("meanDic", "maxDic", "Sm", "meanEm", "MAE"):
+        assert res["metrics"][key] == pytest.approx(ref[key], abs=1e-12), key
+
+    res = evaluate_folders(out, gt_dir, protocol="paper", threshold=0.5)
+    table = metrics.paper_scores(maps, gts, image_ids=names, threshold=0.5)
+    got = {r["image"]: r for r in res["per_image"]}
+    for r in table.itertuples():
+        assert got[r.image]["dice"] == pytest.approx(r.dice, abs=1e-12)
+        assert got[r.image]["iou"] == pytest.approx(r.iou, abs=1e-12)
+
+
+def test_multi_model_writes_class_index_and_colour_maps(models, mixed, tmp_path):
+    single = load_exported(models["single_path"])
+    multi = load_exported(models["multi_path"])
+    csv_path = predict_folder(single, mixed[0], tmp_path / "out", multi=multi, progress=False)
+    with open(csv_path) as fh:
+        rows = [r for r in csv.DictReader(fh) if r["status"] == "ok"]
+    assert len(rows) == len(expected_shapes())
+    seen = set()
+    for r in rows:
+        name = r["slice"]
+        idx_img = Image.open(tmp_path / "out" / f"{name}_classes.png")
+        rgb_img = Image.open(tmp_path / "out" / f"{name}_classes_rgb.png")
+        assert idx_img.mode == "L" and rgb_img.mode == "RGB"
+        idx = np.asarray(idx_img)
+        assert idx.shape == expected_shapes()[name]
+        assert set(np.unique(idx).tolist()) <= {0, 1, 2}
+        seen |= set(np.unique(idx).tolist())
+        np.testing.assert_array_equal(np.asarray(rgb_img), class_colour_map(idx))
+        assert float(r["ggo_fraction"]) == pytest.approx(float((idx == 1).mean()))
+        assert float(r["consolidation_fraction"]) == pytest.approx(float((idx == 2).mean()))
+    assert seen == {0, 1, 2}  # so the colour check above saw red, green and black pixels
+
+
+def test_class_colour_map_red_green_black():
+    idx = np.array([[0, 1], [2, 1]], dtype=np.uint8)
+    rgb = class_colour_map(idx)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 2, 3)
+    assert rgb[0, 0].tolist() == [0, 0, 0]
+    assert rgb[0, 1].tolist() == rgb[1, 1].tolist() == [255, 0, 0]  # GGO red
+    assert rgb[1, 0].tolist() == [0, 200, 0]  # consolidation green
+
+
+def test_output_equal_to_input_folder_refused(models, mixed):
+    single = load_exported(models["single_path"])
+    with pytest.raises(DataError, match="must differ from the input folder"):
+        predict_folder(single, mixed[0], mixed[0], progress=False)
+    with pytest.raises(DataError, match="must differ from the input folder"):
+        predict_folder(single, mixed[0] / "grey.png", mixed[0], progress=False)
+
+
+def test_empty_folder_raises(models, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no supported images"):
+        predict_folder(load_exported(models["single_path"]), tmp_path / "empty", tmp_path / "o", progress=False)
+
+
+def test_models_swapped_are_refused(models, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(_ramp(20, 20, 0)).save(folder / "a.png")
+    single, multi = load_exported(models["single_path"]), load_exported(models["multi_path"])
+    with pytest.raises(DataError, match="input channels"):
+        predict_folder(multi, folder, tmp_path / "o", progress=False)
+    with pytest.raises(DataError, match="input channels"):
+        predict_folder(single, folder, tmp_path / "o", multi=single, progress=False)
+
+
+def test_single_model_with_several_outputs_is_refused(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(_ramp(20, 20, 0)).save(folder / "a.png")
+    three = build_model("unet", out_chans=3, **TINY)
+    path = export_model(tmp_path / "three.pt", three, "unet", {"out_chans": 3, **TINY}, SIZE)
+    with pytest.raises(DataError, match="3 output channels; expected 1"):
+        predict_folder(load_exported(path), folder, tmp_path / "o", progress=False)
+
+
+def test_two_inputs_with_the_same_stem_are_not_overwritten(models, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(_ramp(20, 24, 0)).save(folder / "a.png")
+    Image.fromarray(_ramp(26, 22, 1)).save(folder / "a.jpg")
+    csv_path = predict_folder(load_exported(models["single_path"]), folder, tmp_path / "o", progress=False)
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2
+    assert [r["status"] for r in rows].count("ok") == 1
+    bad = next(r for r in rows if r["status"] != "ok")
+    assert "already used" in bad["status"]
+    ok = next(r for r in rows if r["status"] == "ok")
+    with Image.open(tmp_path / "o" / "a.png") as img:  # the map belongs to the file reported ok
+        assert (img.height, img.width) == (int(ok["height"]), int(ok["width"]))
+
+
+# ----------------------------------------------------------------------------- command line
+
+def test_cli_predict_returns_0_and_writes(models, mixed, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = cli_main(["predict", "--checkpoint", str(models["single_path"]), "--multi-checkpoint",
+                     str(models["multi_path"]), "--input", str(mixed[0]), "--output", str(out), "--no-progress",
+                     "--device", "cpu"])
+    assert code == 0
+    assert (out / "lesions.csv").is_file() and (out / "vol_002_classes.png").is_file()
+    assert f"{len(expected_shapes())} slices predicted, 1 unreadable" in capsys.readouterr().out
+
+
+def test_cli_predict_missing_checkpoint_returns_2(mixed, tmp_path, capsys):
+    code = cli_main(["predict", "--checkpoint", str(tmp_path / "missing.pt"), "--input", str(mixed[0]),
+                     "--output", str(tmp_path / "o"), "--no-progress", "--device", "cpu"])
+    assert code == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_predict_output_is_input_returns_2(models, mixed, capsys):
+    code = cli_main(["predict", "--checkpoint", str(models["single_path"]), "--input", str(mixed[0]),
+                     "--output", str(mixed[0]), "--no-progress", "--device", "cpu"])
+    assert code == 2
+    assert "must differ" in capsys.readouterr().err
