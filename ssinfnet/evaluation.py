@@ -79,3 +79,15 @@ def worst_images(scores: pd.DataFrame, n: int = 3, metric: str = "dice", cls: st
     """The ``n`` images with the lowest ``metric`` for class ``cls`` (NaN left out)."""
     rows = scores[(scores["class"] == cls) & scores[metric].notna()]
     return rows.nsmallest(n, metric)[["image", metric, "recall", "precision"]]
+
+
+def multi_infnet_table(probs: Mapping[str, Sequence[np.ndarray]], labels: Sequence[np.ndarray],
+                       suffix: str = "") -> pd.DataFrame:
+    """Inf-Net-protocol meanDic of GGO and of consolidation per method: each class's probability map
+    (channel 1 or 2 of (3, H, W) maps) scored as a binary problem against its mask (label 1 or 2)."""
+    rows = []
+    for name, maps in probs.items():
+        rows.append({"method": f"{name}{suffix}",
+                     "GGO meanDic": infnet_protocol([p[1] for p in maps], [g == 1 for g in labels])["meanDic"],
+                     "consolidation meanDic": infnet_protocol([p[2] for p in maps], [g == 2 for g in labels])["meanDic"]})
+    return pd.DataFrame(rows)

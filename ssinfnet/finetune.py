@@ -567,8 +567,18 @@ class FitResult:
 
 
 def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int) -> None:
-    """Refuse to resume a run made with other settings; record the settings of a new one."""
-    record = {"config": cfg.to_dict(), "seed": seed}
+    """Refuse to resume a run made with other settings; record the settings of a new one.
+
+    The initial weights are recorded by file name and content hash, not by path, so a run folder
+    moved or cloned elsewhere still resumes.
+    """
+    config = cfg.to_dict()
+    if config.get("init_weights"):
+        from .data.sources import sha256_of
+
+        w = Path(config["init_weights"])
+        config["init_weights"] = {"file": w.name, "sha256": sha256_of(w) if w.is_file() else None}
+    record = {"config": config, "seed": seed}
     path = run_dir / "config.json"
     if path.is_file():
         old = json.loads(path.read_text())

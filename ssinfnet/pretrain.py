@@ -155,9 +155,11 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     """Run the whole schedule (or resume it); returns the trained models and the training result.
 
     ``on_phase_end(name, models)``, when given, is called before the first phase (name ``"init"``)
-    and after every phase, e.g. to record the coach's masks as training goes. The schedule is then
-    run as growing prefixes of the phase list over the same run folder; each call resumes where the
-    previous one stopped, so the result equals a single uninterrupted run.
+    and after every phase *that this call runs*, e.g. to record the coach's masks as training goes.
+    The schedule is then run as growing prefixes of the phase list over the same run folder; each call
+    resumes where the previous one stopped, so the result equals a single uninterrupted run. Phases
+    already completed in ``run_dir`` are not re-run (the callback must keep what it recorded, as
+    :class:`MaskRecorder` does on disk).
     """
     torch.manual_seed(seed)  # model initialisation is part of the seeded run
     models = build_models(cfg)
@@ -165,11 +167,22 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     if on_phase_end is None:
         result = train(phases, models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress)
         return models, result
-    on_phase_end("init", models)
-    for k in range(1, len(phases) + 1):
+    started = _phases_started(Path(run_dir))
+    if started == 0:
+        on_phase_end("init", models)
+    # Prefixes shorter than the checkpointed one are complete; resuming starts at the last started phase.
+    for k in range(max(1, started), len(phases) + 1):
         result = train(phases[:k], models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress)
         on_phase_end(phases[k - 1].name, models)
     return models, result
+
+
+def _phases_started(run_dir: Path) -> int:
+    """How many phases the last checkpoint in ``run_dir`` has started (0 without a checkpoint)."""
+    from .checkpoint import load_checkpoint
+
+    last = run_dir / "checkpoints" / "last.pt"
+    return len(load_checkpoint(last)["phase_names"]) if last.is_file() else 0
 
 
 @torch.no_grad()
@@ -221,16 +234,30 @@ def strip_labels(samples):
 
 class MaskRecorder:
     """``on_phase_end`` callback of :func:`pretrain`: the coach's masks (alpha = ``alpha``) on a fixed
-    batch ``x`` (B, C, H, W) after each phase, kept in ``masks`` (phase name -> (B, 1, H, W) tensor)."""
+    batch ``x`` (B, C, H, W) after each phase, kept in ``masks`` (phase name -> (B, 1, H, W) tensor).
 
-    def __init__(self, x: torch.Tensor, alpha: float = 100.0):
+    With ``path``, the masks are saved there after every phase and loaded back when the recorder is
+    created, so a resumed or re-run pretraining still shows the masks of the phases it skipped.
+    """
+
+    def __init__(self, x: torch.Tensor, alpha: float = 100.0, path: str | Path | None = None):
         self.x, self.alpha = x, alpha
+        self.path = None if path is None else Path(path)
         self.masks: dict[str, torch.Tensor] = {}
+        if self.path is not None and self.path.is_file():
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            if saved["x"].shape == x.shape and torch.equal(saved["x"], x):
+                self.masks = dict(saved["masks"])
 
     def __call__(self, name: str, models) -> None:
         coach = models["coach"]
         device = next(coach.parameters()).device
         self.masks[name] = coach_masks(coach, self.x.to(device), self.alpha).cpu()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            torch.save({"x": self.x.cpu(), "masks": self.masks}, tmp)
+            tmp.replace(self.path)
 
 
 @torch.no_grad()

@@ -50,6 +50,7 @@ class Profile:
     # statistics
     n_boot: int = 200
     simulation_replicates: int = 20
+    radiomics_slice_limit: int | None = None  # slices per subset for radiomics (None: all)
     num_workers: int = 0
     seed: int = 0
 
@@ -79,7 +80,8 @@ PROFILES: dict[str, Profile] = {
                      single_variants=("sinfnet", "ssinfnet", "unet"),
                      multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_ssinfnet_gt_prior"),
                      cv_variants=("ssinfnet",),
-                     max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2),
+                     max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2,
+                     radiomics_slice_limit=6),
     "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8, unlabelled_limit=800,
                    baseline_kwargs={"unet": {"base_width": 32}, "unet_multi": {"base_width": 32},
                                     "fcn8s": {"fc_width": 512}},

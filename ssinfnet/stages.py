@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from .data.sample import Sample
-from .finetune import FitResult, cross_validate, fit, variant_config
-from .predict import load_exported, predict_probabilities
+from .finetune import FitResult, cross_validate, fit, oracle_priors, predict_samples, variant_config
+from .predict import load_exported
 
 
 def save_maps(path: str | Path, samples: Sequence[Sample], maps: Sequence[np.ndarray]) -> Path:
@@ -91,7 +91,7 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
         rows.append({"variant": name, "label": cfg.label,
                      "init": "inpainting" if cfg.init == "inpainting" else "scratch",
                      "network": cfg.network, "loss": cfg.loss, "optimizer": cfg.optimizer, "cutout": cfg.cutout,
-                     "best_epoch": None if res.best is None else res.best[0] + 1,
+                     "best_epoch (1-based)": None if res.best is None else res.best[0] + 1,
                      "val_dice": float("nan") if res.best is None else res.best[1],
                      "parameters_M": round(sum(p.numel() for p in res.model.parameters()) / 1e6, 2),
                      "copied_tensors": None if res.transfer is None else len(res.transfer.copied)})
@@ -131,9 +131,22 @@ def cv_summary(scores: pd.DataFrame, classes: Sequence[str] = ("infection",)) ->
 
 def predict_with(path: str | Path, samples: Sequence[Sample], device: str, priors=None) -> list[np.ndarray]:
     """Load an exported model and predict ``samples`` (maps at each slice's own size)."""
-    loaded = load_exported(path, device)
-    return predict_probabilities(loaded.model, [s.image for s in samples], loaded.image_size, device,
-                                 batch_size=8, priors=priors)
+    return predict_samples(load_exported(path, device), samples, device=device, priors=priors)
+
+
+def predict_variant(ctx, stage: str, name: str, samples: Sequence[Sample], priors=None) -> tuple[str, list[np.ndarray]]:
+    """Predict ``samples`` with the exported model of variant ``name`` recorded by ``stage``.
+
+    A multi-class model trained with the oracle prior (read from the exported model itself) gets the
+    ground-truth infection masks as priors, any other multi model ``priors``. Returns (label, maps).
+    """
+    path = require_artifact(ctx, stage, f"model:{name}", stage)
+    loaded = load_exported(path, ctx.device)
+    task = loaded.extra.get("task", "single")
+    if task == "multi" and loaded.extra.get("prior_source") == "ground_truth":
+        priors = oracle_priors(samples)
+    maps = predict_samples(loaded, samples, device=ctx.device, priors=priors if task == "multi" else None)
+    return loaded.extra.get("label", name), maps
 
 
 def cost_models(ctx) -> dict[str, tuple[str, dict]]:
@@ -145,3 +158,19 @@ def cost_models(ctx) -> dict[str, tuple[str, dict]]:
             "U-Net (single)": ("unet", base.get("unet", {})),
             "U-Net (multi)": ("unet_multi", base.get("unet_multi", {})),
             "FCN8s (multi)": ("fcn8s", base.get("fcn8s", {}))}
+
+
+def train_val_split(ctx, samples: Sequence[Sample]) -> tuple[list[int], list[int], str]:
+    """The training/validation split of chapter 1 (its saved manifest), or, when that chapter has not
+    run in this run folder, the same deterministic split computed and saved now. Returns
+    (train indices, validation indices, where it came from)."""
+    from .data import splits
+
+    path = ctx.artifact("01_data", "split_manifest")
+    if path is not None:
+        tr, va = splits.load_split(samples, path)
+        return tr, va, f"read from {path.relative_to(ctx.run_dir)}"
+    tr, va = splits.validation_split(samples, fraction=ctx.profile.val_fraction, seed=ctx.seed)
+    assignment = {**{i: "train" for i in tr}, **{i: "val" for i in va}}
+    path = splits.save_manifest(splits.split_manifest(samples, assignment), ctx.path("splits", "train_val.csv"))
+    return tr, va, f"computed (chapter 1 not run here) and saved to {path.relative_to(ctx.run_dir)}"

@@ -96,3 +96,20 @@ def save_manifest(df: pd.DataFrame, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False)
     return path
+
+
+def load_split(samples: Sequence[Sample], path: Path | str) -> tuple[list[int], list[int]]:
+    """(train, validation) indices of ``samples`` from a manifest written by :func:`save_manifest`.
+
+    Every sample must appear in the manifest with split "train" or "val"; otherwise ValueError names
+    the first slice that does not.
+    """
+    table = pd.read_csv(path, dtype={"slice_id": str})
+    split_of = dict(zip(table["slice_id"], table["split"]))
+    train, val = [], []
+    for i, s in enumerate(samples):
+        where = split_of.get(s.slice_id)
+        if where not in ("train", "val"):
+            raise ValueError(f"{path}: slice {s.slice_id!r} has no train/val assignment ({where!r})")
+        (train if where == "train" else val).append(i)
+    return train, val

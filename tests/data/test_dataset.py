@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ssinfnet.data.dataset import SliceDataset
-from ssinfnet.data.phantoms import edge_of, synthetic_subset
+from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.sample import Sample
 from ssinfnet.data.transforms import train_transform
 
@@ -45,12 +45,20 @@ def test_unlabelled_has_image_only():
     assert set(item) == {"image", "index"}
 
 
-def test_edge_falls_back_to_infection_boundary(labelled):
+def test_edge_is_the_boundary_of_the_transformed_mask(labelled):
+    from scipy import ndimage
+
     s = labelled[0]
     bare = Sample(image=s.image, slice_id="x", source="t", subset="train", infection=s.infection)
     item = SliceDataset([bare], 48)[0]
-    np.testing.assert_array_equal(item["edge"][0].numpy(), edge_of(s.infection))
-    assert "classes" not in item and "prior" not in item
+    m = item["infection"][0].numpy().astype(bool)
+    square = np.ones((3, 3), bool)
+    want = ndimage.binary_dilation(m, square) & ~ndimage.binary_erosion(m, square, border_value=1)
+    np.testing.assert_array_equal(item["edge"][0].numpy().astype(bool), want)
+    assert item["edge"].sum() > 0 and "classes" not in item and "prior" not in item
+    # a resized edge stays one closed line per lesion instead of breaking into dots
+    n_lesions = ndimage.label(m)[1]
+    assert ndimage.label(want, np.ones((3, 3)))[1] <= n_lesions + 2
 
 
 def test_priors_override_and_errors(labelled):

@@ -87,3 +87,16 @@ def test_split_manifest_accounts_for_every_sample(tmp_path):
     assert list(df.columns) == ["slice_id", "group", "source", "subset", "split", "path"]
     path = save_manifest(df, tmp_path / "a" / "b" / "split.csv")
     pd.testing.assert_frame_equal(pd.read_csv(path), df)
+
+
+def test_load_split_round_trips_and_names_missing_slices(tmp_path):
+    samples = _samples(["a", "a", None, "b", None, "c"])
+    tr, va = validation_split(samples, fraction=0.3, seed=1)
+    assignment = {**{i: "train" for i in tr}, **{i: "val" for i in va}}
+    path = save_manifest(split_manifest(samples, assignment), tmp_path / "m.csv")
+    from ssinfnet.data.splits import load_split
+
+    assert load_split(samples, path) == (tr, va)
+    extra = samples + _samples(["z"] * 7)[6:]
+    with pytest.raises(ValueError, match="s6"):
+        load_split(extra, path)

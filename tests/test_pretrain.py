@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from ssinfnet import pretrain
+from ssinfnet.data.dataset import SliceDataset
+from ssinfnet.data.phantoms import synthetic_subset
+from ssinfnet.data.sources import DataRoot
+from ssinfnet.data.transforms import eval_transform
+from ssinfnet.profiles import get_profile
+from ssinfnet.train import make_loader
+
+TINY = {"backbone": "resnet18", "backbone_kwargs": {"channels": (8, 16, 32, 64)}, "channels": 8,
+        "edge_channels": 8, "ra_widths": (16, 8, 8)}
+
+
+def test_lr_ladder_follows_the_paper_and_survives_short_phases():
+    assert pretrain.lr_ladder(100) == {40: 0.1, 80: 0.01, 90: 0.001}
+    assert pretrain.lr_ladder(4) == {2: 0.1, 3: 0.01, 4: 0.001}
+    assert pretrain.lr_ladder(1) == {1: 0.01}  # a one-epoch phase never reaches its first milestone
+
+
+def test_schedule_is_inpainter_then_coach_then_alternation():
+    cfg = pretrain.PretrainConfig(alternations=2)
+    names = [p.name for p in pretrain.build_phases(cfg)]
+    assert names == ["inpainter", "coach", "inpainter_adv_r1", "coach_adv_r1", "inpainter_adv_r2", "coach_adv_r2"]
+    phases = pretrain.build_phases(cfg)
+    assert phases[0].trainable == ["inpainter"] and phases[0].frozen == ["coach"]
+    assert phases[1].trainable == ["coach"] and phases[1].frozen == ["inpainter"]
+
+
+@pytest.mark.parametrize("bad", [{"keep": 1.0}, {"keep": 0.0}, {"inpainter_epochs": 0}, {"alternations": -1}])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        pretrain.PretrainConfig(**bad)
+
+
+def test_pool_strips_labels_and_subsamples_evenly():
+    prof = get_profile("smoke").with_overrides(unlabelled_limit=5)
+    samples, counts = pretrain.pretraining_pool(DataRoot(None, "test"), prof)
+    assert counts["unlabelled pool"] == 5 and counts["total"] == 5 + prof.synthetic_counts["train"]
+    assert all(s.infection is None and s.classes is None and s.prior is None for s in samples)
+    ids = [s.slice_id for s in samples[:5]]
+    assert ids[0].endswith("0000") and ids[-1].endswith(f"{prof.synthetic_counts['unlabelled'] - 1:04d}")
+
+
+def test_pretraining_reruns_and_resumes_with_recorded_masks(tmp_path):
+    ds = SliceDataset(synthetic_subset("unlabelled", 4, 64), 32, eval_transform(32))
+    cfg = pretrain.PretrainConfig(model_kwargs=TINY, max_steps_per_epoch=1, patch=8)
+    x = torch.stack([ds[i]["image"] for i in range(2)])
+
+    def run(recorder):
+        return pretrain.pretrain(cfg, make_loader(ds, 2, True, 0), device="cpu", seed=0, run_dir=tmp_path / "run",
+                                 progress=False, on_phase_end=recorder)
+
+    first = pretrain.MaskRecorder(x, path=tmp_path / "masks.pt")
+    models, _ = run(first)
+    assert list(first.masks) == ["init", "inpainter", "coach", "inpainter_adv_r1", "coach_adv_r1"]
+    again = pretrain.MaskRecorder(x, path=tmp_path / "masks.pt")  # a re-run of a finished pretraining
+    models2, _ = run(again)
+    assert list(again.masks) == list(first.masks)
+    for k, v in models["inpainter"].state_dict().items():
+        assert torch.equal(v, models2["inpainter"].state_dict()[k])
+    frac = pretrain.erased_fraction(models2["coach"], x, keeps=[0.75])
+    assert frac.erased_mean.iloc[0] == pytest.approx(0.25, abs=0.05)
