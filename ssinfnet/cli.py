@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="data root (default: $SSINFNET_DATA, data/, synthetic)")
     p.add_argument("--only", default=None, help="run one chapter, e.g. 03")
     p.add_argument("--from", dest="start", default=None, help="run this chapter and the later ones")
-    p.add_argument("--run-dir", default=None, help="output folder (default runs/<profile>)")
+    p.add_argument("--run-dir", default=None,
+                   help="output folder (default runs/<profile>, or runs/<profile>-synthetic on the embedded default)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--book", action="store_true", help="render the run's book to _build/html afterwards")
     p.set_defaults(func=_cmd_run)
@@ -103,14 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="where to unpack (default: the project's data/)")
     p.set_defaults(func=_cmd_fetch)
 
-    try:
-        from . import evaluate as _evaluate
-    except ImportError:  # pragma: no cover - evaluate ships with the package
-        _evaluate = None
-    if _evaluate is not None and hasattr(_evaluate, "add_arguments"):
-        p = sub.add_parser("evaluate", help="score saved prediction maps against ground truth")
-        _evaluate.add_arguments(p)
-        p.set_defaults(func=_evaluate.main)
+    from . import evaluate as _evaluate  # light: numpy and PIL only
+
+    p = sub.add_parser("evaluate", help="score saved prediction maps against ground truth")
+    _evaluate.add_arguments(p)
+    p.set_defaults(func=_evaluate.main)
     p = sub.add_parser("predict", help="segment CT images with trained (exported) models")
     p.add_argument("--checkpoint", required=True, help="exported single (infection) model file")
     p.add_argument("--multi-checkpoint", default=None, help="exported multi-class model file")

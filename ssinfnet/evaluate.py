@@ -18,22 +18,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ssinfnet import metrics
-from ssinfnet.data.io import DataError, list_images
+from ssinfnet.data.io import DataError, list_images, open_image
 from ssinfnet.imresize import imresize
 
 PROTOCOLS = ("infnet", "paper")
-
-
-def _open(path: Path) -> Image.Image:
-    # Local twin of ssinfnet.data.io._open (private there): raw modes are needed, not grey conversion.
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"{path}: unreadable image ({exc})") from exc
-    return img
 
 
 def read_gt(path: Path | str) -> np.ndarray:
@@ -45,7 +33,7 @@ def read_gt(path: Path | str) -> np.ndarray:
     :class:`DataError`, as do 16-bit or float images.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     if img.mode == "1":
         return np.asarray(img, dtype=bool)
     if img.mode == "P":
@@ -65,7 +53,7 @@ def read_gt(path: Path | str) -> np.ndarray:
 def read_prediction(path: Path | str) -> np.ndarray:
     """Read the raw first channel of a prediction image: uint8, uint16 or bool (1-bit), shape (H, W)."""
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     if img.mode == "P":
         raise DataError(f"{path}: palette PNG given as a prediction map; save grey probability maps")
     if img.mode == "1":

@@ -1,4 +1,4 @@
-"""Optimisers of the paper: Lookahead around SGD, the paper's SGD, and a step schedule.
+"""Optimisers of the paper: Lookahead (Zhang et al. 2019) around SGD for the multi-class stage.
 
 Lookahead (Zhang et al., NeurIPS 2019): the wrapped ("fast") optimiser takes ``k`` steps, then
 the slow weights move ``slow += alpha * (fast - slow)`` and the fast weights restart from them.
@@ -9,11 +9,10 @@ resumed run continues exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import torch
 from torch.optim import SGD, Optimizer
-from torch.optim.lr_scheduler import MultiStepLR
 
 __all__ = ["Lookahead", "make_sgd_paper", "make_lookahead_sgd", "step_lr"]
 
@@ -110,26 +109,9 @@ class Lookahead(Optimizer):
         return f"Lookahead(k={self.k}, alpha={self.alpha}, base={self.base_optimizer!r})"
 
 
-def make_sgd_paper(params: Iterable, lr: float = 0.1, momentum: float = 0.9,
-                   weight_decay: float = 5e-4) -> SGD:
-    """SGD of the SSInfNet inpainter (momentum 0.9, weight decay 5e-4, lr 0.1)."""
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    return SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-
 def make_lookahead_sgd(params: Iterable, lr: float = 0.01, momentum: float = 0.7,
                        weight_decay: float = 0.0, k: int = 5, alpha: float = 0.5) -> Lookahead:
     """Lookahead(k=5, alpha=0.5) around SGD(lr 0.01, momentum 0.7): the multi-class optimiser."""
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     return Lookahead(SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay), k=k, alpha=alpha)
-
-
-def step_lr(optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1) -> MultiStepLR:
-    """Divide the learning rate by 10 (``gamma``) at each milestone (in scheduler steps), e.g.
-    the paper's 0.1 -> 0.01 -> 0.001 -> 0.0001 within a phase."""
-    ms = list(milestones)
-    if any(int(m) != m or m < 1 for m in ms) or ms != sorted(set(ms)):
-        raise ValueError(f"milestones must be increasing positive ints, got {milestones}")
-    return MultiStepLR(optimizer, milestones=ms, gamma=gamma)

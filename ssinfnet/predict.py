@@ -46,10 +46,9 @@ def export_model(path: str | Path, model: torch.nn.Module, name: str, kwargs: di
     state = {"format": EXPORT_FORMAT, "name": name, "kwargs": dict(kwargs), "image_size": int(image_size),
              "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "extra": dict(extra or {})}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    return path
+    from .checkpoint import save_checkpoint
+
+    return save_checkpoint(path, state)  # atomic: a crash mid-write keeps the previous file
 
 
 @dataclass
@@ -104,6 +103,10 @@ def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], 
     probability for one output channel (sigmoid), (C, H, W) class probabilities otherwise (softmax).
     On CUDA, inputs are channels_last and run under bf16 autocast.
     """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if priors is not None and len(priors) != len(images):
+        raise ValueError(f"priors has {len(priors)} maps for {len(images)} images")
     device = torch.device(device)
     cuda = device.type == "cuda"
     results: list[np.ndarray] = []
@@ -137,20 +140,9 @@ def read_slices(path: Path, window: tuple[float, float] = LUNG_WINDOW) -> list[t
     name = path.name
     low = name.lower()
     if low.endswith(NIFTI_SUFFIXES):
-        import nibabel as nib
+        from .data.medseg import load_nifti
 
-        try:
-            vol = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
-        except Exception as exc:
-            raise DataError(f"{path}: unreadable NIfTI ({exc})") from exc
-        if vol.ndim == 2:
-            vol = vol[..., None]
-        if vol.ndim != 3:
-            raise DataError(f"{path}: expected a 2-D or 3-D volume, got shape {vol.shape}")
-        if vol.shape[2] == 0 or 0 in vol.shape[:2]:
-            raise DataError(f"{path}: NIfTI volume has no slices (shape {vol.shape})")
-        if not np.isfinite(vol).all():
-            raise DataError(f"{path}: NIfTI volume contains NaN or Inf")
+        vol = load_nifti(path)
         stem = name[: -len(".nii.gz")] if low.endswith(".nii.gz") else name[:-4]
         return [(f"{stem}_{k:03d}", window_hu(vol[:, :, k].T, *window)) for k in range(vol.shape[2])]
     if low.endswith(DICOM_SUFFIXES):
@@ -187,11 +179,10 @@ def list_inputs(path: Path) -> list[Path]:
 
 
 def class_colour_map(index: np.ndarray) -> np.ndarray:
-    """RGB uint8 (H, W, 3): GGO (1) red, consolidation (2) green, background black."""
-    rgb = np.zeros(index.shape + (3,), dtype=np.uint8)
-    rgb[index == 1] = (255, 0, 0)
-    rgb[index == 2] = (0, 200, 0)
-    return rgb
+    """RGB uint8 (H, W, 3): GGO (1) red, consolidation (2) green, background black (the book's colours)."""
+    from .plots.colours import class_rgb
+
+    return class_rgb(index)
 
 
 def _check_channels(loaded: LoadedModel, want: int, role: str) -> None:

@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from ssinfnet.optim import Lookahead, make_lookahead_sgd, make_sgd_paper, step_lr
+from ssinfnet.optim import Lookahead, make_lookahead_sgd
 
 
 def _linear_problem(value=1.0, lr=0.1, k=5, alpha=0.5):
@@ -82,7 +82,7 @@ def test_state_dict_round_trip_resumes_exactly():
 
 def test_scheduler_and_closure_work_through_the_wrapper():
     p, opt = _linear_problem(lr=0.1)
-    sched = step_lr(opt, milestones=[2])
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2], gamma=0.1)
     for _ in range(3):
         _step(p, opt)
         sched.step()
@@ -97,10 +97,7 @@ def test_scheduler_and_closure_work_through_the_wrapper():
     assert opt.step(closure).item() == pytest.approx(p.item() + 0.01)
 
 
-def test_make_sgd_paper_settings():
-    opt = make_sgd_paper([torch.nn.Parameter(torch.zeros(1))])
-    group = opt.param_groups[0]
-    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.1, 0.9, 5e-4)
+def test_make_lookahead_sgd_settings():
     la = make_lookahead_sgd([torch.nn.Parameter(torch.zeros(1))])
     assert (la.k, la.alpha, la.param_groups[0]["lr"], la.param_groups[0]["momentum"]) == (5, 0.5, 0.01, 0.7)
 
@@ -121,10 +118,8 @@ def test_bad_inputs():
         Lookahead(opt)
     with pytest.raises(ValueError, match="state_dict"):
         opt.load_state_dict({"state": {}, "param_groups": []})
-    with pytest.raises(ValueError, match="milestones"):
-        step_lr(opt, [3, 2])
     with pytest.raises(ValueError, match="lr"):
-        make_sgd_paper([p], lr=0.0)
+        make_lookahead_sgd([p], lr=0.0)
     _step(p, opt)
     state = opt.state_dict()
     state["lookahead"]["slow"][0] = torch.zeros(2)

@@ -312,7 +312,7 @@ def test_class_colour_map_red_green_black():
     assert rgb.dtype == np.uint8 and rgb.shape == (2, 2, 3)
     assert rgb[0, 0].tolist() == [0, 0, 0]
     assert rgb[0, 1].tolist() == rgb[1, 1].tolist() == [255, 0, 0]  # GGO red
-    assert rgb[1, 0].tolist() == [0, 200, 0]  # consolidation green
+    assert rgb[1, 0].tolist() == [0, 204, 0]  # consolidation green
 
 
 def test_output_equal_to_input_folder_refused(models, mixed):

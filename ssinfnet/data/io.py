@@ -17,7 +17,8 @@ class DataError(ValueError):
     """A data file or folder is missing, unreadable or inconsistent. The message names it."""
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode an image file in its own mode (DataError if missing, unreadable or truncated)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -65,7 +66,7 @@ def read_image(path: Path | str) -> np.ndarray:
 
     Float images (mode F) must hold finite values in [0, 1]; NaN/Inf or other ranges raise.
     """
-    img = _open(Path(path))
+    img = open_image(Path(path))
     if img.mode == "F":  # PIL's own conversion would clip NaN and fractions to 0 without a word
         return to_uint8_grey(np.asarray(img), path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -88,7 +89,7 @@ def read_binary_mask(path: Path | str, shape: tuple[int, int] | None = None) -> 
     Raises :class:`DataError` when the file holds other values (e.g. a 0/1/2 label PNG, which would
     silently become all background) or when ``shape`` is given and differs.
     """
-    img = _open(Path(path))
+    img = open_image(Path(path))
     if img.mode == "1":
         arr = np.asarray(img, dtype=bool)
     else:
@@ -120,7 +121,7 @@ def read_label_mask(path: Path | str, allowed: tuple[int, ...] = (0, 1, 2),
 
     Raises :class:`DataError` when a value outside ``allowed`` occurs (a {0, 255} binary PNG included).
     """
-    img = _open(Path(path))
+    img = open_image(Path(path))
     if img.mode not in ("P", "L", "1"):
         raise DataError(f"{path}: label mask must be a palette or 8-bit grey PNG, got mode {img.mode}")
     arr = np.asarray(img).astype(np.uint8)

@@ -23,7 +23,9 @@ SOURCE_NAME = "medseg"
 EFFUSION = 3
 
 
-def _load_nifti(path: Path) -> np.ndarray:
+def load_nifti(path: Path) -> np.ndarray:
+    """A NIfTI file as a float32 (X, Y, Z) volume (2-D images get Z = 1; a trailing 4th axis of 1 is
+    dropped). DataError for an unreadable file, another shape, no slices, NaN or Inf."""
     import nibabel as nib
 
     try:
@@ -34,6 +36,8 @@ def _load_nifti(path: Path) -> np.ndarray:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3):
         raise DataError(f"{path}: expected a 2-D or 3-D volume, got shape {arr.shape}")
+    if arr.size == 0:
+        raise DataError(f"{path}: NIfTI volume has no slices (shape {arr.shape})")
     if not np.isfinite(arr).all():
         raise DataError(f"{path}: volume contains NaN or Inf")
     return arr if arr.ndim == 3 else arr[..., None]
@@ -53,8 +57,8 @@ def read_volume_pair(image_path: Path, mask_path: Path, volume_id: str, subset: 
     Slices are transposed to (rows, columns) = (y, x) as radiologists view them; label values must be
     in {0, 1, 2, 3}.
     """
-    img = _load_nifti(Path(image_path))
-    msk = _load_nifti(Path(mask_path))
+    img = load_nifti(Path(image_path))
+    msk = load_nifti(Path(mask_path))
     if img.shape != msk.shape:
         raise DataError(f"{mask_path}: mask shape {msk.shape} differs from image {image_path} {img.shape}")
     labels = np.rint(msk)

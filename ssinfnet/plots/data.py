@@ -10,21 +10,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..data.sample import CONSOLIDATION, GGO, Sample
+from ..data.sample import Sample
+from .colours import CLASS_COLOURS, overlay
 
-GGO_RGB = (1.0, 0.0, 0.0)           # red
-CONSOLIDATION_RGB = (0.0, 0.8, 0.0)  # green
-
-
-def overlay(image: np.ndarray, classes: np.ndarray | None, alpha: float = 0.45) -> np.ndarray:
-    """RGB float image (H, W, 3) in [0, 1]: grey CT with GGO red and consolidation green blended in."""
-    rgb = np.repeat((image.astype(np.float32) / 255.0)[..., None], 3, axis=2)
-    if classes is None:
-        return rgb
-    for code, colour in ((GGO, GGO_RGB), (CONSOLIDATION, CONSOLIDATION_RGB)):
-        m = classes == code
-        rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(colour)
-    return rgb
+GGO_RGB, CONSOLIDATION_RGB = CLASS_COLOURS[1], CLASS_COLOURS[2]
 
 
 def legend_handles() -> list[Patch]:

@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .colours import CLASS_COLOURS  # noqa: F401  (re-exported)
+from .colours import overlay as _overlay
+
 from ssinfnet.metrics import roc_auc, roc_curve
 
 # Overlay colours (RGB in [0, 1]): the palette of the COVID-SemiSeg multi-class GT.
-CLASS_COLOURS = {1: (1.0, 0.0, 0.0), 2: (0.0, 0.8, 0.0)}  # GGO red, consolidation green
 
 
 def plot_roc(models: Mapping[str, tuple[Sequence[np.ndarray], Sequence[np.ndarray]]],
@@ -113,29 +115,8 @@ def plot_metric_distributions(scores: pd.DataFrame, metric: str = "dice", model_
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Colour a grey image with a label map: 1 (GGO, or binary infection) red, 2 (consolidation) green.
-
-    Parameters
-    ----------
-    image : (H, W) grey, uint8 or float in [0, 1]
-    labels : (H, W) bool or int labels in {0, 1, 2}
-    alpha : opacity of the colour
-
-    Returns
-    -------
-    (H, W, 3) float RGB in [0, 1].
-    """
-    img = np.asarray(image, dtype=np.float64)
-    if img.max(initial=0) > 1:
-        img = img / 255.0
-    lab = np.asarray(labels).astype(np.int64)
-    if lab.shape != img.shape:
-        raise ValueError(f"labels shape {lab.shape} differs from image shape {img.shape}")
-    rgb = np.repeat(img[..., None], 3, axis=2)
-    for code, colour in CLASS_COLOURS.items():
-        m = lab == code
-        rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(colour)
-    return np.clip(rgb, 0, 1)
+    """:func:`ssinfnet.plots.colours.overlay` with this module's default opacity."""
+    return _overlay(image, labels, alpha)
 
 
 def plot_comparison_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
