@@ -62,3 +62,23 @@ def test_pretraining_reruns_and_resumes_with_recorded_masks(tmp_path):
         assert torch.equal(v, models2["inpainter"].state_dict()[k])
     frac = pretrain.erased_fraction(models2["coach"], x, keeps=[0.75])
     assert frac.erased_mean.iloc[0] == pytest.approx(0.25, abs=0.05)
+
+
+def test_each_phase_changes_only_its_own_network(tmp_path):
+    ds = SliceDataset(synthetic_subset("unlabelled", 4, 64), 32, eval_transform(32))
+    cfg = pretrain.PretrainConfig(model_kwargs=TINY, max_steps_per_epoch=1, patch=8, alternations=0)
+    states = {}
+
+    def snapshot(name, models):
+        states[name] = {k: {n: t.detach().clone() for n, t in m.state_dict().items() if t.is_floating_point()}
+                        for k, m in models.items()}
+
+    pretrain.pretrain(cfg, make_loader(ds, 2, True, 0), device="cpu", seed=0, run_dir=tmp_path, progress=False,
+                      on_phase_end=snapshot)
+
+    def changed(a, b, net):
+        return any(not torch.equal(states[a][net][n], states[b][net][n])
+                   for n in states[a][net] if "running" not in n and "num_batches" not in n)
+
+    assert changed("init", "inpainter", "inpainter") and not changed("init", "inpainter", "coach")
+    assert changed("inpainter", "coach", "coach") and not changed("inpainter", "coach", "inpainter")
