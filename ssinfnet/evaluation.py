@@ -91,3 +91,9 @@ def multi_infnet_table(probs: Mapping[str, Sequence[np.ndarray]], labels: Sequen
                      "GGO meanDic": infnet_protocol([p[1] for p in maps], [g == 1 for g in labels])["meanDic"],
                      "consolidation meanDic": infnet_protocol([p[2] for p in maps], [g == 2 for g in labels])["meanDic"]})
     return pd.DataFrame(rows)
+
+
+def init_effect(results: Mapping[str, dict], pairs: Sequence[tuple[str, str]], key: str = "meanDic") -> dict:
+    """Differences ``results[a][key] - results[b][key]`` for each (a, b) pair present in ``results``
+    (e.g. inpainting-initialised minus from-scratch), keyed "a - b"."""
+    return {f"{a} - {b}": results[a][key] - results[b][key] for a, b in pairs if a in results and b in results}

@@ -66,3 +66,9 @@ def test_class_maps_and_worst_images():
     scores = pd.DataFrame({"image": list("abcd"), "class": "infection", "dice": [0.9, 0.1, np.nan, 0.5],
                            "recall": 1.0, "precision": 1.0})
     assert list(evaluation.worst_images(scores, n=2).image) == ["b", "d"]
+
+
+def test_init_effect_pairs_present_only():
+    res = {"ssinfnet": {"meanDic": 0.5}, "sinfnet": {"meanDic": 0.6}, "unet": {"meanDic": 0.4}}
+    out = evaluation.init_effect(res, [("ssinfnet", "sinfnet"), ("ssinfnet_cutout40", "sinfnet_cutout40")])
+    assert out == {"ssinfnet - sinfnet": pytest.approx(-0.1)}
