@@ -105,3 +105,22 @@ def get_profile(name: str, **overrides) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return PROFILES[name].with_overrides(**overrides) if overrides else PROFILES[name]
+
+
+#: The fields a reader needs to judge how reduced a profile is, with plain names.
+SUMMARY_FIELDS = {
+    "image_size": "input size (px)", "backbone": "InfNet encoder", "unlabelled_limit": "unlabelled slices used",
+    "pretrain_inpainter_epochs": "pretraining: inpainter epochs", "pretrain_coach_epochs": "pretraining: coach epochs",
+    "pretrain_alternations": "pretraining: alternation rounds", "pretrain_alternate_epochs": "pretraining: epochs per alternation phase",
+    "finetune_epochs": "stage-1 epochs", "multi_epochs": "stage-2 epochs", "max_steps_per_epoch": "steps per epoch (cap)",
+    "cv_folds": "cross-validation folds", "n_boot": "bootstrap resamples", "simulation_replicates": "simulation replicates",
+}
+
+
+def profile_table(names=("smoke", "cpu", "paper")):
+    """A table (rows: settings, columns: profiles) of what each profile runs; ``None`` shown as "all"."""
+    import pandas as pd
+
+    rows = {label: {n: ("all" if getattr(PROFILES[n], f) is None else getattr(PROFILES[n], f)) for n in names}
+            for f, label in SUMMARY_FIELDS.items()}
+    return pd.DataFrame(rows).T

@@ -56,3 +56,11 @@ def test_infnet_kwargs_include_backbone():
     for p in PROFILES.values():
         kw = p.infnet_kwargs()
         assert kw["backbone"] == p.backbone and {k: v for k, v in kw.items() if k != "backbone"} == p.model_kwargs
+
+
+def test_profile_table_lists_every_profile_and_summary_field():
+    from ssinfnet.profiles import SUMMARY_FIELDS, profile_table
+
+    t = profile_table()
+    assert list(t.columns) == ["smoke", "cpu", "paper"] and len(t) == len(SUMMARY_FIELDS)
+    assert t.loc["input size (px)", "paper"] == 352 and t.loc["unlabelled slices used", "paper"] == "all"
