@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .notebook_outputs import tidy_file
 from .pipeline import REPO_ROOT, list_notebooks
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](https?:)?//(?!localhost)[^"']+["']""")
@@ -42,6 +43,7 @@ def assemble(run_dir: str | Path, repo: Path = REPO_ROOT) -> Path:
     shutil.copytree(repo / "book", dest / "book", symlinks=False)
     for p in chapters:
         shutil.copy2(run_dir / p.name, dest / "notebooks" / p.name)
+        tidy_file(dest / "notebooks" / p.name)
     if (run_dir / "manifest.json").is_file():
         from .report import write_results_page
 

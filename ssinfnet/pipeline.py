@@ -220,6 +220,8 @@ def run_book(profile: str = "smoke", data_root: str | None = None, only: str | N
     """Execute the chapters with papermill into the run folder and record wall times in the manifest."""
     import papermill as pm
 
+    from .notebook_outputs import tidy_file
+
     ctx = RunContext.open(profile, data_root, run_dir)
     chapters = select_notebooks(list_notebooks(), only, start)
     params = {"profile": profile, "data_root": str(ctx.data.path) if ctx.data.path else "synthetic",
@@ -231,6 +233,7 @@ def run_book(profile: str = "smoke", data_root: str | None = None, only: str | N
         t0 = time.perf_counter()
         pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), kernel_name="python3",
                             progress_bar=progress, request_save_on_cell_execute=False)
+        tidy_file(out)  # progress bars as a terminal leaves them, not every redraw
         ctx.record(f"notebook:{nb.stem}", artifacts={"notebook": out},
                    wall_time_s=round(time.perf_counter() - t0, 1))
     return ctx.run_dir

@@ -1,0 +1,69 @@
+"""Tidying executed notebooks: progress bars as a terminal would leave them.
+
+Papermill stores every redraw of a text progress bar (carriage returns, cursor-up escapes) as its own
+stream output, thousands per training cell. :func:`tidy_notebook` merges consecutive stream outputs,
+keeps what a terminal would finally show on each line, and drops the blank lines that cleared bars
+leave. Results, tables and figures are untouched.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_NOISE = ("TqdmWarning: IProgress not found", "from .autonotebook import tqdm as notebook_tqdm")
+
+
+_BAR = re.compile(r"\d+%\|")
+_COUNTER = re.compile(r"\s*\d+/\d+\s*$")
+
+
+def terminal_text(text: str) -> str:
+    """Text as a terminal leaves it: per line, what follows the last carriage return, ANSI escapes
+    (cursor moves of nested bars) removed, blank lines and tqdm's notebook warning dropped; of each
+    progress bar (grouped by its description without epoch counters) only its last state is kept,
+    after the other lines."""
+    lines, bars = [], {}
+    for line in _ESCAPES.sub("", text).split("\n"):
+        final = (line.split("\r")[-1] if "\r" in line else line).rstrip()
+        if not final.strip() or any(n in final for n in _NOISE):
+            continue
+        if _BAR.search(final):
+            key = _COUNTER.sub("", final.split(":")[0])
+            bars.pop(key, None)  # re-insert: groups ordered by their last appearance
+            bars[key] = final
+        else:
+            lines.append(final)
+    lines += list(bars.values())
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def tidy_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Merge consecutive stream outputs of each code cell and apply :func:`terminal_text` (in place)."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream" and merged and merged[-1].output_type == "stream" \
+                    and merged[-1].name == out.name:
+                merged[-1].text += out.text
+            else:
+                merged.append(out)
+        tidy = []
+        for out in merged:
+            if out.output_type == "stream":
+                out.text = terminal_text(out.text)
+                if not out.text:
+                    continue
+            tidy.append(out)
+        cell.outputs = tidy
+    return nb
+
+
+def tidy_file(path) -> None:
+    """Tidy an executed notebook file in place."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.write(tidy_notebook(nb), path)
