@@ -21,7 +21,10 @@ def results_markdown(manifest: dict) -> str:
         lines.append(f"| {key.replace('_', ' ')} | `{manifest.get(key, '?')}` |")
     walls = {k.split(":", 1)[1]: v.get("wall_time_s") for k, v in stages.items() if k.startswith("notebook:")}
     if walls:
-        lines += ["", "## Wall time per chapter", "", "| chapter | seconds |", "|---|---|"]
+        lines += ["", "## Wall time per chapter", "",
+                  "Seconds of the last execution of each chapter; a chapter re-run over its own checkpoints "
+                  "shows only that re-run (training times are in each run folder's `history.csv`).", "",
+                  "| chapter | seconds |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in sorted(walls.items())]
     sections = [("03_single", "validation", "Stage 1, validation Dice (paper protocol, per image at 0.5)"),
                 ("03_single", "cross_validation", "Stage 1, cross-validated Dice of held-out training slices"),
