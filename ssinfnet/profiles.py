@@ -78,20 +78,17 @@ PROFILES: dict[str, Profile] = {
                      baseline_kwargs={"unet": {"base_width": 4, "depth": 3}, "unet_multi": {"base_width": 4, "depth": 3},
                                       "fcn8s": {"fc_width": 32}},
                      single_variants=("sinfnet", "ssinfnet", "unet"),
-                     multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_ssinfnet_gt_prior"),
+                     multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_fcn8s", "multi_ssinfnet_gt_prior"),
                      cv_variants=("ssinfnet",),
                      max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2,
                      radiomics_slice_limit=6),
     "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8, unlabelled_limit=800,
                    baseline_kwargs={"unet": {"base_width": 32}, "unet_multi": {"base_width": 32},
                                     "fcn8s": {"fc_width": 512}},
-                   # FCN8s (VGG-16 encoder) alone would cost as much CPU time as all other multi variants
-                   multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_ssinfnet_no_inpainting",
-                                   "multi_ssinfnet_no_focal", "multi_ssinfnet_no_lookahead", "multi_unet",
-                                   "multi_ssinfnet_gt_prior"),
+
                    pretrain_inpainter_epochs=4, pretrain_coach_epochs=1, pretrain_alternations=1,
                    pretrain_alternate_epochs=1, finetune_epochs=30, multi_epochs=30, n_boot=1000,
-                   cv_variants=("ssinfnet",),  # multi-class CV only in the paper profile (CPU time)
+                   cv_variants=("ssinfnet", "multi_ssinfnet"),
                    simulation_replicates=200),
     "paper": Profile(name="paper", image_size=352, backbone="res2net50_26w_4s", batch_size=16,
                      synthetic_size=256, pretrain_inpainter_epochs=200, pretrain_coach_epochs=200,
