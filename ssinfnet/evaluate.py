@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ssinfnet import metrics
 from ssinfnet.data.io import DataError, list_images, open_image

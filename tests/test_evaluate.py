@@ -2,10 +2,10 @@
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+from realdata import real_data_root
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
@@ -167,9 +167,7 @@ def test_main_prints_json_writes_output_and_exit_codes(folders, tmp_path, capsys
 
 
 def _real_gt_dir():
-    root = os.environ.get("SSINFNET_DATA")
-    if root is None and Path("/work/shared/data").is_dir():
-        root = "/work/shared/data"
+    root = real_data_root()
     if root is None:
         return None
     test_gt = "TestingSet/LungInfection-Test/GT"

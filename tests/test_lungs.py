@@ -1,9 +1,9 @@
 """Tests for ssinfnet.lungs: synthetic phantoms with known lungs, flags, bad input, real COVID-SemiSeg crops."""
 
-import os
 from pathlib import Path
 
 import numpy as np
+from realdata import real_data_root
 import pytest
 
 from ssinfnet.lungs import LungMask, LungParams, segment_lungs
@@ -168,22 +168,12 @@ def test_bad_params():
         LungParams(area_range=(0.5, 0.2))
 
 
-def _data_root():
-    env = os.environ.get("SSINFNET_DATA")
-    if env and env != "synthetic":
-        return Path(env)
-    if env == "synthetic":
-        return None
-    default = Path("/work/shared/data")
-    return default if default.exists() else None
-
-
 def test_real_covid_semiseg_test_slices():
     """All 48 COVID-SemiSeg test crops: measured 47/48 unflagged, GT infection inside the lung mask
     93.9 % per image on average (median 98.8 %, worst 52 % on a slice whose consolidation fills the
     whole posterior lung), 91.1 % pooled over pixels (before grouping split lung pieces: 90.9 / 97.5 /
     86.8 %)."""
-    root = _data_root()
+    root = real_data_root()
     folder = None if root is None else root / "COVID-SemiSeg/Dataset/TestingSet/LungInfection-Test"
     if folder is None or not (folder / "Imgs").is_dir():
         pytest.skip("COVID-SemiSeg test split not available")

@@ -1,9 +1,9 @@
 """Simulated cohorts: planted effects are recovered, intervals cover, nulls stay quiet, power grows."""
 
-import os
 from pathlib import Path
 
 import numpy as np
+from realdata import real_data_root
 import pandas as pd
 import pytest
 import statsmodels.api as sm
@@ -16,7 +16,7 @@ from ssinfnet.plots import stats as P
 
 
 def _clinical_path() -> Path | None:
-    root = os.environ.get("SSINFNET_DATA") or ("/work/shared/data" if Path("/work/shared/data").exists() else None)
+    root = real_data_root()
     if root is None:
         return None
     path = Path(root) / "iCTCF-HUST19-clinical" / "cleaned_cf_data.csv"

@@ -3,10 +3,10 @@ real data root when this machine has one."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+from realdata import real_data_root  # noqa: F401  (re-exported for the data tests)
 import pytest
 from PIL import Image
 
@@ -23,15 +23,6 @@ FAKE_TEST = ("3", "4")
 FAKE_POOL = ("Data-1_coronacases_org_001_7", "Data-1_coronacases_org_001_12", "Data-1_radiopaedia_org_x_3")
 FAKE_SHAPE = (36, 44)
 PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (256 * 3 - 9)
-
-
-def real_data_root() -> Path | None:
-    """$SSINFNET_DATA unless unset or "synthetic", else /work/shared/data when it exists, else None."""
-    env = os.environ.get("SSINFNET_DATA")
-    if env and env != "synthetic":
-        return Path(env)
-    shared = Path("/work/shared/data")
-    return shared if shared.is_dir() else None
 
 
 def fake_classes(k: int, shape=FAKE_SHAPE) -> np.ndarray:
