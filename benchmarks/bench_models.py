@@ -9,8 +9,8 @@ Usage::
 A thin command line over :func:`ssinfnet.cost.cost_table` (see that module for what each number
 means): per model and size, parameters, forward GFLOPs per image (batch 1, multiply-add = 2 FLOPs),
 training ms/image and images/s (forward + backward + SGD step on synthetic tensors, batch
-``--batch``), inference ms/image (eval, no grad) and peak memory. bf16 autocast and channels_last on
-CUDA only. Inputs are synthetic: timings, not accuracy. The JSON names the device in ``meta``.
+``--batch``), inference ms/image (eval, no grad) and peak memory, with the training loop's defaults:
+channels_last on CUDA and CPU, bf16 autocast on CUDA only. Inputs are synthetic: timings, not accuracy. The JSON names the device in ``meta``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ssinfnet.cost import cost_table, device_description
+from ssinfnet.train import default_amp, default_channels_last
 
 MODELS = {
     "infnet_res2net50": ("infnet", {}),
@@ -81,7 +82,8 @@ def main(argv=None) -> int:
                   flush=True)
     meta = {"device": str(device), "device_name": device_description(device), "torch": torch.__version__,
             "python": platform.python_version(), "batch": args.batch, "repeats": args.repeats,
-            "threads": torch.get_num_threads(), "channels_last_bf16": device.type == "cuda",
+            "threads": torch.get_num_threads(), "amp_bf16": default_amp(device),
+            "channels_last": default_channels_last(device),
             "quick": args.quick}
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

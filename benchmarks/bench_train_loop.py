@@ -20,10 +20,11 @@ Three measurements, in one process and one run:
 2. ``anchor``: the authors' single InfNet (Res2Net-50, 352 px, batch 4, fp32) took 1,056 ms per image
    per training step and 257 ms per image for inference on these 2-core CPUs. Ours
    (``backbone="res2net50_26w_4s"``, otherwise the class defaults) is timed on CPU in the same setting
-   (Adam, ``infnet_loss``); ``speedup_* = anchor ms / our ms`` (target >= 1.5). Only ``--quick`` runs
-   it at a small size, and then reports no speed-up (not comparable).
-3. ``anchor.cpu_variants``: the same anchor network's training step and inference with
-   channels_last, with bf16 autocast, and with one torch thread, as ratios to the fp32 default
+   (Adam, ``infnet_loss``, fp32) in the memory format the training loop uses by default on CPU
+   (channels_last, :func:`ssinfnet.train.default_channels_last`); ``speedup_* = anchor ms / our ms``
+   (target >= 1.5). Only ``--quick`` runs it at a small size, and then reports no speed-up.
+3. ``anchor.cpu_variants``: the same anchor network's training step and inference in the contiguous
+   memory format, with bf16 autocast, and with one torch thread, as ratios to the loop's default
    measured in the same run.
 
 The JSON names the device (``meta.device_name``). Timings on a machine shared with other work are
@@ -50,7 +51,7 @@ from ssinfnet.data.transforms import train_transform
 from ssinfnet.losses import infnet_loss
 from ssinfnet.models.registry import build_model
 from ssinfnet.profiles import get_profile
-from ssinfnet.train import Phase, adam, make_loader, train
+from ssinfnet.train import Phase, adam, default_amp, default_channels_last, make_loader, train
 
 #: The authors' single InfNet on the 2-core CPUs (Res2Net-50, 352 px, batch 4, fp32), ms per image.
 ANCHOR = {"size": 352, "batch": 4, "train_ms_per_image": 1056.0, "infer_ms_per_image": 257.0}
@@ -107,14 +108,16 @@ def bare_loop(kwargs: dict, size: int, batch: int, steps: int, device: torch.dev
 
 def anchor_comparison(repeats: int, seed: int, size: int = ANCHOR["size"], batch: int = ANCHOR["batch"],
                       variants: bool = True) -> dict:
-    """Our InfNet (Res2Net-50) on CPU, fp32, vs the authors' timings; optional CPU variants."""
+    """Our InfNet (Res2Net-50) on CPU, fp32 in the loop's default memory format, vs the authors'
+    timings; optional CPU variants (ratios to that default)."""
     cpu = torch.device("cpu")
+    default_cl = default_channels_last(cpu)
     comparable = size == ANCHOR["size"] and batch == ANCHOR["batch"]
     torch.manual_seed(seed)
     net = build_model("infnet", **ANCHOR_KWARGS)
     data = _synthetic_batch(batch, size, seed)
     out = {"kwargs": ANCHOR_KWARGS, "size": size, "batch": batch, "repeats": repeats, "precision": "fp32",
-           "params": count_parameters(net), "gflops_per_image": count_flops(net, data["image"][:1]) / 1e9,
+           "channels_last": default_cl, "params": count_parameters(net), "gflops_per_image": count_flops(net, data["image"][:1]) / 1e9,
            "authors": ANCHOR, "comparable": comparable}
 
     def measure(amp: bool, channels_last: bool) -> tuple[float, float]:
@@ -124,15 +127,16 @@ def anchor_comparison(repeats: int, seed: int, size: int = ANCHOR["size"], batch
         i = time_inference(net, data["image"], cpu, repeats, amp=amp, channels_last=channels_last)
         return 1e3 * t / batch, 1e3 * i / batch
 
-    out["train_ms_per_image"], out["infer_ms_per_image"] = measure(False, False)
+    out["train_ms_per_image"], out["infer_ms_per_image"] = measure(False, default_cl)
     out["speedup_train"] = ANCHOR["train_ms_per_image"] / out["train_ms_per_image"] if comparable else None
     out["speedup_infer"] = ANCHOR["infer_ms_per_image"] / out["infer_ms_per_image"] if comparable else None
     if variants:
         rows = {}
-        cases = [("channels_last_fp32", False, True, None), ("bf16_autocast", True, False, None),
-                 ("bf16_autocast_channels_last", True, True, None)]
+        cases = [("contiguous_fp32", False, False, None), ("channels_last_fp32", False, True, None),
+                 ("bf16_autocast_contiguous", True, False, None), ("bf16_autocast_channels_last", True, True, None)]
+        cases = [c for c in cases if not (c[1] is False and c[2] == default_cl)]  # that one is the default
         if torch.get_num_threads() > 1:
-            cases.append(("fp32_1_thread", False, False, 1))
+            cases.append(("fp32_1_thread", False, default_cl, 1))
         for name, amp, cl, threads in cases:
             default_threads = torch.get_num_threads()
             if threads is not None:
@@ -142,8 +146,8 @@ def anchor_comparison(repeats: int, seed: int, size: int = ANCHOR["size"], batch
             finally:
                 torch.set_num_threads(default_threads)
             rows[name] = {"train_ms_per_image": tr, "infer_ms_per_image": inf,
-                          "train_speedup_vs_fp32": out["train_ms_per_image"] / tr,
-                          "infer_speedup_vs_fp32": out["infer_ms_per_image"] / inf}
+                          "train_speedup_vs_default": out["train_ms_per_image"] / tr,
+                          "infer_speedup_vs_default": out["infer_ms_per_image"] / inf}
         out["cpu_variants"] = rows
     return out
 
@@ -199,7 +203,7 @@ def main(argv=None) -> int:
     meta = {"device": str(device), "device_name": device_description(device), "torch": torch.__version__,
             "python": platform.python_version(), "profile": "smoke" if args.quick else args.profile,
             "kwargs": args.kwargs, "size": args.size, "batch": args.batch, "steps": args.steps,
-            "amp_bf16": device.type == "cuda", "channels_last": device.type == "cuda", "quick": args.quick,
+            "amp_bf16": default_amp(device), "channels_last": default_channels_last(device), "quick": args.quick,
             **_threads()}
     print(f"device: {meta['device_name']}", flush=True)
     bare = bare_loop(args.kwargs, args.size, args.batch, args.steps, device, args.seed)
@@ -220,7 +224,7 @@ def main(argv=None) -> int:
         print(f"anchor {size}px b{batch}: train {anchor['train_ms_per_image']:.0f} ms/img  "
               f"infer {anchor['infer_ms_per_image']:.0f} ms/img  {speed}", flush=True)
         for name, row in anchor.get("cpu_variants", {}).items():
-            print(f"  {name:28s} train x{row['train_speedup_vs_fp32']:.2f}  infer x{row['infer_speedup_vs_fp32']:.2f}",
+            print(f"  {name:28s} train x{row['train_speedup_vs_default']:.2f}  infer x{row['infer_speedup_vs_default']:.2f}",
                   flush=True)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,8 @@ Conventions
   as 2 FLOPs. The counter sees convolutions and matrix products (the bulk of the work), not batch
   norm, activations or resizing, so the numbers are slightly low, as in most published tables.
 * Times are wall-clock seconds from :func:`time.perf_counter` after one untimed warm-up call, with a
-  device synchronisation before each clock read on CUDA. On CUDA the models run channels_last under
-  bf16 autocast (``"auto"``); on CPU in float32 with the default memory format.
+  device synchronisation before each clock read on CUDA. Models run as the training loop runs them by
+  default: channels_last on CUDA and CPU, under bf16 autocast on CUDA, in float32 on CPU.
 * Peak memory on CUDA is ``torch.cuda.max_memory_allocated`` (tensors only). On CPU (Linux) it is the
   process's peak resident set size during the measurement (``VmHWM``, reset through
   ``/proc/self/clear_refs``), which includes the interpreter and libraries; where that reset is not
@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .models.registry import build_model
+from .train import default_amp, default_channels_last
 
 __all__ = ["count_parameters", "count_flops", "time_training_step", "time_inference", "cost_table",
            "device_description", "peak_memory_mib", "reset_peak_memory", "mean_output_loss"]
@@ -102,8 +103,10 @@ def mean_output_loss(model: nn.Module, batch: Any) -> torch.Tensor:
     return sum(v.float().mean() for v in values)
 
 
-def _resolve(flag: bool | None, device: torch.device) -> bool:
-    return device.type == "cuda" if flag is None else bool(flag)
+def _resolve(amp: bool | None, channels_last: bool | None, device: torch.device) -> tuple[bool, bool]:
+    """The training loop's defaults (:func:`ssinfnet.train.default_amp` / ``default_channels_last``) for None."""
+    return (default_amp(device) if amp is None else bool(amp),
+            default_channels_last(device) if channels_last is None else bool(channels_last))
 
 
 def _sync(device: torch.device) -> None:
@@ -156,7 +159,8 @@ def time_training_step(model: nn.Module, batch: Any, loss_fn: LossFn | None = No
     amp : bool or None, default=None
         bf16 autocast around forward and loss; None = only on CUDA.
     channels_last : bool or None, default=None
-        Model and 4-D inputs in channels-last memory format; None = only on CUDA.
+        Model and 4-D inputs in channels-last memory format; None = the training loop's default
+        (CUDA and CPU).
     make_optimizer : callable ``params -> Optimizer``, optional
         Default SGD (lr 1e-3, momentum 0.9).
 
@@ -167,7 +171,7 @@ def time_training_step(model: nn.Module, batch: Any, loss_fn: LossFn | None = No
     """
     _check_repeats(repeats)
     device = torch.device(device)
-    amp, channels_last = _resolve(amp, device), _resolve(channels_last, device)
+    amp, channels_last = _resolve(amp, channels_last, device)
     loss_fn = loss_fn or mean_output_loss
     model.to(device)
     model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -214,7 +218,7 @@ def time_inference(model: nn.Module, x: torch.Tensor, device: str | torch.device
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a tensor, got {type(x).__name__}")
     device = torch.device(device)
-    amp, channels_last = _resolve(amp, device), _resolve(channels_last, device)
+    amp, channels_last = _resolve(amp, channels_last, device)
     model.to(device)
     model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     x = _move(x, device, channels_last)
@@ -301,7 +305,7 @@ def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | 
     size : int >= 32
         Square input side in pixels.
     device : str or torch.device, default="cpu"
-        bf16 autocast and channels_last on CUDA only.
+        The training loop's defaults: channels_last on CUDA and CPU, bf16 autocast on CUDA only.
     batch : int >= 1, default=4
         Batch size of the timed training steps and forward passes.
     repeats : int >= 1, default=5
@@ -326,7 +330,7 @@ def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | 
         raise ValueError(f"batch must be an int >= 1, got {batch!r}")
     _check_repeats(repeats)
     device = torch.device(device)
-    cuda = device.type == "cuda"
+    amp, channels_last = _resolve(None, None, device)
     rows = []
     for label, spec in models.items():
         if not (isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[1], Mapping)):
@@ -347,7 +351,7 @@ def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | 
         rows.append({"model": label, "registry_name": name, "size": size, "batch": batch, "params": params,
                      "gflops_per_image": flops / 1e9, "train_ms_per_image": 1e3 * train_s / batch,
                      "infer_ms_per_image": 1e3 * infer_s / batch, "peak_memory_mib": peak,
-                     "peak_memory_kind": kind, "amp_bf16": cuda, "channels_last": cuda,
+                     "peak_memory_kind": kind, "amp_bf16": amp, "channels_last": channels_last,
                      "threads": torch.get_num_threads(), "device_name": device_description(device)})
         del model, x
     return pd.DataFrame(rows, columns=COST_COLUMNS)

@@ -29,6 +29,7 @@ from .data.io import DataError, IMAGE_SUFFIXES, read_image
 from .data.phantoms import LUNG_WINDOW, window_hu
 from .data.transforms import normalize
 from .models.registry import build_model
+from .train import default_amp, default_channels_last
 
 EXPORT_FORMAT = "ssinfnet-model-v1"
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -101,14 +102,15 @@ def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], 
     passed through ``model`` (with its prior as a second channel when ``priors`` is given), and the
     output is resized back to the image's own size. Returns float32 arrays: (H, W) lesion
     probability for one output channel (sigmoid), (C, H, W) class probabilities otherwise (softmax).
-    On CUDA, inputs are channels_last and run under bf16 autocast.
+    Inputs are channels_last on CUDA and CPU (the training loop's default) and run under bf16
+    autocast on CUDA.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if priors is not None and len(priors) != len(images):
         raise ValueError(f"priors has {len(priors)} maps for {len(images)} images")
     device = torch.device(device)
-    cuda = device.type == "cuda"
+    amp, channels_last = default_amp(device), default_channels_last(device)
     results: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
@@ -121,9 +123,9 @@ def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], 
             t = torch.cat(chans, 1)
             xs.append(F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
         x = normalize(torch.cat(xs)).to(device)
-        if cuda:
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = _output_logits(model, x).float()
         probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
         for j, img in enumerate(chunk):
