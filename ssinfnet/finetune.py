@@ -43,7 +43,7 @@ import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -79,6 +79,7 @@ LOSSES = {"single": ("infnet", "bce"), "multi": ("focal", "bce")}
 OPTIMIZERS = ("adam", "sgd", "lookahead_sgd")
 DEFAULT_LR = {"adam": 1e-4, "sgd": 0.01, "lookahead_sgd": 0.01}
 INITS = ("scratch", "inpainting")
+TRANSFERS = ("all", "encoder")
 PRIOR_SOURCES = ("predicted", "ground_truth")
 PHASE_NAME = "seg"
 MODEL_KEY = "net"
@@ -100,6 +101,9 @@ class SegConfig:
         to 1 (single) or 2 (multi).
     init : {"scratch", "inpainting"}
         Random initialisation, or the trunk of a pretrained inpainter (``init_weights``).
+    transfer : {"all", "encoder"}
+        With ``init="inpainting"``: copy the whole trunk (the paper: everything but the heads), or
+        the encoder alone (``encoder_names`` of the network; the decoder starts fresh).
     init_weights : str, optional
         Pretraining checkpoint (``checkpoints/last.pt`` of :func:`ssinfnet.pretrain.pretrain`), an
         exported model or a plain state dict; needed when ``init="inpainting"``.
@@ -134,6 +138,7 @@ class SegConfig:
     network: str = "infnet"
     model_kwargs: dict = field(default_factory=dict)
     init: str = "scratch"
+    transfer: str = "all"
     init_weights: str | None = None
     loss: str = "infnet"
     optimizer: str = "adam"
@@ -164,6 +169,8 @@ class SegConfig:
             raise ValueError("model_kwargs must not set 'head' (segmentation models use head='seg')")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.transfer not in TRANSFERS:
+            raise ValueError(f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
         if self.loss not in LOSSES[self.task]:
             raise ValueError(f"loss must be one of {LOSSES[self.task]} for task {self.task!r}, got {self.loss!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -232,6 +239,8 @@ _VARIANT_SETTINGS: dict[str, dict] = {
     "sinfnet_cutout50": dict(_SINGLE, cutout=0.5),
     "ssinfnet_cutout40": dict(_SINGLE, init="inpainting", cutout=0.4),
     "ssinfnet_cutout50": dict(_SINGLE, init="inpainting", cutout=0.5),
+    # ours: only the inpainter's encoder is transferred; the decoder starts from scratch
+    "ssinfnet_encoder": dict(_SINGLE, init="inpainting", transfer="encoder"),
     "unet": dict(_SINGLE, network="unet", model_kwargs={}),
     # stage 2: the full recipe, the scratch/BCE/SGD baseline and one-change ablations
     "multi_ssinfnet": dict(_MULTI),
@@ -240,6 +249,7 @@ _VARIANT_SETTINGS: dict[str, dict] = {
     "multi_ssinfnet_no_focal": dict(_MULTI, loss="bce"),
     "multi_ssinfnet_no_lookahead": dict(_MULTI, optimizer="sgd"),
     "multi_ssinfnet_gt_prior": dict(_MULTI, prior_source="ground_truth"),
+    "multi_ssinfnet_encoder": dict(_MULTI, transfer="encoder"),
     # baselines: other networks with the stage-2 recipe, from scratch, same prior
     "multi_unet": dict(_MULTI, network="unet_multi", model_kwargs={}, init="scratch"),
     "multi_fcn8s": dict(_MULTI, network="fcn8s", model_kwargs={}, init="scratch"),
@@ -343,7 +353,12 @@ def build_segmenter(cfg: SegConfig) -> tuple[torch.nn.Module, TransferReport | N
         return model, None
     if cfg.init_weights is None:
         raise ValueError(f"init_weights must name a pretraining checkpoint when init='inpainting' ({cfg.name})")
-    report = transfer_weights(load_init_state(cfg.init_weights), model)
+    only = None
+    if cfg.transfer == "encoder":
+        only = getattr(model, "encoder_names", None)
+        if not only:
+            raise ValueError(f"transfer='encoder' needs a network with encoder_names; {cfg.network} has none")
+    report = transfer_weights(load_init_state(cfg.init_weights), model, only=only)
     if not report.copied:
         raise ValueError(f"init_weights {cfg.init_weights}: no tensor matches {cfg.network} "
                          f"{cfg.network_kwargs()} by name and shape\n{report}")
@@ -570,7 +585,8 @@ def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int) -> None:
     """Refuse to resume a run made with other settings; record the settings of a new one.
 
     The initial weights are recorded by file name and content hash, not by path, so a run folder
-    moved or cloned elsewhere still resumes.
+    moved or cloned elsewhere still resumes. A setting added to :class:`SegConfig` after the folder
+    was written counts as equal when it holds its default (the behaviour the old run had).
     """
     config = cfg.to_dict()
     if config.get("init_weights"):
@@ -582,6 +598,10 @@ def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int) -> None:
     path = run_dir / "config.json"
     if path.is_file():
         old = json.loads(path.read_text())
+        defaults = {f.name: f.default for f in fields(SegConfig) if f.default is not MISSING}
+        added_at_default = {k for k in set(config) - set(old.get("config", {}))
+                            if k in defaults and config[k] == defaults[k]}
+        record["config"] = {k: v for k, v in config.items() if k not in added_at_default}
         if old != record:
             raise ValueError(f"run_dir {run_dir} holds a run with other settings ({path}); use a new run_dir")
         return

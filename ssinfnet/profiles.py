@@ -26,10 +26,10 @@ class Profile:
     baseline_kwargs: dict = field(default_factory=dict)
     # which fine-tuning variants run (names of ssinfnet.finetune.VARIANTS), and which are cross-validated
     single_variants: tuple = ("sinfnet", "ssinfnet", "sinfnet_cutout40", "sinfnet_cutout50",
-                              "ssinfnet_cutout40", "ssinfnet_cutout50", "unet")
+                              "ssinfnet_cutout40", "ssinfnet_cutout50", "unet", "ssinfnet_encoder")
     multi_variants: tuple = ("multi_ssinfnet", "multi_sinfnet", "multi_ssinfnet_no_inpainting",
                              "multi_ssinfnet_no_focal", "multi_ssinfnet_no_lookahead", "multi_unet",
-                             "multi_fcn8s", "multi_ssinfnet_gt_prior")
+                             "multi_fcn8s", "multi_ssinfnet_gt_prior", "multi_ssinfnet_encoder")
     cv_variants: tuple = ("sinfnet", "ssinfnet", "multi_ssinfnet")
     # synthetic embedded default (ignored on real data)
     synthetic_size: int = 128
@@ -77,8 +77,9 @@ PROFILES: dict[str, Profile] = {
                      synthetic_counts={"train": 12, "test": 6, "unlabelled": 16}, unlabelled_limit=32,
                      baseline_kwargs={"unet": {"base_width": 4, "depth": 3}, "unet_multi": {"base_width": 4, "depth": 3},
                                       "fcn8s": {"fc_width": 32}},
-                     single_variants=("sinfnet", "ssinfnet", "unet"),
-                     multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_fcn8s", "multi_ssinfnet_gt_prior"),
+                     single_variants=("sinfnet", "ssinfnet", "unet", "ssinfnet_encoder"),
+                     multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_fcn8s", "multi_ssinfnet_gt_prior",
+                                     "multi_ssinfnet_encoder"),
                      cv_variants=("ssinfnet",),
                      max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2,
                      radiomics_slice_limit=6),

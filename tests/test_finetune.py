@@ -4,6 +4,7 @@ Everything is tiny: 64 px synthetic phantoms, a narrow ResNet-18 InfNet or a 4-c
 one epoch of two steps.
 """
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -80,6 +81,7 @@ def test_paper_settings_of_the_main_variants():
     ("multi_ssinfnet_no_focal", {"loss": "bce"}),
     ("multi_ssinfnet_no_lookahead", {"optimizer": "sgd"}),
     ("multi_ssinfnet_gt_prior", {"prior_source": "ground_truth"}),
+    ("multi_ssinfnet_encoder", {"transfer": "encoder"}),
 ])
 def test_each_ablation_changes_one_setting(name, changed):
     full, ablation = variant_config("multi_ssinfnet").to_dict(), variant_config(name).to_dict()
@@ -107,6 +109,8 @@ def test_bad_names_and_settings_raise():
         SegConfig(task="single", loss="focal")
     with pytest.raises(ValueError, match="cutout"):
         SegConfig(cutout=1.2)
+    with pytest.raises(ValueError, match="transfer must be one of"):
+        SegConfig(transfer="decoder")
     with pytest.raises(ValueError, match="task must be one of"):
         list_variants("double")
     with pytest.raises(ValueError, match="init_weights must name"):
@@ -136,6 +140,31 @@ def test_inpainting_init_copies_trunk_and_reports_heads(tmp_path):
     assert heads == set(model.head_names)
     # heads keep their fresh (seeded) values, not the inpainter's
     assert torch.equal(model.state_dict()["head_lateral3.weight"], scratch.state_dict()["head_lateral3.weight"])
+
+
+def test_encoder_only_transfer_leaves_the_decoder_fresh(tmp_path):
+    torch.manual_seed(3)
+    inpainter = build_models(PretrainConfig(network="infnet", model_kwargs=TINY_INFNET))["inpainter"]
+    path = tmp_path / "last.pt"
+    torch.save({"models": {"inpainter": inpainter.state_dict()}}, path)
+    cfg = variant_config("ssinfnet_encoder", model_kwargs=TINY_INFNET, init_weights=str(path), **SMALL)
+    assert (cfg.init, cfg.transfer) == ("inpainting", "encoder")
+    torch.manual_seed(0)
+    scratch, _ = build_segmenter(replace(cfg, init="scratch"))
+    torch.manual_seed(0)
+    model, report = build_segmenter(cfg)
+    src, got, fresh = inpainter.state_dict(), model.state_dict(), scratch.state_dict()
+    assert report.copied and all(n.startswith("backbone.") for n in report.copied)
+    assert sorted(report.copied) == sorted(n for n in got if n.startswith("backbone."))
+    assert all(torch.equal(got[n], src[n]) for n in report.copied)
+    # every decoder tensor (RFB, PPD, RA, edge branch) keeps the seeded fresh value
+    assert report.not_requested and not any(n.startswith("backbone.") for n in report.not_requested)
+    assert all(torch.equal(got[n], fresh[n]) for n in report.not_requested)
+    assert not torch.equal(got["decoder.up5_to4.0.weight"], src["decoder.up5_to4.0.weight"])
+    assert len(report.copied) + len(report.not_requested) + len(report.skipped_head) == len(got)
+    with pytest.raises(ValueError, match="encoder_names"):
+        build_segmenter(variant_config("ssinfnet_encoder", network="unet", model_kwargs=TINY_UNET,
+                                       init_weights=str(path), **SMALL))
 
 
 def test_init_from_a_foreign_file_is_refused(tmp_path):
@@ -303,6 +332,14 @@ def test_fit_single_exports_a_model_and_selects_on_validation(phantoms, tmp_path
     assert again.best == res.best and len(again.history) == len(res.history)
     with pytest.raises(ValueError, match="other settings"):
         fit(replace(cfg, epochs=2), train, val, device="cpu", seed=1, run_dir=run_dir, progress=False)
+    # a folder written before a setting existed resumes when the setting holds its default ...
+    record = json.loads((run_dir / "config.json").read_text())
+    del record["config"]["transfer"]
+    (run_dir / "config.json").write_text(json.dumps(record))
+    assert fit(cfg, train, val, device="cpu", seed=1, run_dir=run_dir, progress=False).best == res.best
+    # ... and not when it does not
+    with pytest.raises(ValueError, match="other settings"):
+        fit(replace(cfg, transfer="encoder"), train, val, device="cpu", seed=1, run_dir=run_dir, progress=False)
     with pytest.raises(ValueError, match="overlap"):
         fit(cfg, train, train[:1], device="cpu", seed=1, run_dir=tmp_path / "x", progress=False)
 

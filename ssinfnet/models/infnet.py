@@ -235,6 +235,7 @@ class InfNet(nn.Module):
     """
 
     head_names = ("head_global", "head_lateral5", "head_lateral4", "head_lateral3", "head_edge")
+    encoder_names = ("backbone",)
     prediction_key = "lateral3"
 
     def __init__(self, in_chans: int = 1, out_chans: int = 1, backbone: str = "res2net50_26w_4s",

@@ -1,8 +1,10 @@
 """Copy a pretrained trunk (e.g. the inpainter) into another model (e.g. the segmenter).
 
 Every parameter and buffer of the destination whose name and shape match the source is copied,
-except the destination's prediction layers (``head_names``, re-initialised by design). The report
-says what was copied and why anything else was not, so a silently skipped trunk is visible.
+except the destination's prediction layers (``head_names``, re-initialised by design). With
+``only=`` the copy is restricted to some modules (e.g. ``dst.encoder_names``: the encoder alone, the
+decoder keeps its fresh initialisation). The report says what was copied and why anything else was
+not, so a silently skipped trunk is visible.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ __all__ = ["TransferReport", "transfer_weights"]
 @dataclass
 class TransferReport:
     """Outcome of :func:`transfer_weights`; every destination tensor is in exactly one of the
-    first four lists (names as in ``state_dict``).
+    first five lists (names as in ``state_dict``).
 
     Attributes
     ----------
@@ -27,6 +29,7 @@ class TransferReport:
     skipped_head : destination head tensors left as they were.
     skipped_shape : ``(name, source shape, destination shape)`` for mismatched shapes.
     missing : destination names absent from the source.
+    not_requested : destination tensors outside ``only`` (left at their initialisation).
     unused : source names absent from the destination.
     """
 
@@ -34,6 +37,7 @@ class TransferReport:
     skipped_head: list[str] = field(default_factory=list)
     skipped_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    not_requested: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -49,6 +53,8 @@ class TransferReport:
         lines += block("skipped (head)", self.skipped_head)
         lines += block("skipped (shape mismatch)", shapes)
         lines += block("missing in source", self.missing)
+        if self.not_requested:
+            lines += block("not requested (kept their initialisation)", self.not_requested)
         lines += block("unused from source", self.unused)
         return "\n".join(lines)
 
@@ -58,7 +64,8 @@ def _is_head(name: str, heads: Sequence[str]) -> bool:
 
 
 def transfer_weights(src: nn.Module | Mapping[str, torch.Tensor], dst: nn.Module,
-                     head_names: Sequence[str] | None = None) -> TransferReport:
+                     head_names: Sequence[str] | None = None,
+                     only: Sequence[str] | None = None) -> TransferReport:
     """Copy matching tensors from ``src`` into ``dst`` in place, skipping ``dst``'s heads.
 
     Parameters
@@ -69,6 +76,9 @@ def transfer_weights(src: nn.Module | Mapping[str, torch.Tensor], dst: nn.Module
         The destination; modified in place (values are cast to its dtype and device).
     head_names : sequence of str, optional
         Module names treated as heads; default ``dst.head_names`` (empty if it has none).
+    only : sequence of str, optional
+        Copy only tensors under these module names (e.g. ``dst.encoder_names``); the rest of
+        ``dst`` is reported as ``not_requested``. Default: everything but the heads.
 
     Returns
     -------
@@ -83,12 +93,20 @@ def transfer_weights(src: nn.Module | Mapping[str, torch.Tensor], dst: nn.Module
     if not isinstance(dst, nn.Module):
         raise ValueError(f"dst must be an nn.Module, got {type(dst).__name__}")
     heads = tuple(getattr(dst, "head_names", ()) if head_names is None else head_names)
+    if only is not None:
+        if isinstance(only, str) or not only:
+            raise ValueError(f"only must be a non-empty list of module names, got {only!r}")
+        unknown = [m for m in only if not any(_is_head(n, (m,)) for n in dst.state_dict())]
+        if unknown:
+            raise ValueError(f"only names modules that {type(dst).__name__} does not have: {unknown}")
     report = TransferReport()
     dst_state = dst.state_dict()
     with torch.no_grad():
         for name, target in dst_state.items():
             if _is_head(name, heads):
                 report.skipped_head.append(name)
+            elif only is not None and not _is_head(name, tuple(only)):
+                report.not_requested.append(name)
             elif name not in src_state:
                 report.missing.append(name)
             elif tuple(src_state[name].shape) != tuple(target.shape):

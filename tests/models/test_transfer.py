@@ -78,3 +78,20 @@ def test_explicit_head_names_and_bad_input():
         transfer_weights([1, 2], dst)
     with pytest.raises(ValueError, match="dst"):
         transfer_weights(src, {"a": 1})
+
+
+def test_only_restricts_the_copy_to_the_named_modules():
+    torch.manual_seed(0)
+    src = build_model("infnet", head="inpaint", **TINY)
+    torch.manual_seed(1)
+    dst = build_model("infnet", head="seg", **TINY)
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    report = transfer_weights(src, dst, only=dst.encoder_names)
+    after = dst.state_dict()
+    assert report.copied == [n for n in after if n.startswith("backbone.")]
+    assert all(torch.equal(after[n], src.state_dict()[n]) for n in report.copied)
+    assert all(torch.equal(after[n], before[n]) for n in report.not_requested + report.skipped_head)
+    assert "not requested (kept their initialisation)" in str(report)
+    for bad in ("backbone", [], ["encoder"]):
+        with pytest.raises(ValueError, match="only"):
+            transfer_weights(src, dst, only=bad)
