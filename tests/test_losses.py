@@ -67,6 +67,16 @@ def test_boundary_weights_hand_case():
     torch.testing.assert_close(w[0, 0], expected)
 
 
+@pytest.mark.parametrize("kernel", [1, 3, 31])
+def test_boundary_weights_equal_the_two_dimensional_pool(kernel):
+    g = torch.Generator().manual_seed(kernel)
+    mask = (torch.rand(2, 3, 40, 57, generator=g) > 0.7).float()
+    direct = 1 + 5 * (F.avg_pool2d(mask, kernel, stride=1, padding=kernel // 2) - mask).abs()
+    torch.testing.assert_close(boundary_weights(mask, kernel), direct, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="odd"):
+        boundary_weights(mask, 4)
+
+
 def test_structure_loss_unit_weights_hand_case():
     mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     # kernel 1 -> all weights 1; p = 0.5: BCE = log 2; inter = 0.5, union = 2 + 1
