@@ -663,9 +663,11 @@ def default_amp(device: str | torch.device) -> bool:
 def default_channels_last(device: str | torch.device) -> bool:
     """channels_last memory format by default on CUDA and on CPU.
 
-    On the 2-core CPU it sped up one training step of every network of the ``cpu`` profile
-    (160 px, batch 8: InfNet x1.36, multi InfNet x1.14, U-Net x1.21, FCN8s x1.11, inpainter x1.11,
-    coach x1.23) and of the paper's Res2Net-50 InfNet at 352 px (x1.43; ``benchmarks/``).
+    Measured on the 2-core CPU (one training step, same process, channels_last vs contiguous):
+    at the ``cpu`` profile's 160 px, batch 8, with a synthetic loss, InfNet x1.36, multi InfNet
+    x1.14, U-Net x1.21, FCN8s x1.11, inpainter x1.11, coach x1.23 (InfNet with its own loss and
+    Adam: x1.04-1.09); the paper's Res2Net-50 InfNet at 352 px, batch 4: x1.32
+    (``benchmarks/bench_train_loop.py``). At 224 px, batch 4, it was about neutral (x0.93-0.98).
     """
     return torch.device(device).type in ("cuda", "cpu")
 
