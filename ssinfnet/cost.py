@@ -11,7 +11,7 @@ Conventions
   norm, activations or resizing, so the numbers are slightly low, as in most published tables.
 * Times are wall-clock seconds from :func:`time.perf_counter` after one untimed warm-up call, with a
   device synchronisation before each clock read on CUDA. Models run as the training loop runs them by
-  default: channels_last on CUDA and CPU, under bf16 autocast on CUDA, in float32 on CPU.
+  default: channels_last under bf16 autocast on CUDA; on CPU in float32 with PyTorch's layout.
 * Peak memory on CUDA is ``torch.cuda.max_memory_allocated`` (tensors only). On CPU (Linux) it is the
   process's peak resident set size during the measurement (``VmHWM``, reset through
   ``/proc/self/clear_refs``), which includes the interpreter and libraries; where that reset is not
@@ -160,7 +160,7 @@ def time_training_step(model: nn.Module, batch: Any, loss_fn: LossFn | None = No
         bf16 autocast around forward and loss; None = only on CUDA.
     channels_last : bool or None, default=None
         Model and 4-D inputs in channels-last memory format; None = the training loop's default
-        (CUDA and CPU).
+        (CUDA only).
     make_optimizer : callable ``params -> Optimizer``, optional
         Default SGD (lr 1e-3, momentum 0.9).
 
@@ -305,7 +305,7 @@ def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | 
     size : int >= 32
         Square input side in pixels.
     device : str or torch.device, default="cpu"
-        The training loop's defaults: channels_last on CUDA and CPU, bf16 autocast on CUDA only.
+        The training loop's defaults: channels_last and bf16 autocast on CUDA only.
     batch : int >= 1, default=4
         Batch size of the timed training steps and forward passes.
     repeats : int >= 1, default=5

@@ -102,7 +102,7 @@ def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], 
     passed through ``model`` (with its prior as a second channel when ``priors`` is given), and the
     output is resized back to the image's own size. Returns float32 arrays: (H, W) lesion
     probability for one output channel (sigmoid), (C, H, W) class probabilities otherwise (softmax).
-    Inputs are channels_last on CUDA and CPU (the training loop's default) and run under bf16
+    Inputs are channels_last on CUDA only (the training loop's default) and run under bf16
     autocast on CUDA.
     """
     if not isinstance(batch_size, int) or batch_size < 1:

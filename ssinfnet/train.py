@@ -405,8 +405,8 @@ def train(
     amp : bool or "auto", default="auto"
         bf16 autocast around ``loss_fn`` / ``val_fn``; "auto" = only on CUDA.
     channels_last : bool or "auto", default="auto"
-        Models and 4-D float batch tensors in channels-last memory format; "auto" = on CUDA and CPU
-        (:func:`default_channels_last`).
+        Models and 4-D float batch tensors in channels-last memory format; "auto" = only on CUDA
+        (:func:`default_channels_last` explains why not on CPU).
     history_name : str, default="history.csv"
         File name of the CSV history (columns ``phase, phase_index, kind, epoch, step, global_step,
         loss, lr, wall_s`` then the logged values and ``val_*`` metrics; ``wall_s`` in seconds since
@@ -661,15 +661,19 @@ def default_amp(device: str | torch.device) -> bool:
 
 
 def default_channels_last(device: str | torch.device) -> bool:
-    """channels_last memory format by default on CUDA and on CPU.
+    """channels_last memory format by default on CUDA only; pass ``channels_last=True`` for CPU.
 
-    Measured on the 2-core CPU (one training step, same process, channels_last vs contiguous):
+    On the 2-core CPU channels_last was faster in most settings (one training step, same process:
     at the ``cpu`` profile's 160 px, batch 8, with a synthetic loss, InfNet x1.36, multi InfNet
-    x1.14, U-Net x1.21, FCN8s x1.11, inpainter x1.11, coach x1.23 (InfNet with its own loss and
-    Adam: x1.04-1.09); the paper's Res2Net-50 InfNet at 352 px, batch 4: x1.32
-    (``benchmarks/bench_train_loop.py``). At 224 px, batch 4, it was about neutral (x0.93-0.98).
+    x1.14, U-Net x1.21, FCN8s x1.11, inpainter x1.11, coach x1.23; InfNet with its own loss and
+    Adam x1.04-1.09; the paper's Res2Net-50 InfNet at 352 px, batch 4, x1.32; about neutral at
+    224 px, batch 4). It is not the CPU default because it changes the order of floating-point
+    sums, and the ``cpu`` profile's coach-adversarial pretraining (SGD at lr 0.1) is chaotic
+    enough that this sent it down another path: its inpainter diverged until every output was
+    past the loss's clipping ceiling (no gradient left), where the contiguous run converged. The
+    published run must be reproducible with the default, so the CPU keeps PyTorch's layout.
     """
-    return torch.device(device).type in ("cuda", "cpu")
+    return torch.device(device).type == "cuda"
 
 
 def _resolve_flag(value: bool | str, arg: str, device: torch.device) -> bool:

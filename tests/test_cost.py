@@ -113,7 +113,7 @@ def test_cost_table_tiny_unet_columns_and_values():
     for col in ("gflops_per_image", "train_ms_per_image", "infer_ms_per_image", "peak_memory_mib"):
         assert row[col] > 0 and math.isfinite(row[col]), col
     assert row["peak_memory_kind"].startswith("cpu_")
-    assert not row["amp_bf16"] and row["channels_last"]  # the loop's CPU defaults: fp32, channels_last
+    assert not row["amp_bf16"] and not row["channels_last"]  # the loop's CPU defaults: fp32, contiguous
     assert row["device_name"].startswith("cpu")
 
 

@@ -446,11 +446,11 @@ def test_amp_and_channels_last_flags_reach_the_step(tmp_path):
     x = torch.rand(2, 2, 8, 8)
     batches = [(x, x[:, :1])]
     _run(tmp_path / "on", phases, loader=batches, amp=True, channels_last=True)
-    _run(tmp_path / "auto", phases, loader=batches)  # "auto" on CPU: channels_last, no autocast
-    _run(tmp_path / "off", phases, loader=batches, amp=False, channels_last=False)
-    assert seen == [(True, True, True), (False, True, True), (False, False, False)]
+    _run(tmp_path / "auto", phases, loader=batches)  # "auto" on CPU: neither
+    _run(tmp_path / "cl", phases, loader=batches, amp=False, channels_last=True)
+    assert seen == [(True, True, True), (False, False, False), (False, True, True)]
     assert [default_amp(d) for d in ("cpu", "cuda", "mps")] == [False, True, False]
-    assert [default_channels_last(d) for d in ("cpu", "cuda", "mps")] == [True, True, False]
+    assert [default_channels_last(d) for d in ("cpu", "cuda", "mps")] == [False, True, False]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
