@@ -27,11 +27,13 @@ RUNS_DIR = REPO_ROOT / "runs"
 
 
 def git_commit(repo: Path = REPO_ROOT) -> str:
-    """The checked-out commit (with ``-dirty`` when the tree has changes), or "unknown"."""
+    """The checked-out commit (with ``-dirty`` when tracked files outside ``runs/`` have changes), or
+    "unknown". A run rewrites its own tracked outputs under ``runs/`` as it goes; those do not count."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)runs"], cwd=repo,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

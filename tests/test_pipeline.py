@@ -83,6 +83,26 @@ def test_git_commit_outside_a_repo(tmp_path):
     assert pipeline.git_commit(tmp_path) == "unknown"
 
 
+def test_git_commit_is_dirty_for_code_changes_not_for_run_outputs(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "out.txt").write_text("a")
+    (tmp_path / "code.py").write_text("a")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    sha = pipeline.git_commit(tmp_path)
+    assert len(sha) == 40
+    (tmp_path / "runs" / "out.txt").write_text("b")  # a run rewriting its outputs
+    assert pipeline.git_commit(tmp_path) == sha
+    (tmp_path / "code.py").write_text("b")
+    assert pipeline.git_commit(tmp_path) == sha + "-dirty"
+
+
 def test_data_fingerprint_stable_and_sensitive(tmp_path):
     assert data_fingerprint(DataRoot(None, "x"), seed=3) == "synthetic-phantoms-v1-seed3"
     folder = tmp_path / "COVID-SemiSeg" / "Dataset"
