@@ -2,7 +2,7 @@
 
 * ``smoke``: seconds to minutes on 2 CPU cores; tiny phantoms, a light backbone, a few steps.
   What CI executes under nbval.
-* ``cpu``: real data on a 2-core CPU in about two hours for the whole book: smaller images, fewer
+* ``cpu``: real data on a 2-core CPU in about an hour for the whole book: smaller images, fewer
   epochs and a lighter backbone than the paper (each chapter states what was reduced).
 * ``paper``: the paper's settings (352 px, Res2Net-50, the paper's schedules) on one GPU.
 """
