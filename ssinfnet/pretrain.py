@@ -17,10 +17,12 @@ the normalised image. The inpainter's input and target use the same normalisatio
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.utils.data import default_collate
 
 from .losses import coach_loss, inpainting_loss
 from .models.coach import Coach, random_masks
@@ -166,6 +168,7 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     phases = build_phases(cfg)
     if on_phase_end is None:
         result = train(phases, models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress)
+        warn_if_saturated(models["inpainter"], loader, cfg)
         return models, result
     started = _phases_started(Path(run_dir))
     if started == 0:
@@ -174,7 +177,55 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     for k in range(max(1, started), len(phases) + 1):
         result = train(phases[:k], models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress)
         on_phase_end(phases[k - 1].name, models)
+    warn_if_saturated(models["inpainter"], loader, cfg)
     return models, result
+
+
+class SaturatedInpainterWarning(RuntimeWarning):
+    """The inpainter's outputs sit past the loss's clipping ceiling: the pretraining has failed."""
+
+
+def saturated_share(inpainter: torch.nn.Module, x: torch.Tensor, ceiling: float = 1.0) -> float:
+    """Share of output pixels whose squared error to ``x`` exceeds ``ceiling``, in [0, 1].
+
+    ``x`` (B, C, H, W) is given unmasked, so a working inpainter reproduces it closely (a small
+    share); a diverged one whose outputs were thrown past the ceiling has a share near 1 and gets
+    no gradient from the clipped loss. Pooled over every output with ``x``'s shape; eval mode, no
+    gradient, on the inpainter's device.
+    """
+    device = next(inpainter.parameters()).device
+    was = inpainter.training
+    inpainter.eval()
+    try:
+        with torch.no_grad():
+            x = x.to(device)
+            out = inpainter(x)
+    finally:
+        inpainter.train(was)
+    preds = [v for v in (out.values() if isinstance(out, dict) else [out]) if v.shape == x.shape]
+    if not preds:
+        raise ValueError(f"no inpainter output has the input's shape {tuple(x.shape)}")
+    over = sum(float(((p.float() - x) ** 2 > ceiling).sum()) for p in preds)
+    return over / (len(preds) * x.numel())
+
+
+def warn_if_saturated(inpainter: torch.nn.Module, loader, cfg: PretrainConfig, n: int = 8,
+                      threshold: float = 0.5) -> float | None:
+    """Warn (:class:`SaturatedInpainterWarning`) when more than ``threshold`` of the outputs on the
+    first ``n`` slices of ``loader.dataset`` are past the clipping ceiling; returns that share
+    (None when the loader has no indexable dataset). The random state is left as it was."""
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "__getitem__"):
+        return None
+    with torch.random.fork_rng(devices=[]):
+        batch = default_collate([dataset[i] for i in range(min(n, len(dataset)))])
+    share = saturated_share(inpainter, network_input(batch, cfg.with_prior), cfg.ceiling)
+    if share > threshold:
+        warnings.warn(f"{share:.0%} of the inpainter's output pixels are past the loss's clipping ceiling "
+                      f"({cfg.ceiling}): the pretraining diverged and its weights should not be used "
+                      "(rerun with another seed, or a lower inpainter lr)", SaturatedInpainterWarning,
+                      stacklevel=3)
+    return share
 
 
 def _phases_started(run_dir: Path) -> int:

@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -82,3 +84,27 @@ def test_each_phase_changes_only_its_own_network(tmp_path):
 
     assert changed("init", "inpainter", "inpainter") and not changed("init", "inpainter", "coach")
     assert changed("inpainter", "coach", "coach") and not changed("inpainter", "coach", "inpainter")
+
+
+def test_saturated_inpainter_is_detected_and_warned():
+    cfg = pretrain.PretrainConfig(model_kwargs=TINY)
+    torch.manual_seed(0)
+    inpainter = pretrain.build_models(cfg)["inpainter"]
+    samples = synthetic_subset("unlabelled", n=4, size=64, seed=0)
+    loader = make_loader(SliceDataset(samples, 64, eval_transform(64)), batch_size=2, shuffle=False, seed=0)
+    x = torch.stack([loader.dataset[i]["image"] for i in range(4)])
+    healthy = pretrain.saturated_share(inpainter, x)
+    assert 0.0 <= healthy < 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a healthy network raises no warning
+        assert pretrain.warn_if_saturated(inpainter, loader, cfg) == pytest.approx(healthy)
+    # push every output far from the image, as the diverged run did (outputs ~4, image within ~[-1, 1])
+    with torch.no_grad():
+        for name in inpainter.head_names:
+            getattr(inpainter, name).bias.fill_(10.0)
+    state = torch.get_rng_state()
+    with pytest.warns(pretrain.SaturatedInpainterWarning, match="past the loss's clipping ceiling"):
+        share = pretrain.warn_if_saturated(inpainter, loader, cfg)
+    assert share > 0.5 and torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(ValueError, match="shape"):
+        pretrain.saturated_share(torch.nn.Conv2d(1, 3, 1), x)  # outputs are not reconstructions of x
