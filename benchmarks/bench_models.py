@@ -10,7 +10,8 @@ A thin command line over :func:`ssinfnet.cost.cost_table` (see that module for w
 means): per model and size, parameters, forward GFLOPs per image (batch 1, multiply-add = 2 FLOPs),
 training ms/image and images/s (forward + backward + SGD step on synthetic tensors, batch
 ``--batch``), inference ms/image (eval, no grad) and peak memory, with the training loop's defaults:
-channels_last and bf16 autocast on CUDA only. Inputs are synthetic: timings, not accuracy. The JSON names the device in ``meta``.
+channels_last and bf16 autocast on CUDA only. Inputs are synthetic: timings, not accuracy. The JSON
+names the device in ``meta``.
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ Three measurements, in one process and one run:
    per training step and 257 ms per image for inference on these 2-core CPUs. Ours
    (``backbone="res2net50_26w_4s"``, otherwise the class defaults) is timed on CPU in the same setting
    (Adam, ``infnet_loss``, fp32) in the memory format the training loop uses by default on CPU
-   (channels_last, :func:`ssinfnet.train.default_channels_last`); ``speedup_* = anchor ms / our ms``
-   (target >= 1.5). Only ``--quick`` runs it at a small size, and then reports no speed-up.
-3. ``anchor.cpu_variants``: the same anchor network's training step and inference in the contiguous
+   (PyTorch's layout; :func:`ssinfnet.train.default_channels_last` says why not channels_last);
+   ``speedup_* = anchor ms / our ms`` (target >= 1.5). Only ``--quick`` runs it at a small size, and
+   then reports no speed-up.
+3. ``anchor.cpu_variants``: the same anchor network's training step and inference in the other
    memory format, with bf16 autocast, and with one torch thread, as ratios to the loop's default
    measured in the same run.
 
@@ -121,7 +122,8 @@ def anchor_comparison(repeats: int, seed: int, size: int = ANCHOR["size"], batch
     net = build_model("infnet", **ANCHOR_KWARGS)
     data = _synthetic_batch(batch, size, seed)
     out = {"kwargs": ANCHOR_KWARGS, "size": size, "batch": batch, "repeats": repeats, "precision": "fp32",
-           "channels_last": default_cl, "params": count_parameters(net), "gflops_per_image": count_flops(net, data["image"][:1]) / 1e9,
+           "channels_last": default_cl, "params": count_parameters(net),
+           "gflops_per_image": count_flops(net, data["image"][:1]) / 1e9,
            "authors": ANCHOR, "comparable": comparable}
 
     def measure(amp: bool, channels_last: bool) -> tuple[float, float]:

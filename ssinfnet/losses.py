@@ -130,13 +130,15 @@ def boundary_weights(mask: torch.Tensor, kernel: int = 31) -> torch.Tensor:
     default, as in the authors' code), so pixels near a boundary (or the image border next to a
     lesion) weigh up to 6. A k x k box mean with zero padding is a k x 1 mean of 1 x k means, so it
     is computed as two 1-D pools: 2k instead of k^2 additions per pixel (the same values up to
-    float rounding; at k = 31 it made InfNet's loss about 10x cheaper).
+    float rounding; at k = 31, 160 px, batch 8 on the 2-core CPU: the weights 8x and InfNet's whole
+    loss, forward and backward, 5x cheaper).
     """
     if kernel < 1 or kernel % 2 == 0:
         raise ValueError(f"kernel must be a positive odd int, got {kernel}")
     m = mask.float()
     r = kernel // 2
-    box = F.avg_pool2d(F.avg_pool2d(m, (kernel, 1), stride=1, padding=(r, 0)), (1, kernel), stride=1, padding=(0, r))
+    rows = F.avg_pool2d(m, (kernel, 1), stride=1, padding=(r, 0))
+    box = F.avg_pool2d(rows, (1, kernel), stride=1, padding=(0, r))
     return 1.0 + 5.0 * (box - m).abs()
 
 
