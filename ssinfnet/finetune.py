@@ -62,6 +62,7 @@ from .data.transforms import train_transform
 from .losses import (SEG_KEYS, edge_loss, focal_loss, infnet_loss, multi_infnet_loss,
                      multiclass_structure_loss, structure_loss)
 from .metrics import paper_scores
+from .models.modes import eval_mode
 from .models.registry import build_model
 from .models.transfer import TransferReport, transfer_weights
 from .optim import make_lookahead_sgd
@@ -551,12 +552,8 @@ def predict_samples(model: torch.nn.Module | LoadedModel, samples: Sequence[Samp
         raise ValueError("priors must be None for a one-channel (single) model")
     if priors is not None and len(priors) != len(samples):
         raise ValueError(f"priors has {len(priors)} maps for {len(samples)} samples")
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return predict_probabilities(model, [s.image for s in samples], size, device, batch_size, priors)
-    finally:
-        model.train(was)
 
 
 # ------------------------------------------------------------------------------------------ fit

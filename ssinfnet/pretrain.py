@@ -26,6 +26,7 @@ from torch.utils.data import default_collate
 
 from .losses import coach_loss, inpainting_loss
 from .models.coach import Coach, random_masks
+from .models.modes import eval_mode
 from .models.registry import build_model
 from .train import Phase, TrainResult, alternate, adam, sgd, train
 
@@ -193,15 +194,9 @@ def saturated_share(inpainter: torch.nn.Module, x: torch.Tensor, ceiling: float 
     no gradient from the clipped loss. Pooled over every output with ``x``'s shape; eval mode, no
     gradient, on the inpainter's device.
     """
-    device = next(inpainter.parameters()).device
-    was = inpainter.training
-    inpainter.eval()
-    try:
-        with torch.no_grad():
-            x = x.to(device)
-            out = inpainter(x)
-    finally:
-        inpainter.train(was)
+    x = x.to(next(inpainter.parameters()).device)
+    with eval_mode(inpainter), torch.no_grad():
+        out = inpainter(x)
     preds = [v for v in (out.values() if isinstance(out, dict) else [out]) if v.shape == x.shape]
     if not preds:
         raise ValueError(f"no inpainter output has the input's shape {tuple(x.shape)}")
@@ -239,24 +234,16 @@ def _phases_started(run_dir: Path) -> int:
 @torch.no_grad()
 def coach_masks(coach: torch.nn.Module, x: torch.Tensor, alpha: float = 100.0) -> torch.Tensor:
     """The coach's (nearly binary) keep-masks for a batch, in eval mode: (B, 1, H, W) in [0, 1]."""
-    was = coach.training
-    coach.eval()
-    try:
+    with eval_mode(coach):
         return coach(x, alpha=alpha)
-    finally:
-        coach.train(was)
 
 
 @torch.no_grad()
 def inpaint_examples(inpainter: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Input, mask, masked input, reconstruction (the final output) and target, all (B, C, H, W)."""
-    was = inpainter.training
-    inpainter.eval()
-    try:
+    with eval_mode(inpainter):
         out = inpainter(x * mask)
-        rec = out[getattr(inpainter, "prediction_key", "out")] if isinstance(out, dict) else out
-    finally:
-        inpainter.train(was)
+    rec = out[getattr(inpainter, "prediction_key", "out")] if isinstance(out, dict) else out
     # Visible pixels are known: the reconstruction is pasted into the erased region only.
     return {"input": x, "mask": mask, "masked": x * mask, "reconstruction": rec,
             "composite": mask * x + (1 - mask) * rec, "target": x}
@@ -319,17 +306,13 @@ def erased_fraction(coach: torch.nn.Module, x: torch.Tensor, keeps, alpha: float
     """
     import pandas as pd
 
-    was = coach.training
-    coach.eval()
     rows = []
-    try:
+    with eval_mode(coach):
         for k in keeps:
             m = coach(x, alpha=alpha, keep=float(k))
             erased = 1.0 - m.mean(dim=(1, 2, 3))
             rows.append({"keep": float(k), "target": 1.0 - float(k), "erased_mean": float(erased.mean()),
                          "erased_sd": float(erased.std()) if len(erased) > 1 else 0.0})
-    finally:
-        coach.train(was)
     return pd.DataFrame(rows)
 
 

@@ -3,10 +3,11 @@
 from .coach import Coach, mask_from_scores, random_masks, set_trainable
 from .fcn8s import FCN8s
 from .infnet import InfNet
+from .modes import eval_mode
 from .multi import MultiInfNet
 from .registry import build_model, list_models
 from .transfer import TransferReport, transfer_weights
 from .unet import UNet
 
 __all__ = ["Coach", "FCN8s", "InfNet", "MultiInfNet", "TransferReport", "UNet", "build_model",
-           "list_models", "mask_from_scores", "random_masks", "set_trainable", "transfer_weights"]
+           "eval_mode", "list_models", "mask_from_scores", "random_masks", "set_trainable", "transfer_weights"]

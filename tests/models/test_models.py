@@ -204,3 +204,18 @@ def test_every_infnet_parameter_gets_a_gradient(head):
     dead = [n for n, p in model.named_parameters()
             if not n.startswith("backbone.") and not p.grad.abs().sum() > 0]
     assert dead == []
+
+
+def test_eval_mode_restores_the_previous_mode_even_on_error():
+    from ssinfnet.models import eval_mode
+
+    net = torch.nn.Sequential(torch.nn.Dropout(0.5))
+    for start in (True, False):
+        net.train(start)
+        with eval_mode(net) as inside:
+            assert inside is net and not net.training
+        assert net.training is start
+    net.train()
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(net):
+        raise RuntimeError("boom")
+    assert net.training
