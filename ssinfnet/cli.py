@@ -51,13 +51,16 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_locate(args) -> int:
-    from .data.sources import locate, resolve_data_root
+    from .data.sources import RUN_REQUIRES, locate, resolve_data_root
 
     root = resolve_data_root(args.data_root)
     print(f"data root: {root.describe()}")
     for row in locate(root):
-        mark = "found  " if row["found"] else "missing"
-        print(f"  {mark} {row['source']:<16} {row['path'] or '-'}")
+        print(f"  {row['state']:<10} {row['source']:<16} {row['path'] or '-'}")
+        for part in row["missing"]:
+            print(f"      missing {part}")
+    if not root.synthetic:
+        print(f"a run needs {', '.join(RUN_REQUIRES)} found; the other sources are optional")
     return 0
 
 
@@ -96,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="find or download the public datasets").add_subparsers(
         dest="data_command", required=True)
-    p = data.add_parser("locate", help="show which sources are found under the data root")
+    p = data.add_parser("locate", help="show which sources are found, incomplete or missing under the data root",
+                        description="For each registered source: found (complete), incomplete (its folder "
+                                    "exists; the missing parts are listed) or missing.")
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=_cmd_locate)
     p = data.add_parser("fetch", help="download, verify and unpack a source")

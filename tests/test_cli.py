@@ -24,15 +24,24 @@ def _env():
 
 
 def test_python_m_ssinfnet_data_locate(tmp_path):
+    """A root holding only COVID-SemiSeg's marker folder is incomplete, not found: the lines say what is missing."""
     root = _data_root(tmp_path)
+    (root / "COVID-SemiSeg/Dataset/TestingSet/LungInfection-Test/Imgs/1.jpg").write_bytes(b"x")
     res = subprocess.run([sys.executable, "-m", "ssinfnet", "data", "locate", "--data-root", str(root)],
                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0] == f"data root: {root.resolve()} (parameter)"
-    assert lines[1].split() == ["found", "covid-semiseg", str(root.resolve() / "COVID-SemiSeg")]
-    assert lines[2].split() == ["missing", "medseg", str(root.resolve() / "medseg")]
-    assert lines[3].split() == ["missing", "ictcf-clinical", str(root.resolve() / "iCTCF-HUST19-clinical")]
+    assert lines[1].split() == ["incomplete", "covid-semiseg", str(root.resolve() / "COVID-SemiSeg")]
+    missing = [line.split(None, 1)[1] for line in lines[2:11]]
+    assert all(line.startswith("      missing COVID-SemiSeg/Dataset/") for line in lines[2:11])
+    assert "COVID-SemiSeg/Dataset/TrainingSet/LungInfection-Train/Doctor-label/GT (not found)" in missing
+    assert "COVID-SemiSeg/Dataset/TestingSet/LungInfection-Test/GT (not found)" in missing
+    assert "COVID-SemiSeg/Dataset/TestingSet/MultiClassInfection-Test/GT (not found)" in missing
+    assert lines[11].split() == ["missing", "medseg", str(root.resolve() / "medseg")]
+    assert lines[12].split() == ["missing", "ictcf-clinical", str(root.resolve() / "iCTCF-HUST19-clinical")]
+    assert lines[13] == "a run needs covid-semiseg found; the other sources are optional"
+    assert len(lines) == 14
 
 
 def test_locate_bad_root_exits_2(tmp_path, capsys):
@@ -64,3 +73,25 @@ def test_bad_arguments_are_usage_errors(capsys):
     assert exc.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([])
+
+
+# ----------------------------------------------------------------------------- run, locate, evaluate: user errors
+
+def _complete_root(root: Path) -> Path:
+    """COVID-SemiSeg with every required folder (one tiny file each) and an iCTCF folder without its CSV."""
+    from ssinfnet.data.sources import SOURCES
+
+    for req in SOURCES["covid-semiseg"].required:
+        (root / req).mkdir(parents=True, exist_ok=True)
+        (root / req / "1.png").write_bytes(b"x")
+    (root / "iCTCF-HUST19-clinical").mkdir()
+    return root
+
+
+def test_locate_found_and_incomplete_optional_source(tmp_path, capsys):
+    root = _complete_root(tmp_path)
+    assert main(["data", "locate", "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["found", "covid-semiseg", str(root.resolve() / "COVID-SemiSeg")]
+    assert out[3].split() == ["incomplete", "ictcf-clinical", str(root.resolve() / "iCTCF-HUST19-clinical")]
+    assert out[4] == "      missing iCTCF-HUST19-clinical/raw_cf_data.csv (not found)"

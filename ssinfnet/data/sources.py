@@ -4,6 +4,11 @@ Resolution order of the data root (:func:`resolve_data_root`):
 explicit parameter -> environment variable ``SSINFNET_DATA`` -> the project's ``data/`` folder ->
 the embedded synthetic default. The word ``synthetic`` (as parameter or variable) asks for the
 embedded default explicitly.
+
+Each source declares the paths a reader needs (:attr:`Source.required`); :func:`check_source` calls a
+source ``found`` (all there), ``incomplete`` (its folder exists, parts are missing or empty) or
+``missing`` (no folder). A run on real data needs :data:`RUN_REQUIRES` complete
+(:func:`validate_data_root`); the other sources are optional and the book runs without them.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .io import DataError
+from .io import IMAGE_SUFFIXES, DataError
 
 ENV_VAR = "SSINFNET_DATA"
 SYNTHETIC = "synthetic"
@@ -43,7 +48,19 @@ class Source:
     archive_prefix: str = ""         # member prefix inside the archive to keep
     notes: str = ""
     layout: dict = field(default_factory=dict)
+    # What the readers need, relative to the data root: a folder (ending "/") must hold at least one
+    # image file, a file must be non-empty; "a|b" accepts either path.
+    required: tuple[str, ...] = ()
+    # Folders read together: every image of the first must have a file of the same stem in the others.
+    paired: tuple[tuple[str, ...], ...] = ()
 
+
+_DS = "COVID-SemiSeg/Dataset/"
+_DOCTOR = _DS + "TrainingSet/LungInfection-Train/Doctor-label/"
+_MULTI_TRAIN = _DS + "TrainingSet/MultiClassInfection-Train/"
+_POOL = _DS + "TrainingSet/LungInfection-Train/Pseudo-label/"
+_TEST = _DS + "TestingSet/LungInfection-Test/"
+_MULTI_TEST = _DS + "TestingSet/MultiClassInfection-Test/"
 
 SOURCES: dict[str, Source] = {
     "covid-semiseg": Source(
@@ -65,6 +82,14 @@ SOURCES: dict[str, Source] = {
                 "unlabelled": "Dataset/TrainingSet/LungInfection-Train/Pseudo-label/{Imgs,GT,Edge}",
                 "test": "Dataset/TestingSet/LungInfection-Test/{Imgs,GT}",
                 "multi_test": "Dataset/TestingSet/MultiClassInfection-Test/{Imgs,GT,GT-1,GT-2}"},
+        # what ssinfnet.data.semiseg reads; MultiClass*/Imgs (copies), GT-1/GT-2 and the pseudo
+        # labels' Edge are in the release but never read, so a root without them is complete
+        required=tuple(_DOCTOR + f for f in ("Imgs/", "GT/", "Edge/"))
+        + (_MULTI_TRAIN + "GT/", _MULTI_TRAIN + "Prior/", _TEST + "Imgs/", _TEST + "GT/", _MULTI_TEST + "GT/",
+           _POOL + "Imgs/", _POOL + "GT/"),
+        paired=((_DOCTOR + "Imgs/", _DOCTOR + "GT/", _DOCTOR + "Edge/", _MULTI_TRAIN + "GT/", _MULTI_TRAIN + "Prior/"),
+                (_TEST + "Imgs/", _TEST + "GT/", _MULTI_TEST + "GT/"),
+                (_POOL + "Imgs/", _POOL + "GT/")),
     ),
     "medseg": Source(
         name="medseg",
@@ -78,6 +103,7 @@ SOURCES: dict[str, Source] = {
         notes="labels 1 GGO, 2 consolidation, 3 pleural effusion; HU values; manual download",
         layout={"slices": "medseg/tr_im.nii.gz + tr_mask.nii.gz",
                 "volumes": "medseg/rp_im/{1..9}.nii.gz + rp_msk/{1..9}.nii.gz"},
+        required=("medseg/tr_im.nii.gz|medseg/tr_im.nii", "medseg/tr_mask.nii.gz|medseg/tr_mask.nii"),
     ),
     "ictcf-clinical": Source(
         name="ictcf-clinical",
@@ -92,6 +118,7 @@ SOURCES: dict[str, Source] = {
         notes="clinical table only; CT images (per-patient folders) are a separate manual download",
         layout={"clinical": "iCTCF-HUST19-clinical/raw_cf_data.csv",
                 "images": "ictcf-images/Patient <N>/*.jpg (optional)"},
+        required=("iCTCF-HUST19-clinical/raw_cf_data.csv",),
     ),
 }
 
@@ -116,7 +143,8 @@ class DataRoot:
         return self.path is None
 
     def has(self, source: str) -> bool:
-        """Whether ``source`` is present below this root."""
+        """Whether the marker of ``source`` is present below this root (the source may still be
+        incomplete: :func:`check_source` says)."""
         return self.path is not None and (self.path / get_source(source).marker).exists()
 
     def describe(self) -> str:
@@ -145,15 +173,115 @@ def resolve_data_root(explicit: str | os.PathLike | None = None, env: dict | Non
     return DataRoot(None, "no data root found")
 
 
+#: Sources a run on a real data root needs complete; the others are optional (chapters 01 and 07 use the
+#: synthetic clinical cohort when the iCTCF table is absent, and no chapter reads MedSeg).
+RUN_REQUIRES = ("covid-semiseg",)
+
+FOUND, INCOMPLETE, MISSING = "found", "incomplete", "missing"
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """What :func:`check_source` found: ``state`` is "found", "incomplete" or "missing"; ``missing``
+    lists the absent parts relative to the data root, each with its reason ("not found", "empty",
+    "no file for 2 of 50 images: 12, 15")."""
+
+    source: str
+    state: str
+    path: Path | None
+    missing: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line: "covid-semiseg incomplete (missing: ...)" or "covid-semiseg found"."""
+        if self.state == INCOMPLETE:
+            return f"{self.source} incomplete (missing: {_short_list(self.missing)})"
+        return f"{self.source} {self.state}"
+
+
+def check_source(root: DataRoot, name: str) -> SourceStatus:
+    """Check one source's folder below ``root`` against its declared layout (:attr:`Source.required`,
+    :attr:`Source.paired`). Cheap: lists folders, reads no image. On the embedded default every source
+    is "missing" (the default needs none)."""
+    src = get_source(name)
+    if root.path is None:
+        return SourceStatus(name, MISSING, None)
+    folder = root.path / src.folder
+    if not folder.is_dir():
+        return SourceStatus(name, MISSING, folder)
+    problems = []
+    stems: dict[str, dict[str, str] | None] = {}
+    for req in src.required:
+        problem = _check_path(root.path, req, stems)
+        if problem:
+            problems.append(problem)
+    for first, *others in src.paired:
+        if stems.get(first) is None:
+            continue  # already reported as missing or empty
+        images = list(stems[first])
+        for other in others:
+            have = stems.get(other)
+            if have is None:
+                continue
+            lacking = [st for st in images if st not in have]
+            if lacking:
+                problems.append(f"{other.rstrip('/')} (no file for {len(lacking)} of {len(images)} images: "
+                                f"{_short_list(lacking, 3)})")
+    return SourceStatus(name, INCOMPLETE if problems else FOUND, folder, tuple(problems))
+
+
+def _check_path(root: Path, req: str, stems: dict) -> str | None:
+    """The problem with one required path (None when fine); records image stems of folders in ``stems``."""
+    alternatives = req.split("|")
+    if req.endswith("/"):
+        folder = root / req
+        if not folder.is_dir():
+            stems[req] = None
+            return f"{req.rstrip('/')} (not found)"
+        names = {p.stem: p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+        stems[req] = names or None
+        return None if names else f"{req.rstrip('/')} (empty: no image files)"
+    for alt in alternatives:
+        if (root / alt).is_file():
+            return None if (root / alt).stat().st_size > 0 else f"{alt} (empty file)"
+    return f"{' or '.join(alternatives)} (not found)"
+
+
+def _short_list(items, n: int = 6) -> str:
+    items = list(items)
+    more = f", and {len(items) - n} more" if len(items) > n else ""
+    return ", ".join(str(i) for i in items[:n]) + more
+
+
 def locate(root: DataRoot) -> list[dict]:
-    """What was found where: one row per registered source."""
+    """What was found where: one row per registered source with ``state`` ("found", "incomplete",
+    "missing"), ``found`` (state == "found"), ``missing`` (absent parts) and ``path``."""
     rows = []
     for s in SOURCES.values():
-        found = root.has(s.name)
-        rows.append({"source": s.name, "found": found,
+        status = check_source(root, s.name)
+        rows.append({"source": s.name, "state": status.state, "found": status.state == FOUND,
+                     "missing": list(status.missing),
                      "path": str(root.path / s.folder) if root.path is not None else None,
                      "title": s.title})
     return rows
+
+
+def validate_data_root(root: DataRoot, required: tuple[str, ...] = RUN_REQUIRES) -> list[SourceStatus]:
+    """Check every registered source below ``root``; raise :class:`DataError` (one line, naming what is
+    missing) unless each source in ``required`` is found complete. The embedded synthetic default is
+    always complete. Returns the status of every source (optional ones may be incomplete)."""
+    statuses = [check_source(root, name) for name in SOURCES]
+    if root.synthetic:
+        return statuses
+    for st in statuses:
+        if st.source not in required or st.state == FOUND:
+            continue
+        src = get_source(st.source)
+        if st.state == MISSING:
+            raise DataError(f"data root {root.path}: {st.source} not found (expected {root.path / src.folder}, "
+                            f"see `python -m ssinfnet data locate`; `--data-root synthetic` runs on phantoms)")
+        raise DataError(f"data root {root.path}: {st.source} is incomplete, missing "
+                        f"{_short_list(st.missing)} (see `python -m ssinfnet data locate`)")
+    return statuses
 
 
 # ----------------------------------------------------------------------------- fetching
@@ -264,10 +392,12 @@ def fetch(name: str, root: Path | str, timeout: float = 60.0, opener=urllib.requ
     src = get_source(name)
     root = Path(root)
     target = root / src.folder
-    if (root / src.marker).exists():
+    status = check_source(DataRoot(root, "fetch"), name)
+    if status.state == FOUND:
         return target
     if target.exists():
-        raise DataError(f"{target} exists but is incomplete ({src.marker} missing); move it away and fetch again")
+        missing = _short_list(status.missing) if status.missing else f"{target} is not a folder"
+        raise DataError(f"{target} exists but is incomplete (missing: {missing}); move it away and fetch again")
     if src.archive_url is None:
         raise DataError(f"{name}: no automatic download; get it from {src.url} and place it as "
                         f"{root / src.folder} ({src.layout})")
@@ -284,7 +414,9 @@ def fetch(name: str, root: Path | str, timeout: float = 60.0, opener=urllib.requ
             raise DataError(f"{name}: checksum mismatch for {src.archive_url}")
         staging = Path(tmp) / "staging"
         safe_extract(archive, staging / src.folder, prefix=src.archive_prefix)
-        if not (staging / src.marker).exists():
-            raise DataError(f"{name}: the archive did not contain the expected layout ({src.marker})")
+        staged = check_source(DataRoot(staging, "fetch"), name)
+        if staged.state != FOUND:
+            raise DataError(f"{name}: the archive did not contain the expected layout "
+                            f"(missing: {_short_list(staged.missing) or src.folder})")
         shutil.move(str(staging / src.folder), str(target))
     return target

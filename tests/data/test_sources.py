@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import shutil
 import tarfile
 import urllib.error
 import zipfile
@@ -13,10 +14,11 @@ from ssinfnet.data import sources
 from ssinfnet.data.io import DataError
 from ssinfnet.data.semiseg import read_semiseg
 from ssinfnet.data.sources import (
-    ENV_VAR, SOURCES, DataRoot, fetch, get_source, locate, resolve_data_root, safe_extract, sha256_of,
+    ENV_VAR, RUN_REQUIRES, SOURCES, DataRoot, check_source, fetch, get_source, locate, resolve_data_root,
+    safe_extract, sha256_of, validate_data_root,
 )
 
-from .conftest import FAKE_TEST, FAKE_TRAIN, write_semiseg_tree
+from .conftest import FAKE_TEST, FAKE_TRAIN, POOL, SEMISEG, TEST, TRAIN, real_data_root, write_semiseg_tree
 
 SHA = "fb3a03b5b2f70642fbf2a12cde9e5c41b5ebd28e"
 
@@ -94,9 +96,124 @@ def test_locate_rows(tmp_path):
     rows = {r["source"]: r for r in locate(root)}
     assert set(rows) == set(SOURCES)
     assert rows["covid-semiseg"]["found"] and rows["covid-semiseg"]["path"] == str(tmp_path / "COVID-SemiSeg")
+    assert rows["covid-semiseg"]["state"] == "found" and rows["covid-semiseg"]["missing"] == []
     assert not rows["medseg"]["found"] and not rows["ictcf-clinical"]["found"]
+    assert rows["medseg"]["state"] == rows["ictcf-clinical"]["state"] == "missing"
     assert root.has("covid-semiseg") and not root.has("medseg")
-    assert all(r["path"] is None and not r["found"] for r in locate(DataRoot(None, "x")))
+    assert all(r["path"] is None and not r["found"] and r["state"] == "missing" for r in locate(DataRoot(None, "x")))
+
+
+# ----------------------------------------------------------------------------- layout checks
+
+SEMISEG_REQUIRED = {  # what ssinfnet.data.semiseg reads (written out, not taken from the registry): subset
+    "TrainingSet/LungInfection-Train/Doctor-label/Imgs": "train",
+    "TrainingSet/LungInfection-Train/Doctor-label/GT": "train",
+    "TrainingSet/LungInfection-Train/Doctor-label/Edge": "train",
+    "TrainingSet/MultiClassInfection-Train/GT": "train",
+    "TrainingSet/MultiClassInfection-Train/Prior": "train",
+    "TestingSet/LungInfection-Test/Imgs": "test",
+    "TestingSet/LungInfection-Test/GT": "test",
+    "TestingSet/MultiClassInfection-Test/GT": "test",
+    "TrainingSet/LungInfection-Train/Pseudo-label/Imgs": "unlabelled",
+    "TrainingSet/LungInfection-Train/Pseudo-label/GT": "unlabelled",
+}
+
+
+def test_required_folders_are_exactly_what_the_reader_needs(tmp_path):
+    """Each required folder, moved away, makes the source incomplete (naming it) AND makes the reader of
+    its subset fail; folders of the release that no reader opens are not required."""
+    root = write_semiseg_tree(tmp_path)
+    data = DataRoot(root, "parameter")
+    assert check_source(data, "covid-semiseg").state == "found"
+    assert sorted(r.rstrip("/") for r in SOURCES["covid-semiseg"].required) == \
+        sorted(f"{SEMISEG}/{f}" for f in SEMISEG_REQUIRED)
+    for rel in SEMISEG_REQUIRED:
+        folder = root / SEMISEG / rel
+        folder.rename(tmp_path / "away")
+        try:
+            st = check_source(data, "covid-semiseg")
+            assert st.state == "incomplete" and st.missing == (f"{SEMISEG}/{rel} (not found)",), rel
+            with pytest.raises(DataError):
+                read_semiseg(root, SEMISEG_REQUIRED[rel])
+        finally:
+            (tmp_path / "away").rename(folder)
+    shutil.rmtree(root / SEMISEG / "TrainingSet/MultiClassInfection-Train/Imgs")  # copies, never read
+    assert check_source(data, "covid-semiseg").state == "found"
+    assert len(read_semiseg(root, "train")) == len(FAKE_TRAIN)
+
+
+def test_check_source_states_and_what_is_missing(tmp_path):
+    data = DataRoot(tmp_path, "parameter")
+    assert [check_source(data, n).state for n in SOURCES] == ["missing"] * 3
+    assert check_source(data, "medseg").path == tmp_path / "medseg"
+    marker = tmp_path / SOURCES["covid-semiseg"].marker
+    marker.mkdir(parents=True)  # the marker alone: what `data locate` used to call "found"
+    (marker / "3.jpg").write_bytes(b"x")
+    st = check_source(data, "covid-semiseg")
+    assert st.state == "incomplete" and len(st.missing) == 9
+    assert f"{TRAIN}/GT (not found)" in st.missing and f"{TEST}/GT (not found)" in st.missing
+    assert st.describe().startswith(f"covid-semiseg incomplete (missing: {TRAIN}/Imgs (not found), ")
+    assert st.describe().endswith(", and 3 more)")
+
+    root = write_semiseg_tree(tmp_path / "tree")
+    tree = DataRoot(root, "parameter")
+    for f in (root / TEST / "GT").iterdir():
+        f.unlink()  # an empty GT folder
+    (root / POOL / "GT" / f"{'Data-1_radiopaedia_org_x_3'}.png").unlink()  # one pseudo label lost
+    (root / TRAIN / "GT" / "notes.txt").write_text("not an image")
+    st = check_source(tree, "covid-semiseg")
+    assert st.state == "incomplete"
+    assert st.missing == (f"{TEST}/GT (empty: no image files)",
+                          f"{POOL}/GT (no file for 1 of 3 images: Data-1_radiopaedia_org_x_3)")
+
+    clinical = tmp_path / "iCTCF-HUST19-clinical"
+    clinical.mkdir()
+    (clinical / "cleaned_cf_data.csv").write_text("a,b\n1,2\n")  # the other table, not the one read
+    st = check_source(data, "ictcf-clinical")
+    assert (st.state, st.missing) == ("incomplete", ("iCTCF-HUST19-clinical/raw_cf_data.csv (not found)",))
+    (clinical / "raw_cf_data.csv").write_text("")
+    assert check_source(data, "ictcf-clinical").missing == ("iCTCF-HUST19-clinical/raw_cf_data.csv (empty file)",)
+    (clinical / "raw_cf_data.csv").write_text("Age\n1\n")
+    assert check_source(data, "ictcf-clinical").state == "found"
+
+    (tmp_path / "medseg").mkdir()
+    (tmp_path / "medseg" / "tr_im.nii").write_bytes(b"x")  # uncompressed NIfTI is read too
+    st = check_source(data, "medseg")
+    assert st.missing == ("medseg/tr_mask.nii.gz or medseg/tr_mask.nii (not found)",)
+    (tmp_path / "medseg" / "tr_mask.nii.gz").write_bytes(b"x")
+    assert check_source(data, "medseg").state == "found"
+
+
+def test_validate_data_root(tmp_path):
+    assert RUN_REQUIRES == ("covid-semiseg",)
+    statuses = validate_data_root(DataRoot(None, "embedded default"))  # the default is always complete
+    assert [s.state for s in statuses] == ["missing"] * 3
+    with pytest.raises(DataError) as exc:
+        validate_data_root(DataRoot(tmp_path, "parameter"))
+    assert str(exc.value) == (f"data root {tmp_path}: covid-semiseg not found (expected {tmp_path}/COVID-SemiSeg, "
+                              f"see `python -m ssinfnet data locate`; `--data-root synthetic` runs on phantoms)")
+    root = write_semiseg_tree(tmp_path / "tree")
+    shutil.rmtree(root / TRAIN / "Edge")
+    shutil.rmtree(root / TEST / "GT")
+    with pytest.raises(DataError) as exc:
+        validate_data_root(DataRoot(root, "parameter"))
+    assert str(exc.value) == (f"data root {root}: covid-semiseg is incomplete, missing {TRAIN}/Edge (not found), "
+                              f"{TEST}/GT (not found) (see `python -m ssinfnet data locate`)")
+    assert "\n" not in str(exc.value)
+    (root / TEST / "GT").mkdir()
+    (root / TRAIN / "Edge").mkdir()
+    write_semiseg_tree(root)
+    (root / "iCTCF-HUST19-clinical").mkdir()  # an optional source, incomplete: reported, not refused
+    got = {s.source: s.state for s in validate_data_root(DataRoot(root, "parameter"))}
+    assert got == {"covid-semiseg": "found", "medseg": "missing", "ictcf-clinical": "incomplete"}
+
+
+@pytest.mark.skipif(real_data_root() is None, reason="real data not found (set SSINFNET_DATA)")
+def test_real_data_root_is_complete():
+    data = DataRoot(real_data_root(), "parameter")
+    assert check_source(data, "covid-semiseg").state == "found"
+    assert check_source(data, "ictcf-clinical").state == "found"
+    assert [s.source for s in validate_data_root(data)] == list(SOURCES)
 
 
 # ----------------------------------------------------------------------------- safe_extract
@@ -252,6 +369,14 @@ def test_fetch_wrong_layout_and_manual_sources(tmp_path):
 def test_sha256_of(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
     assert sha256_of(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_fetch_refuses_a_folder_with_its_marker_but_parts_missing(tmp_path):
+    """The marker alone used to count as "ready"; now every required folder must be there."""
+    root = write_semiseg_tree(tmp_path)
+    shutil.rmtree(root / TRAIN / "GT")
+    with pytest.raises(DataError, match=rf"COVID-SemiSeg exists but is incomplete \(missing: {TRAIN}/GT \(not found\)"):
+        fetch("covid-semiseg", root, opener=FakeOpener(error=AssertionError("no download expected")))
 
 
 def test_fetch_refuses_an_incomplete_existing_folder(tmp_path):
