@@ -76,7 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ssinfnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="execute the notebooks in order with papermill")
+    p = sub.add_parser(
+        "run", help="execute the notebooks in order with papermill",
+        description="Execute the chapters with papermill into the run folder. The options and the data root "
+                    "are checked before the run folder is created: a real data root needs COVID-SemiSeg "
+                    "complete (see `data locate`); iCTCF and MedSeg are optional.",
+        epilog="exit codes: 0 the run was written; 2 a bad option or an incomplete data root (one error line, "
+               "nothing created); a chapter that fails stops the run with papermill's error (1).")
     p.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "paper"])
     p.add_argument("--data-root", default=None, help="data root (default: $SSINFNET_DATA, data/, synthetic)")
     p.add_argument("--only", default=None, help="run one chapter, e.g. 03")

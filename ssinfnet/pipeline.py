@@ -99,11 +99,19 @@ class RunContext:
     @classmethod
     def open(cls, profile: str = "smoke", data_root: str | None = None, run_dir: str | None = None,
              device: str = "auto", **overrides) -> "RunContext":
+        """Resolve profile, data root and run folder; create the run folder only after all three check out.
+
+        Raises ``ValueError`` for an unknown profile or a run folder path that is a file, and
+        :class:`~ssinfnet.data.io.DataError` for a data root that does not exist or lacks a source a run
+        needs (:func:`~ssinfnet.data.sources.validate_data_root`), so a bad root fails here, in one line,
+        not chapters later in a reader.
+        """
+        from .data.sources import validate_data_root
+
         prof = get_profile(profile, **overrides)
         data = resolve_data_root(data_root)
-        run = Path(run_dir) if run_dir else default_run_dir(prof.name, data.synthetic)
-        if not run.is_absolute():  # relative run folders are relative to the repository, not the cwd
-            run = REPO_ROOT / run
+        validate_data_root(data)
+        run = _run_folder(run_dir, prof.name, data.synthetic)
         run.mkdir(parents=True, exist_ok=True)
         return cls(profile=prof, data=data, run_dir=run.resolve(), device=device_name(device), seed=prof.seed)
 
@@ -219,13 +227,30 @@ def select_notebooks(notebooks: list[Path], only: str | None = None, start: str 
 
 def run_book(profile: str = "smoke", data_root: str | None = None, only: str | None = None,
              start: str | None = None, run_dir: str | None = None, progress: bool = True) -> Path:
-    """Execute the chapters with papermill into the run folder and record wall times in the manifest."""
+    """Execute the chapters with papermill into the run folder and record wall times in the manifest.
+
+    Everything that can be checked cheaply is checked before the run folder is created and before any
+    chapter starts: the profile, the chapter selection (``only`` / ``start``, not both), the run folder
+    path and the data root. On a real data root the sources of
+    :data:`~ssinfnet.data.sources.RUN_REQUIRES` (COVID-SemiSeg) must be complete; an optional source
+    that is incomplete (e.g. an iCTCF folder without its CSV) gets a warning on stderr and the run
+    goes on without it, as when it is absent (chapters 01 and 07 then use the synthetic clinical cohort).
+    Raises ``ValueError`` / :class:`~ssinfnet.data.io.DataError` with one line naming the problem.
+    """
+    from .data.sources import validate_data_root
+
+    if only is not None and start is not None:
+        raise ValueError(f"--only {only} and --from {start} exclude each other; give one")
+    get_profile(profile)
+    chapters = select_notebooks(list_notebooks(), only, start)
+    statuses = validate_data_root(resolve_data_root(data_root))
+    ctx = RunContext.open(profile, data_root, run_dir)  # validates again, then creates the run folder
+    _warn_incomplete(statuses)
+
     import papermill as pm
 
     from .notebook_outputs import tidy_file
 
-    ctx = RunContext.open(profile, data_root, run_dir)
-    chapters = select_notebooks(list_notebooks(), only, start)
     params = {"profile": profile, "data_root": str(ctx.data.path) if ctx.data.path else "synthetic",
               "run_dir": _rel(ctx.run_dir, REPO_ROOT)}
     for nb in chapters:
@@ -266,3 +291,28 @@ def refresh_outputs(notebooks: list[Path] | None = None, timeout: int = 1200) ->
         else:
             os.environ["SSINFNET_DATA"] = old
     return done
+
+
+# ----------------------------------------------------------------------------- checks before a run
+
+def _run_folder(run_dir: str | None, profile: str, synthetic: bool) -> Path:
+    """The run folder (not created): ``run_dir`` (relative to the repository, not the cwd) or the
+    profile's default; ValueError when the path exists and is not a folder."""
+    run = Path(run_dir) if run_dir else default_run_dir(profile, synthetic)
+    if not run.is_absolute():
+        run = REPO_ROOT / run
+    if run.exists() and not run.is_dir():
+        raise ValueError(f"run folder {run} exists and is not a folder")
+    return run
+
+
+def _warn_incomplete(statuses: list) -> None:
+    """One stderr line per optional source that is incomplete (the run goes on as if it were absent);
+    ``statuses`` as :func:`~ssinfnet.data.sources.validate_data_root` returns them."""
+    import sys
+
+    from .data.sources import INCOMPLETE
+
+    for st in statuses:
+        if st.state == INCOMPLETE:
+            print(f"[ssinfnet] warning: {st.describe()}; optional, the run goes on without it", file=sys.stderr)

@@ -95,3 +95,49 @@ def test_locate_found_and_incomplete_optional_source(tmp_path, capsys):
     assert out[1].split() == ["found", "covid-semiseg", str(root.resolve() / "COVID-SemiSeg")]
     assert out[3].split() == ["incomplete", "ictcf-clinical", str(root.resolve() / "iCTCF-HUST19-clinical")]
     assert out[4] == "      missing iCTCF-HUST19-clinical/raw_cf_data.csv (not found)"
+
+
+@pytest.fixture
+def no_notebooks_run(monkeypatch):
+    import papermill
+
+    def fail(*args, **kwargs):
+        raise AssertionError("no chapter may start")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fail)
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def test_run_incomplete_root_one_line_exit_2_nothing_created(tmp_path, capsys, no_notebooks_run):
+    root = _data_root(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["run", "--profile", "cpu", "--data-root", str(root), "--run-dir", str(run)]) == 2
+    err = _one_error_line(capsys)
+    assert err.startswith(f"error: data root {root.resolve()}: covid-semiseg is incomplete, missing ")
+    assert "Doctor-label/Imgs (not found)" in err
+    assert not run.exists()
+    assert main(["run", "--data-root", str(tmp_path / "typo"), "--run-dir", str(run)]) == 2
+    assert "typo (from parameter) is not a folder" in _one_error_line(capsys) and not run.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--only", "99"], "error: --only 99: no notebook numbered 99 (have 01, "),
+    (["--from", "0x"], "error: --from 0x: no notebook numbered 0x"),
+    (["--only", "1", "--from", "2"], "error: --only 1 and --from 2 exclude each other; give one"),
+])
+def test_run_bad_selection_one_line_exit_2_nothing_created(tmp_path, capsys, no_notebooks_run, args, message):
+    run = tmp_path / "run"
+    assert main(["run", "--data-root", "synthetic", "--run-dir", str(run), *args]) == 2
+    assert _one_error_line(capsys).startswith(message)
+    assert not run.exists()
+
+
+def test_run_dir_that_is_a_file(tmp_path, capsys, no_notebooks_run):
+    (tmp_path / "run").write_text("x")
+    assert main(["run", "--data-root", "synthetic", "--run-dir", str(tmp_path / "run")]) == 2
+    assert _one_error_line(capsys).endswith("run exists and is not a folder")

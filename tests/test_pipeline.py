@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ssinfnet import pipeline
-from ssinfnet.data.sources import DataRoot
+from ssinfnet.data.io import DataError
+from ssinfnet.data.sources import SOURCES, DataRoot
 from ssinfnet.pipeline import RunContext, data_fingerprint, list_notebooks, select_notebooks
 
 
@@ -28,9 +29,34 @@ def test_open(ctx, tmp_path):
         RunContext.open("huge", data_root="synthetic", run_dir=str(tmp_path / "r2"))
 
 
+def _complete_root(root: Path) -> Path:
+    """A data root whose COVID-SemiSeg has every required folder (one tiny file each; nothing is read)."""
+    for req in SOURCES["covid-semiseg"].required:
+        (root / req).mkdir(parents=True, exist_ok=True)
+        (root / req / "1.png").write_bytes(b"x")
+    return root
+
+
 def test_open_real_root(tmp_path):
-    ctx = RunContext.open("cpu", data_root=str(tmp_path), run_dir=str(tmp_path / "run"), device="cpu")
-    assert not ctx.synthetic and ctx.data_label == "real data" and ctx.data.path == tmp_path.resolve()
+    root = _complete_root(tmp_path / "data")
+    ctx = RunContext.open("cpu", data_root=str(root), run_dir=str(tmp_path / "run"), device="cpu")
+    assert not ctx.synthetic and ctx.data_label == "real data" and ctx.data.path == root.resolve()
+
+
+def test_open_refuses_an_incomplete_root_before_creating_the_run_folder(tmp_path):
+    root = _complete_root(tmp_path / "data")
+    gt = root / "COVID-SemiSeg/Dataset/TestingSet/LungInfection-Test/GT"
+    (gt / "1.png").unlink()
+    gt.rmdir()
+    with pytest.raises(DataError, match=r"covid-semiseg is incomplete, missing COVID-SemiSeg/Dataset/TestingSet/"
+                                         r"LungInfection-Test/GT \(not found\)"):
+        RunContext.open("cpu", data_root=str(root), run_dir=str(tmp_path / "run"), device="cpu")
+    with pytest.raises(DataError, match="covid-semiseg not found"):
+        RunContext.open("cpu", data_root=str(tmp_path), run_dir=str(tmp_path / "run"), device="cpu")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"run folder .*file exists and is not a folder"):
+        RunContext.open("smoke", data_root="synthetic", run_dir=str(tmp_path / "file"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "file"]
 
 
 def test_record_writes_manifest(ctx):
@@ -153,3 +179,65 @@ def test_list_notebooks(tmp_path):
 def test_device_name():
     assert pipeline.device_name("cpu") == "cpu" and pipeline.device_name("cuda:1") == "cuda:1"
     assert pipeline.device_name("auto") in ("cpu", "cuda")
+
+
+# ----------------------------------------------------------------------------- run_book checks first
+
+class FakePapermill:
+    """Stands in for ``papermill.execute_notebook``: records the call and copies the chapter unexecuted."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, src, out, parameters, **kwargs):
+        self.calls.append((Path(src).name, parameters))
+        Path(out).write_bytes(Path(src).read_bytes())
+
+
+@pytest.fixture
+def fake_papermill(monkeypatch):
+    import papermill
+
+    fake = FakePapermill()
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    return fake
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"only": "99"}, "--only 99: no notebook numbered 99 (have 01, "),
+    ({"start": "42"}, "--from 42: no notebook numbered 42"),
+    ({"only": "01", "start": "02"}, "--only 01 and --from 02 exclude each other; give one"),
+    ({"profile": "huge"}, "unknown profile 'huge'"),
+])
+def test_run_book_bad_selection_creates_nothing(tmp_path, fake_papermill, kwargs, message):
+    run = tmp_path / "run"
+    with pytest.raises(ValueError) as exc:
+        pipeline.run_book(**{"profile": "smoke", "data_root": "synthetic", "run_dir": str(run), **kwargs})
+    assert message in str(exc.value)
+    assert not run.exists() and fake_papermill.calls == []
+
+
+def test_run_book_incomplete_root_fails_before_any_chapter(tmp_path, fake_papermill):
+    root = tmp_path / "data"
+    (root / SOURCES["covid-semiseg"].marker).mkdir(parents=True)  # what `data locate` used to call found
+    run = tmp_path / "run"
+    with pytest.raises(DataError) as exc:
+        pipeline.run_book("cpu", str(root), run_dir=str(run), progress=False)
+    msg = str(exc.value)
+    assert msg.startswith(f"data root {root.resolve()}: covid-semiseg is incomplete, missing ")
+    assert "COVID-SemiSeg/Dataset/TrainingSet/LungInfection-Train/Doctor-label/Imgs (not found)" in msg
+    assert "\n" not in msg
+    assert not run.exists() and fake_papermill.calls == []
+
+
+def test_run_book_runs_with_an_incomplete_optional_source_and_warns(tmp_path, fake_papermill, capsys):
+    root = _complete_root(tmp_path / "data")
+    (root / "iCTCF-HUST19-clinical").mkdir()  # folder without raw_cf_data.csv: synthetic cohort, as before
+    run = pipeline.run_book("smoke", str(root), only="1", run_dir=str(tmp_path / "run"), progress=False)
+    assert run == (tmp_path / "run").resolve()
+    assert [c[0] for c in fake_papermill.calls] == ["01_data.ipynb"]
+    assert fake_papermill.calls[0][1]["data_root"] == str(root.resolve())
+    err = capsys.readouterr().err
+    assert err == ("[ssinfnet] warning: ictcf-clinical incomplete (missing: iCTCF-HUST19-clinical/raw_cf_data.csv "
+                   "(not found)); optional, the run goes on without it\n")
+    assert "notebook:01_data" in json.loads((run / "manifest.json").read_text())["stages"]
