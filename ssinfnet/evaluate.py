@@ -23,14 +23,35 @@ from ssinfnet.imresize import imresize
 
 PROTOCOLS = ("infnet", "paper")
 
+#: Grey values of an 8-bit GT strictly between these count as "not binary" (JPEG keeps 0/255 masks
+#: within [0, 15] and [240, 255] except for ringing along edges).
+GREY_BAND = (16, 239)
+#: The largest share of pixels in :data:`GREY_BAND` a GT may have. Measured on COVID-SemiSeg: its GT,
+#: Edge, GT-1/GT-2 and Prior masks have none; re-saved as JPEG at quality 75 (PIL's default) at most
+#: 2.1 % (the thin edge maps; test GT 1.5 %); the CT slices themselves at least 41 %.
+MAX_GREY_SHARE = 0.05
+
+EXIT_CODES = """exit codes:
+  0  scored: the JSON result is printed (and written to --output)
+  1  nothing could be scored: no prediction has a GT of the same name, or every metric is
+     undefined (e.g. only empty GT under the paper protocol without --count-empty)
+  2  bad arguments or data: a bad option value, a missing folder, --gt equal to --pred, an
+     unreadable or non-binary GT image, --output inside an input folder"""
+
+
+class NothingScored(DataError):
+    """No image pair could be scored (no prediction has a GT of the same name)."""
+
 
 def read_gt(path: Path | str) -> np.ndarray:
     """Read a binary GT mask with the Inf-Net tool's rule, as bool (H, W).
 
     1-bit PNGs are used as they are; otherwise the first channel of the raw 8-bit values is
-    thresholded at > 128. A palette PNG, or 8-bit values within {0, 1, 2, 3} other than all zeros
-    (a label-index mask, which the rule would silently turn into all background), raise
-    :class:`DataError`, as do 16-bit or float images.
+    thresholded at > 128. Refused with :class:`DataError` naming the file: a palette PNG; 8-bit
+    values within 0..15 other than all zeros (a label-index mask, which the rule would silently turn
+    into all background); an image that is not binary, i.e. with more than :data:`MAX_GREY_SHARE` of
+    its pixels in :data:`GREY_BAND` (a CT image or a soft map given as GT); 16-bit or float images.
+    The Inf-Net tool thresholds whatever it is given; these checks only refuse what cannot be a mask.
     """
     path = Path(path)
     img = open_image(path)
@@ -44,9 +65,14 @@ def read_gt(path: Path | str) -> np.ndarray:
     raw = np.asarray(img)
     first = raw if raw.ndim == 2 else raw[..., 0]
     values = np.unique(first)
-    if values.max() > 0 and values.max() <= 3:
+    if 0 < values.max() <= GREY_BAND[0] - 1:
         raise DataError(f"{path}: looks like a label-index mask (values {values.tolist()}); "
                         f"binary GT must use 0 and 255 (> 128 is foreground)")
+    grey = float(np.mean((first >= GREY_BAND[0]) & (first <= GREY_BAND[1])))
+    if grey > MAX_GREY_SHARE:
+        raise DataError(f"{path}: not a binary mask: {len(values)} distinct grey values, {100 * grey:.3g}% of "
+                        f"pixels between {GREY_BAND[0]} and {GREY_BAND[1]} (binary GT holds 0 and 255; at most "
+                        f"{100 * MAX_GREY_SHARE:.0f}% in between is tolerated). Is this an image folder?")
     return first > 128
 
 
@@ -153,7 +179,8 @@ def evaluate_folders(pred_dir: Path | str, gt_dir: Path | str, protocol: str = "
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     pairs, pred_only, gt_only = pair_files(pred_dir, gt_dir)
     if not pairs:
-        raise DataError(f"{pred_dir}: no prediction has a ground-truth mask of the same name in {gt_dir}")
+        raise NothingScored(f"{pred_dir}: no prediction has a ground-truth mask of the same name in {gt_dir} "
+                            f"(predictions: {_examples(pred_only)}; GT: {_examples(gt_only)})")
     stems, maps, gts, resized = [], [], [], []
     for stem, p_path, g_path in pairs:
         gt = read_gt(g_path)
@@ -188,36 +215,109 @@ def evaluate_folders(pred_dir: Path | str, gt_dir: Path | str, protocol: str = "
     return _clean(result)
 
 
+def _examples(names: list[str], n: int = 3) -> str:
+    """"2 files, e.g. 1, 10" for an error message."""
+    text = f"{len(names)} file{'s' if len(names) != 1 else ''}"
+    return text + (f", e.g. {', '.join(names[:n])}" if names else "")
+
+
+COUNT_KEYS = ("n", "n_excluded", "n_images")  # numbers in ``metrics`` that are counts, not scores
+
+
+def nothing_scored(result: dict) -> str | None:
+    """Why a result of :func:`evaluate_folders` holds no number (every metric undefined), or None."""
+    defined = []
+
+    def walk(obj, key=None):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, k)
+        elif isinstance(obj, (int, float)) and not isinstance(obj, bool) and key not in COUNT_KEYS:
+            defined.append(obj)
+
+    walk(result.get("metrics", {}))
+    if defined:
+        return None
+    counts = result["counts"]
+    if result["protocol"] == "paper" and result.get("ignore_empty") and counts["empty_gt"] == counts["scored"]:
+        return (f"all {counts['scored']} GT masks are empty and the paper protocol leaves empty-GT images out "
+                f"(--count-empty scores them)")
+    return f"every metric is undefined for the {counts['scored']} image pairs"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``evaluate`` options (--pred, --gt, --protocol, --threshold, --count-empty, --output)."""
+    """Add the ``evaluate`` options (--pred, --gt, --protocol, --threshold, --count-empty, --output) and
+    the exit codes (:data:`EXIT_CODES`) to the help."""
     parser.add_argument("--pred", required=True, type=Path, help="folder of prediction maps")
     parser.add_argument("--gt", required=True, type=Path, help="folder of binary ground-truth masks")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="infnet",
                         help="infnet: Inf-Net MATLAB tool rules; paper: per image at --threshold")
-    parser.add_argument("--threshold", type=float, default=0.5, help="paper protocol threshold (0..1)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="paper protocol only: threshold in [0, 1] (default 0.5)")
     parser.add_argument("--count-empty", action="store_true",
-                        help="paper protocol: score empty-GT images (1 if nothing predicted, else 0) "
+                        help="paper protocol only: score empty-GT images (1 if nothing predicted, else 0) "
                              "instead of leaving them out")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON result here")
+    parser.epilog = EXIT_CODES
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
+def check_arguments(args: argparse.Namespace) -> float:
+    """Refuse option values that cannot be meant (ValueError naming the option); returns the threshold."""
+    for opt, folder in (("--pred", args.pred), ("--gt", args.gt)):
+        if not Path(folder).is_dir():
+            raise ValueError(f"{opt} {folder}: no such folder")
+    if Path(args.pred).resolve() == Path(args.gt).resolve():
+        raise ValueError(f"--gt and --pred are the same folder ({args.gt}); a GT scored against itself "
+                         f"says nothing about a method")
+    if args.protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol {args.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    if args.protocol != "paper":
+        given = [opt for opt, on in (("--threshold", args.threshold is not None),
+                                     ("--count-empty", args.count_empty)) if on]
+        if given:
+            verb = "apply" if len(given) > 1 else "applies"
+            raise ValueError(f"{' and '.join(given)} {verb} to the paper protocol only "
+                             f"(--protocol {args.protocol} uses 256 thresholds and scores every pair)")
+    threshold = 0.5 if args.threshold is None else args.threshold
+    if not 0.0 <= threshold <= 1.0:  # also refuses nan
+        raise ValueError(f"--threshold {args.threshold}: must be in [0, 1]")
+    if args.output is not None and Path(args.output).is_dir():
+        raise ValueError(f"--output {args.output}: is a folder; give a file name")
+    return threshold
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run the evaluation, print the JSON result; return 0, or 2 after printing an error."""
+    """Run the evaluation and print the JSON result. Returns the exit code of :data:`EXIT_CODES`
+    (0 scored, 1 nothing could be scored, 2 bad arguments or data) after one ``error:`` line on stderr."""
     try:
-        result = evaluate_folders(args.pred, args.gt, protocol=args.protocol, threshold=args.threshold,
+        threshold = check_arguments(args)
+        result = evaluate_folders(args.pred, args.gt, protocol=args.protocol, threshold=threshold,
                                   ignore_empty=not args.count_empty)
-        text = json.dumps(result, indent=2, allow_nan=False)
-        if args.output is not None:
-            out = Path(args.output).resolve()
+    except NothingScored as exc:
+        print(f"error: nothing could be scored: {exc}", file=sys.stderr)
+        return 1
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    reason = nothing_scored(result)
+    if reason is not None:
+        print(f"error: nothing could be scored: {reason}", file=sys.stderr)
+        return 1
+    text = json.dumps(result, indent=2, allow_nan=False)
+    if args.output is not None:
+        out = Path(args.output).resolve()
+        try:
             for folder in (args.pred, args.gt):
                 if Path(folder).resolve() in out.parents:
                     raise DataError(f"{args.output}: refusing to write inside the input folder {folder}")
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text + "\n")
-    except (DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        except (DataError, OSError) as exc:
+            print(f"error: {exc if isinstance(exc, DataError) else f'--output {args.output}: {exc.strerror}'}",
+                  file=sys.stderr)
+            return 2
     print(text)
     return 0
 

@@ -141,3 +141,51 @@ def test_run_dir_that_is_a_file(tmp_path, capsys, no_notebooks_run):
     (tmp_path / "run").write_text("x")
     assert main(["run", "--data-root", "synthetic", "--run-dir", str(tmp_path / "run")]) == 2
     assert _one_error_line(capsys).endswith("run exists and is not a folder")
+
+
+def _grey_pair(tmp_path: Path) -> tuple[Path, Path]:
+    from PIL import Image
+    import numpy as np
+
+    for name in ("pred", "gt"):
+        (tmp_path / name).mkdir()
+        mask = np.zeros((8, 8), np.uint8)
+        mask[2:5, 2:6] = 255
+        Image.fromarray(mask).save(tmp_path / name / "1.png")
+    return tmp_path / "pred", tmp_path / "gt"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--threshold", "0.3"], "error: --threshold applies to the paper protocol only"),
+    (["--count-empty"], "error: --count-empty applies to the paper protocol only"),
+    (["--protocol", "paper", "--threshold", "1.5"], "error: --threshold 1.5: must be in [0, 1]"),
+    (["--protocol", "paper", "--threshold", "nan"], "error: --threshold nan: must be in [0, 1]"),
+])
+def test_evaluate_bad_option_values(tmp_path, capsys, extra, message):
+    pred, gt = _grey_pair(tmp_path)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), *extra]) == 2
+    assert _one_error_line(capsys).startswith(message)
+
+
+def test_evaluate_bad_folders(tmp_path, capsys):
+    pred, gt = _grey_pair(tmp_path)
+    assert main(["evaluate", "--pred", str(gt), "--gt", str(gt)]) == 2
+    assert _one_error_line(capsys).startswith(f"error: --gt and --pred are the same folder ({gt})")
+    assert main(["evaluate", "--pred", str(tmp_path / "nope"), "--gt", str(gt)]) == 2
+    assert _one_error_line(capsys) == f"error: --pred {tmp_path / 'nope'}: no such folder"
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt / "1.png")]) == 2
+    assert _one_error_line(capsys) == f"error: --gt {gt / '1.png'}: no such folder"
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--output", str(tmp_path)]) == 2
+    assert _one_error_line(capsys) == f"error: --output {tmp_path}: is a folder; give a file name"
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--protocol", "matlab"])
+    assert exc.value.code == 2 and "invalid choice: 'matlab'" in capsys.readouterr().err
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 0
+
+
+def test_evaluate_help_documents_exit_codes():
+    res = subprocess.run([sys.executable, "-m", "ssinfnet", "evaluate", "--help"], cwd=REPO, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0
+    assert "exit codes:\n  0  scored" in res.stdout and "\n  1  nothing could be scored" in res.stdout
+    assert "\n  2  bad arguments or data" in res.stdout

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -107,16 +108,96 @@ def test_gt_reader_rules(tmp_path):
     Image.fromarray(onebit).save(tmp_path / "bit.png")
     assert Image.open(tmp_path / "bit.png").mode == "1"
     np.testing.assert_array_equal(read_gt(tmp_path / "bit.png"), onebit)
-    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb = np.zeros((8, 8, 3), np.uint8)  # 2 grey pixels in 64: 3 %, within the tolerated share
     rgb[0, 0] = (129, 0, 0)  # first channel > 128 is foreground
     rgb[0, 1] = (128, 255, 255)  # 128 is not
+    rgb[5, 5] = (255, 0, 0)
     _png(tmp_path / "rgb.png", rgb)
-    np.testing.assert_array_equal(read_gt(tmp_path / "rgb.png"), [[True, False], [False, False]])
+    want = np.zeros((8, 8), bool)
+    want[0, 0] = want[5, 5] = True
+    np.testing.assert_array_equal(read_gt(tmp_path / "rgb.png"), want)
     _png(tmp_path / "empty.png", np.zeros((2, 2), np.uint8))
     assert not read_gt(tmp_path / "empty.png").any()  # an all-zero GT is a valid empty mask
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(DataError, match="broken.png"):
         read_gt(tmp_path / "broken.png")
+
+
+def _grey_gt(n_mid: int, mid_value: int = 100, size: int = 10) -> np.ndarray:
+    """A size x size GT: first half 0, second half 255, then ``n_mid`` pixels set to ``mid_value``."""
+    a = np.zeros(size * size, np.uint8)
+    a[size * size // 2:] = 255
+    a[:n_mid] = mid_value
+    return a.reshape(size, size)
+
+
+@pytest.mark.parametrize("n_mid, ok", [(0, True), (5, True), (6, False), (37, False), (100, False)])
+def test_gt_with_grey_values_is_refused_beyond_5_percent(tmp_path, n_mid, ok):
+    _png(tmp_path / "g.png", _grey_gt(n_mid))
+    if ok:
+        assert read_gt(tmp_path / "g.png").sum() == 50
+        return
+    with pytest.raises(DataError) as exc:
+        read_gt(tmp_path / "g.png")
+    distinct = 1 + (n_mid < 50) + (n_mid < 100)
+    assert str(exc.value) == (f"{tmp_path / 'g.png'}: not a binary mask: {distinct} distinct grey values, {n_mid}% of "
+                              f"pixels between 16 and 239 (binary GT holds 0 and 255; at most 5% in between is "
+                              f"tolerated). Is this an image folder?")
+
+
+@pytest.mark.parametrize("values", [(0, 1), (0, 1, 2), (0, 10), (0, 15)])
+def test_low_label_values_are_refused(tmp_path, values):
+    a = np.array(values * 8, np.uint8)[:16].reshape(4, 4)
+    _png(tmp_path / "lab.png", a)
+    message = f"lab.png: looks like a label-index mask (values {sorted(set(values))})"
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_gt(tmp_path / "lab.png")
+
+
+def test_jpeg_compressed_gt_is_accepted(tmp_path):
+    g = np.zeros((64, 64), np.uint8)
+    g[10:40, 20:50] = 255
+    Image.fromarray(g).save(tmp_path / "g.jpg", quality=75)
+    raw = np.asarray(Image.open(tmp_path / "g.jpg"))
+    assert len(np.unique(raw)) > 2  # JPEG did leave other values
+    np.testing.assert_array_equal(read_gt(tmp_path / "g.jpg"), g > 128)
+
+
+def _real_dataset():
+    root = real_data_root()
+    ds = None if root is None else Path(root) / "COVID-SemiSeg" / "Dataset"
+    return ds if ds is not None and ds.is_dir() else None
+
+
+@pytest.mark.skipif(_real_dataset() is None, reason="COVID-SemiSeg not found (set SSINFNET_DATA)")
+def test_every_real_binary_gt_passes_and_ct_images_are_refused(tmp_path):
+    ds = _real_dataset()
+    folders = ["TestingSet/LungInfection-Test/GT", "TestingSet/MultiClassInfection-Test/GT-1",
+               "TestingSet/MultiClassInfection-Test/GT-2", "TrainingSet/LungInfection-Train/Doctor-label/GT",
+               "TrainingSet/LungInfection-Train/Doctor-label/Edge", "TrainingSet/MultiClassInfection-Train/Prior"]
+    n = 0
+    for folder in folders:
+        for f in sorted((ds / folder).iterdir()):
+            g = read_gt(f)
+            n += 1
+            if folder.endswith("LungInfection-Test/GT"):  # and as JPEG at PIL's default quality
+                Image.open(f).save(tmp_path / "j.jpg", quality=75)
+                assert (read_gt(tmp_path / "j.jpg") != g).mean() < 0.01
+    assert n == 48 * 3 + 50 * 3
+    for f in sorted((ds / "TestingSet/LungInfection-Test/Imgs").iterdir()):
+        with pytest.raises(DataError, match=rf"{f.name}: not a binary mask: \d+ distinct grey values, [\d.]+% of pix"):
+            read_gt(f)
+    with pytest.raises(DataError, match="palette"):  # the 0/1/2 multi-class GT, as palette PNG
+        read_gt(ds / "TestingSet/MultiClassInfection-Test/GT" / "18.png")
+
+
+@pytest.mark.skipif(_real_dataset() is None, reason="COVID-SemiSeg not found (set SSINFNET_DATA)")
+def test_ct_image_folder_as_gt_is_refused_by_the_cli(capsys):
+    ds = _real_dataset()
+    imgs, gt = ds / "TestingSet/LungInfection-Test/Imgs", ds / "TestingSet/LungInfection-Test/GT"
+    assert main(_parse(["--pred", str(gt), "--gt", str(imgs)])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {imgs}/") and ": not a binary mask: " in err and err.count("\n") == 1
 
 
 def test_prediction_reader_takes_first_channel(tmp_path):
@@ -164,6 +245,29 @@ def test_main_prints_json_writes_output_and_exit_codes(folders, tmp_path, capsys
     inside = pred_dir / "eval.json"
     assert main(_parse(["--pred", str(pred_dir), "--gt", str(gt_dir), "--output", str(inside)])) == 2
     assert not inside.exists()
+
+
+def test_nothing_scored_exits_1(tmp_path, capsys):
+    """All-empty GT under the paper protocol (empty images left out): every metric undefined -> exit 1."""
+    for k in ("1", "2"):
+        _png(tmp_path / "gt" / f"{k}.png", np.zeros((4, 4), np.uint8))
+        _png(tmp_path / "pred" / f"{k}.png", np.full((4, 4), 200, np.uint8))
+    out = tmp_path / "res.json"
+    args = ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--protocol", "paper"]
+    assert main(_parse(args + ["--output", str(out)])) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    assert captured.err == ("error: nothing could be scored: all 2 GT masks are empty and the paper protocol "
+                            "leaves empty-GT images out (--count-empty scores them)\n")
+    assert main(_parse(args + ["--count-empty"])) == 0  # scored: 0.0 each (everything predicted, nothing there)
+    assert json.loads(capsys.readouterr().out)["metrics"]["infection"]["dice"]["mean"] == 0.0
+    assert main(_parse(args[:4])) == 0  # infnet protocol: every pair counts, empty GT included
+    capsys.readouterr()
+    _png(tmp_path / "other" / "3.png", np.zeros((4, 4), np.uint8))
+    assert main(_parse(["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "other")])) == 1
+    assert capsys.readouterr().err == (f"error: nothing could be scored: {tmp_path / 'pred'}: no prediction has a "
+                                       f"ground-truth mask of the same name in {tmp_path / 'other'} (predictions: "
+                                       f"2 files, e.g. 1, 2; GT: 1 file, e.g. 3)\n")
 
 
 def _real_gt_dir():
