@@ -20,10 +20,14 @@ run: setup
 publish: setup
 	$(PY) -m ssinfnet book --run-dir runs/cpu
 
-## unit and integration tests, then the notebooks under nbval on the embedded synthetic default
+## unit and integration tests, then the notebooks under nbval on the embedded synthetic default,
+## executed into a fresh temporary run folder (never a user's runs/, never a cached model)
 test: setup
 	$(PY) -m pytest -q tests
-	SSINFNET_DATA=synthetic $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
+	@runs=$$(mktemp -d) && trap 'rm -rf "$$runs"' EXIT && \
+	  echo "SSINFNET_DATA=synthetic SSINFNET_RUNS=$$runs pytest --nbval-lax notebooks" && \
+	  SSINFNET_DATA=synthetic SSINFNET_RUNS=$$runs $(PY) -m pytest -q --nbval-lax \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
 
 ## re-execute the notebook sources in place (smoke, synthetic): the outputs nbval compares against
 refresh: setup

@@ -77,8 +77,13 @@ def describe_device(device: str) -> str:
 
 def default_run_dir(profile: str, synthetic: bool) -> Path:
     """``runs/<profile>`` for real data, ``runs/<profile>-synthetic`` for the embedded default, so the two
-    never share artifacts."""
-    return RUNS_DIR / (f"{profile}-synthetic" if synthetic else profile)
+    never share artifacts.
+
+    ``$SSINFNET_RUNS`` replaces ``runs/`` as the parent folder: ``make test`` executes the notebooks in a
+    fresh temporary folder with it, so nbval never reuses (nor touches) a user's cached run.
+    """
+    parent = Path(os.environ["SSINFNET_RUNS"]) if os.environ.get("SSINFNET_RUNS") else RUNS_DIR
+    return parent / (f"{profile}-synthetic" if synthetic else profile)
 
 
 @dataclass

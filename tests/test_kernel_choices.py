@@ -1,0 +1,41 @@
+"""The kernel settings that ``.ci/run`` runs the suite under really change PyTorch's arithmetic.
+
+``make test`` must pass on any x86-64 CPU; CI proves it by running the suite three times, under the
+default kernels, ``ATEN_CPU_CAPABILITY=default`` and ``ONEDNN_MAX_CPU_ISA=SSE41``. This test shows that
+the two settings are honoured: each gives another raw number from the same seeded computation.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+PROBE = Path(__file__).resolve().parents[1] / "scripts" / "kernel_probe.py"
+SETTINGS = {"default kernels": {}, "ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
+            "ONEDNN_MAX_CPU_ISA=SSE41": {"ONEDNN_MAX_CPU_ISA": "SSE41"}}
+
+
+def _probe(extra: dict) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    out = subprocess.run([sys.executable, str(PROBE)], env={**env, **extra}, capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or
+                    torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "NO AVX"),
+                    reason="needs an x86-64 CPU with AVX2 or better (otherwise the settings change nothing)")
+def test_each_kernel_setting_changes_a_raw_number():
+    results = {name: _probe(extra) for name, extra in SETTINGS.items()}
+    assert results["ATEN_CPU_CAPABILITY=default"]["cpu_capability"] == "DEFAULT"
+    losses = {name: r["loss"] for name, r in results.items()}
+    # the same seeded computation, three kernel choices: three different last digits ...
+    assert len(set(losses.values())) == 3, losses
+    # ... and only the last digits: the numbers agree to 1e-4
+    values = [float(v) for v in losses.values()]
+    assert max(values) - min(values) < 1e-4, losses
