@@ -68,6 +68,8 @@ from .models.transfer import TransferReport, transfer_weights
 from .optim import make_lookahead_sgd
 from .predict import EXPORT_FORMAT, LoadedModel, export_model, predict_probabilities
 from .pretrain import network_input
+from .provenance import (check_key, code_fingerprint, config_fingerprint, note_stale, samples_fingerprint,
+                         stamp)
 from .train import Phase, adam, make_loader, sgd, train
 
 __all__ = ["SegConfig", "VARIANTS", "variant_config", "list_variants", "FitResult", "CVResult",
@@ -578,12 +580,25 @@ class FitResult:
     run_dir: Path
 
 
-def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int) -> None:
-    """Refuse to resume a run made with other settings; record the settings of a new one.
+def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int, train_samples: Sequence[Sample] = (),
+                   val_samples: Sequence[Sample] = (), priors_train=None, priors_val=None) -> dict[str, str | None]:
+    """Refuse to reuse a run made from other settings, data or code; record the key of a new one.
+
+    ``run_dir/config.json`` holds the settings, the seed and the provenance record
+    (:func:`ssinfnet.provenance.stamp`): the data key (the training and validation samples with
+    their priors, :func:`ssinfnet.provenance.samples_fingerprint`), the code fingerprint, and the
+    commit, dirty flag and time of the session that trained it. When the folder holds a checkpoint,
+    a difference in any of them raises :class:`ssinfnet.provenance.StaleRunError` naming the
+    folder, the differing settings and hashes, and what to do (``SSINFNET_ALLOW_STALE=1``: warn,
+    reuse, and note it in ``config.json`` and the manifest). A folder without a checkpoint holds
+    nothing to reuse: its record is rewritten.
 
     The initial weights are recorded by file name and content hash, not by path, so a run folder
     moved or cloned elsewhere still resumes. A setting added to :class:`SegConfig` after the folder
     was written counts as equal when it holds its default (the behaviour the old run had).
+
+    Returns the key that :func:`ssinfnet.train.train` is to find in the folder's checkpoint (the
+    folder's own key when a stale folder is reused knowingly).
     """
     config = cfg.to_dict()
     if config.get("init_weights"):
@@ -591,19 +606,40 @@ def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int) -> None:
 
         w = Path(config["init_weights"])
         config["init_weights"] = {"file": w.name, "sha256": sha256_of(w) if w.is_file() else None}
+    data = config_fingerprint({"train": samples_fingerprint(train_samples, priors_train),
+                               "val": samples_fingerprint(val_samples, priors_val)})
+    key = {"data": data, "code": code_fingerprint()}
     record = {"config": config, "seed": seed}
     path = run_dir / "config.json"
-    if path.is_file():
+    if path.is_file() and (run_dir / "checkpoints" / "last.pt").is_file():
         old = json.loads(path.read_text())
         defaults = {f.name: f.default for f in fields(SegConfig) if f.default is not MISSING}
         added_at_default = {k for k in set(config) - set(old.get("config", {}))
                             if k in defaults and config[k] == defaults[k]}
         record["config"] = {k: v for k, v in config.items() if k not in added_at_default}
-        if old != record:
-            raise ValueError(f"run_dir {run_dir} holds a run with other settings ({path}); use a new run_dir")
-        return
+        changed = [f"config {k} {_show(old.get('config', {}).get(k))} -> {_show(record['config'].get(k))}"
+                   for k in sorted(set(record["config"]) | set(old.get("config", {})))
+                   if old.get("config", {}).get(k) != record["config"].get(k)]
+        if old.get("seed") != seed:
+            changed.append(f"config seed {old.get('seed')} -> {seed}")
+        provenance = old.get("provenance") or {}
+        note = check_key(run_dir, provenance.get("key") or {}, key, extra=changed)
+        if note is None:
+            return key
+        old["provenance"] = {**provenance, "stale_reuse": [*provenance.get("stale_reuse", []), note]}
+        path.write_text(json.dumps(old, indent=2))
+        note_stale(run_dir, note)
+        return dict(provenance.get("key") or {})
     run_dir.mkdir(parents=True, exist_ok=True)
+    record["provenance"] = stamp(key)
     path.write_text(json.dumps(record, indent=2))
+    return key
+
+
+def _show(value) -> str:
+    """A setting for a one-line message (long values cut)."""
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[Sample], *,
@@ -643,7 +679,7 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
     p_train = _priors_for(cfg, train_samples, priors_train, "priors_train")
     p_val = _priors_for(cfg, val_samples, priors_val, "priors_val")
     _ground_truths(cfg.task, val_samples)  # fail now, not after the first epoch
-    _check_run_dir(run_dir, cfg, seed)
+    key = _check_run_dir(run_dir, cfg, seed, train_samples, val_samples, p_train, p_val)
 
     torch.manual_seed(seed)  # model initialisation is part of the seeded run
     model, report = build_segmenter(cfg)
@@ -667,7 +703,7 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
                   lr_factors=cfg.lr_factors, val_fn=val_fn, monitor="dice", mode="max",
                   max_steps_per_epoch=cfg.max_steps_per_epoch, grad_clip=cfg.grad_clip)
     result = train([phase], {MODEL_KEY: model}, loader, device=device, seed=seed, run_dir=run_dir,
-                   progress=progress)
+                   progress=progress, provenance=key)
 
     best = None
     if PHASE_NAME in result.best:

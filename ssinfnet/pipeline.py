@@ -3,7 +3,9 @@
 Every run writes ``runs/<profile>/manifest.json``: git commit, data fingerprint, profile
 parameters, device, per-notebook wall time and the artifacts each stage wrote. Stages find the
 artifacts of earlier stages through the manifest (or their conventional paths), so any notebook can
-be re-run alone.
+be re-run alone. Chapters can be executed at different commits, so each stage entry carries its own
+provenance (commit, dirty flag, data and code fingerprints, time) and names the trained run folders
+it reused, with the commit that trained them (:mod:`ssinfnet.provenance`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import provenance
 from .data.sources import DataRoot, resolve_data_root
 from .profiles import Profile, get_profile
 
@@ -29,22 +32,29 @@ RUNS_DIR = REPO_ROOT / "runs"
 def git_commit(repo: Path = REPO_ROOT) -> str:
     """The checked-out commit (with ``-dirty`` when tracked files outside ``runs/`` have changes), or
     "unknown". A run rewrites its own tracked outputs under ``runs/`` as it goes; those do not count."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)runs"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    state = provenance.git_state(repo)
+    return state["git_commit"] + ("-dirty" if state["dirty"] else "")
 
 
-def data_fingerprint(root: DataRoot, seed: int = 0) -> str:
+def data_fingerprint(root: DataRoot, seed: int = 0, profile: Profile | None = None) -> str:
     """A short hash of what the data root holds: relative paths and sizes of every file of the
-    registered sources (fast: no file contents), or the phantom generator's identity."""
+    registered sources (fast: no file contents), or the phantom generator's identity.
+
+    For the embedded default the identity is the generator's settings: ``seed``, and with
+    ``profile`` its ``synthetic_size`` and ``synthetic_counts``, plus a hash of the generator's code
+    (``data/phantoms.py``), e.g. ``synthetic-phantoms-3f2a... (seed 0, 96 px, train 12, test 6,
+    unlabelled 16)``.
+    """
     if root.synthetic:
-        return f"synthetic-phantoms-v1-seed{seed}"
+        settings = {"seed": seed,
+                    "generator": hashlib.sha256((Path(__file__).parent / "data" / "phantoms.py").read_bytes())
+                    .hexdigest()[:16]}
+        label = f"seed {seed}"
+        if profile is not None:
+            settings.update(size=profile.synthetic_size, counts=profile.synthetic_counts)
+            label += f", {profile.synthetic_size} px, " + ", ".join(
+                f"{k} {v}" for k, v in sorted(profile.synthetic_counts.items()))
+        return f"synthetic-phantoms-{provenance.config_fingerprint(settings)} ({label})"
     h = hashlib.sha256()
     n = 0
     for folder in ("COVID-SemiSeg", "iCTCF-HUST19-clinical", "medseg"):
@@ -150,20 +160,49 @@ class RunContext:
         return {}
 
     def record(self, stage: str, artifacts: dict[str, str | Path] | None = None, **info) -> dict:
-        """Add or replace the entry of ``stage`` in the manifest (written atomically)."""
+        """Add or replace the entry of ``stage`` in the manifest (written atomically).
+
+        Besides ``artifacts`` and ``info`` the entry gets ``provenance`` (:meth:`current_provenance`)
+        and, from the training runs this process noted under the run folder since the last record
+        (:func:`ssinfnet.provenance.take_runs`), ``trained`` (folders trained or resumed) and
+        ``reused`` (folder -> the commit, dirty flag, start time and key of the session that trained it;
+        ``stale`` when it was reused despite another key, with ``SSINFNET_ALLOW_STALE=1``). When
+        no run was noted (a record made again without training), the previous lists stay.
+        """
         man = self.manifest()
+        stage_provenance = self.current_provenance()
         man.update({
             "profile": self.profile.name, "parameters": self.profile.to_dict(),
-            "data_root": self.data.describe(), "data_fingerprint": data_fingerprint(self.data, self.seed),
-            "device": describe_device(self.device), "git_commit": git_commit(),
+            "data_root": self.data.describe(), "data_fingerprint": stage_provenance["data_fingerprint"],
+            "device": describe_device(self.device),
+            "git_commit": stage_provenance["git_commit"] + ("-dirty" if stage_provenance["dirty"] else ""),
+            "code_fingerprint": stage_provenance["code_fingerprint"],
         })
         stages = man.setdefault("stages", {})
         entry = stages.setdefault(stage, {})
         entry["artifacts"] = {k: _rel(v, self.run_dir) for k, v in (artifacts or {}).items()}
         entry.update(_jsonable(info))
-        entry["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        _write_json_atomic(self.manifest_path, man)
+        entry["updated"] = stage_provenance["time"]
+        entry["provenance"] = stage_provenance
+        runs = provenance.take_runs(self.run_dir)
+        if runs:
+            entry["trained"] = sorted(k for k, v in runs.items() if v["action"] == "trained")
+            entry["reused"] = {k: _reused(v) for k, v in sorted(runs.items()) if v["action"] != "trained"}
+            stale = {k: v["stale"] for k, v in runs.items() if v.get("stale")}
+            for k, notes in stale.items():  # a stale folder can also have been trained further
+                entry["reused"].setdefault(k, _reused(runs[k]))["stale"] = notes
+        _write_json_atomic(self.manifest_path, _jsonable(man))
         return entry
+
+    def current_provenance(self) -> dict:
+        """Where a stage recorded now comes from: ``git_commit`` (sha), ``dirty``,
+        ``data_fingerprint`` (:func:`data_fingerprint`), ``code_fingerprint``
+        (:func:`ssinfnet.provenance.code_fingerprint`) and ``time`` (UTC, ISO 8601)."""
+        state = provenance.git_state(REPO_ROOT)
+        return {"git_commit": state["git_commit"], "dirty": state["dirty"],
+                "data_fingerprint": data_fingerprint(self.data, self.seed, self.profile),
+                "code_fingerprint": provenance.code_fingerprint(),
+                "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
     def artifact(self, stage: str, name: str) -> Path | None:
         """The path of an artifact recorded by ``stage``, or None when absent."""
@@ -182,6 +221,14 @@ class RunContext:
                 "numpy": numpy.__version__, "python": platform.python_version(),
                 "device": describe_device(self.device), "profile": self.profile.name,
                 "data": self.data.describe(), "run_dir": _rel(self.run_dir, REPO_ROOT)}
+
+
+def _reused(run: dict) -> dict:
+    """What the manifest says about a reused training run: who trained it, with which key."""
+    record = run.get("record") or {}
+    trained_at = record.get("trained_at") or {}
+    return {"trained_at_commit": trained_at.get("git_commit", provenance.NOT_RECORDED),
+            "dirty": trained_at.get("dirty"), "trained": trained_at.get("time"), "key": record.get("key") or {}}
 
 
 def _rel(path: str | Path, base: Path) -> str:

@@ -12,7 +12,10 @@ are applied to train the inpainter (practically binary). Erased pixels are set t
 the normalised image. The inpainter's input and target use the same normalisation as fine-tuning.
 
 :func:`pretrain` builds the phases from a :class:`PretrainConfig` and runs
-:func:`ssinfnet.train.train`; everything is resumable from ``run_dir/checkpoints/last.pt``.
+:func:`ssinfnet.train.train`; everything is resumable from ``run_dir/checkpoints/last.pt``. The run
+folder is keyed on the configuration, the pool the loader reads (pixels, size, transform, batch
+size) and the training code (:func:`pretraining_key`): a folder trained with another key is refused,
+never resumed (:class:`ssinfnet.provenance.StaleRunError`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .losses import coach_loss, inpainting_loss
 from .models.coach import Coach, random_masks
 from .models.modes import eval_mode
 from .models.registry import build_model
+from .provenance import code_fingerprint, config_fingerprint, loader_fingerprint
 from .train import Phase, TrainResult, alternate, adam, sgd, train
 
 
@@ -163,12 +167,17 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     resumes where the previous one stopped, so the result equals a single uninterrupted run. Phases
     already completed in ``run_dir`` are not re-run (the callback must keep what it recorded, as
     :class:`MaskRecorder` does on disk).
+
+    A ``run_dir`` trained with another configuration, pool or code (:func:`pretraining_key`) raises
+    :class:`ssinfnet.provenance.StaleRunError` before anything is trained.
     """
+    key = pretraining_key(cfg, loader)
     torch.manual_seed(seed)  # model initialisation is part of the seeded run
     models = build_models(cfg)
     phases = build_phases(cfg)
     if on_phase_end is None:
-        result = train(phases, models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress)
+        result = train(phases, models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress,
+                       provenance=key)
         warn_if_saturated(models["inpainter"], loader, cfg)
         return models, result
     started = _phases_started(Path(run_dir))
@@ -176,7 +185,8 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
         on_phase_end("init", models)
     # Prefixes shorter than the checkpointed one are complete; resuming starts at the last started phase.
     for k in range(max(1, started), len(phases) + 1):
-        result = train(phases[:k], models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress)
+        result = train(phases[:k], models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress,
+                       provenance=key)
         on_phase_end(phases[k - 1].name, models)
     warn_if_saturated(models["inpainter"], loader, cfg)
     return models, result
@@ -221,6 +231,15 @@ def warn_if_saturated(inpainter: torch.nn.Module, loader, cfg: PretrainConfig, n
                       "(rerun with another seed, or a lower inpainter lr)", SaturatedInpainterWarning,
                       stacklevel=3)
     return share
+
+
+def pretraining_key(cfg: PretrainConfig, loader) -> dict[str, str | None]:
+    """The key of a pretraining run folder (:mod:`ssinfnet.provenance`): ``config`` (the settings
+    that differ from :class:`PretrainConfig`'s defaults, so a field added later at its default
+    keeps the key), ``data`` (:func:`ssinfnet.provenance.loader_fingerprint`: the pool's pixels and
+    priors, output size, transform, batch size) and ``code``."""
+    config = config_fingerprint(cfg.to_dict(), PretrainConfig().to_dict())
+    return {"data": loader_fingerprint(loader), "config": config, "code": code_fingerprint()}
 
 
 def _phases_started(run_dir: Path) -> int:

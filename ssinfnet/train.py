@@ -44,6 +44,15 @@ callables (from :mod:`ssinfnet.losses`), the schedule is only configuration::
 Run it again and it resumes from ``run_dir/checkpoints/last.pt``; a finished run returns at once
 with the trained weights loaded.
 
+Provenance
+----------
+A run folder is keyed on the data it trains on, its settings and the training code
+(:mod:`ssinfnet.provenance`): by default the content of the training loader's dataset
+(:func:`~ssinfnet.provenance.loader_fingerprint`) and :func:`~ssinfnet.provenance.code_fingerprint`;
+callers add their configuration through ``provenance=``. Resuming a folder trained with another key
+raises :class:`~ssinfnet.provenance.StaleRunError` instead of reusing it. Every checkpoint holds the
+record of who trained it (key, commit, dirty flag, time), also written to ``run_dir/provenance.json``.
+
 Host synchronisation
 --------------------
 A non-finite loss must stop training inside the step that produced it, before the optimiser
@@ -82,6 +91,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .provenance import check_key, code_fingerprint, loader_fingerprint, note_run, note_stale, stamp, write_record
 
 __all__ = [
     "Phase",
@@ -377,6 +387,7 @@ def train(
     amp: bool | Literal["auto"] = "auto",
     channels_last: bool | Literal["auto"] = "auto",
     history_name: str = "history.csv",
+    provenance: Mapping[str, str | None] | None = None,
 ) -> TrainResult:
     """Run ``phases`` in order; checkpoint, log and resume.
 
@@ -411,6 +422,12 @@ def train(
         File name of the CSV history (columns ``phase, phase_index, kind, epoch, step, global_step,
         loss, lr, wall_s`` then the logged values and ``val_*`` metrics; ``wall_s`` in seconds since
         the run started, summed over resumed sessions).
+    provenance : Mapping[str, str or None], optional
+        The key of this run: short hashes of what determines it, e.g. ``{"data", "config", "code"}``
+        (:mod:`ssinfnet.provenance`). Default ``{"data": loader_fingerprint(train_loader), "code":
+        code_fingerprint()}`` (``data`` is None, so not keyed, for a dataset of an unknown kind).
+        Resuming a checkpoint whose key differs raises
+        :class:`~ssinfnet.provenance.StaleRunError` (unless ``SSINFNET_ALLOW_STALE=1``).
 
     Returns
     -------
@@ -423,6 +440,8 @@ def train(
         the history so far is written before re-raising.
     ValueError
         For bad arguments, or a checkpoint that does not match ``phases`` or ``seed``.
+    StaleRunError
+        A ``ValueError``: the checkpoint was trained on other data, settings or code.
     """
     phases = _check_phases(phases, models)
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -436,6 +455,10 @@ def train(
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
     history = _History(run_dir / history_name)
+    if provenance is None:
+        key = {"data": loader_fingerprint(train_loader), "code": code_fingerprint()}
+    else:
+        key = dict(provenance)
 
     for module in models.values():
         module.to(device)
@@ -451,7 +474,9 @@ def train(
     resumed_from = None
     if resume and last_path.is_file():
         state = load_checkpoint(last_path, map_location="cpu")
-        _check_resume(state, phases, seed, last_path)
+        record, stale = _check_resume(state, phases, seed, last_path, key)
+        if stale is not None:
+            note_stale(run_dir, stale)
         for name, module in models.items():
             module.load_state_dict(state["models"][name])
         restore_rng_state(state["rng"], generators)
@@ -464,10 +489,13 @@ def train(
         if start_epoch >= phases[start_phase].epochs:  # that phase had finished
             start_phase, start_epoch, saved_opt = start_phase + 1, 0, None
     else:
+        record = stamp(key)
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)
         ctx_gen.manual_seed(seed)
+    write_record(run_dir, record)
+    steps_before = global_step
 
     t0 = time.perf_counter()
     wall = lambda: wall_offset + time.perf_counter() - t0  # noqa: E731
@@ -553,6 +581,7 @@ def train(
                             "best": best,
                             "history_len": len(history),
                             "wall_s": wall(),
+                            "provenance": record,
                         },
                     )
     except BaseException:
@@ -565,6 +594,11 @@ def train(
             for p, flag in zip(module.parameters(), original_flags[name]):
                 p.requires_grad_(flag)
     history.write()
+    if resumed_from is None:
+        action = "trained"
+    else:
+        action = "resumed" if global_step > steps_before else "reused"
+    note_run(run_dir, action, record)
     return TrainResult(
         history=history.frame(),
         history_path=history.path,
@@ -644,7 +678,14 @@ def _check_phases(phases: Sequence[Phase], models: Mapping[str, nn.Module]) -> l
     return phases
 
 
-def _check_resume(state: Mapping[str, Any], phases: list[Phase], seed: int, path: Path) -> None:
+def _check_resume(state: Mapping[str, Any], phases: list[Phase], seed: int, path: Path,
+                  key: Mapping[str, str | None]) -> tuple[dict[str, Any], dict | None]:
+    """Refuse a checkpoint of another format, seed, phase list or key; return the provenance record
+    the resumed run carries on (the checkpoint's own, plus a note when a stale one is allowed) and
+    that note (None when the keys match).
+
+    A checkpoint written before keys were recorded has an empty key: any key with a part differs from it.
+    """
     if state.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path} has format {state.get('format')!r}, expected {_CHECKPOINT_FORMAT}")
     if state["seed"] != seed:
@@ -653,6 +694,11 @@ def _check_resume(state: Mapping[str, Any], phases: list[Phase], seed: int, path
     current = [p.name for p in phases[: len(saved)]]
     if saved != current:
         raise ValueError(f"phases changed since checkpoint {path}: it ran {saved}, now {current}")
+    old = dict(state.get("provenance") or {"key": {}, "trained_at": None})
+    note = check_key(path.parent.parent, old.get("key") or {}, key)
+    if note is not None:
+        old["stale_reuse"] = [*old.get("stale_reuse", []), note]
+    return old, note
 
 
 def default_amp(device: str | torch.device) -> bool:

@@ -5,6 +5,7 @@ one epoch of two steps.
 """
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from ssinfnet.data.phantoms import synthetic_subset
-from ssinfnet import finetune
+from ssinfnet import finetune, provenance
 from ssinfnet.data.sample import Sample
 from ssinfnet.finetune import (VARIANTS, SegConfig, build_segmenter, cross_validate, fit, list_variants,
                                load_init_state, oracle_priors, predict_samples, segmentation_loss,
@@ -366,6 +367,64 @@ def test_fit_multi_with_predicted_priors(phantoms, tmp_path):
     np.testing.assert_allclose(maps[0].sum(0), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="priors are required"):
         predict_samples(loaded, [odd])
+
+
+def test_fit_refuses_a_folder_trained_on_other_data_or_code(phantoms, tmp_path, monkeypatch):
+    monkeypatch.delenv(provenance.ENV_ALLOW_STALE, raising=False)
+    monkeypatch.setattr(provenance, "git_state", lambda repo=None: {"git_commit": "c0ffee", "dirty": False})
+    cfg = variant_config("multi_unet", model_kwargs=TINY_UNET, **dict(SMALL, max_steps_per_epoch=1))
+    train, val = phantoms[:4], phantoms[6:8]
+    p_train, p_val = [s.prior for s in train], [s.prior for s in val]
+    run_dir = tmp_path / "run"
+
+    def run(c=cfg, tr=train, pt=p_train):
+        return fit(c, tr, val, device="cpu", seed=0, run_dir=run_dir, priors_train=pt, priors_val=p_val,
+                   progress=False)
+
+    first = run()
+    record = json.loads((run_dir / "config.json").read_text())
+    data = provenance.config_fingerprint({"train": provenance.samples_fingerprint(train, p_train),
+                                          "val": provenance.samples_fingerprint(val, p_val)})
+    assert record["provenance"]["key"] == {"data": data, "code": provenance.code_fingerprint()}
+    assert record["provenance"]["trained_at"]["git_commit"] == "c0ffee"
+    assert provenance.read_record(run_dir)["key"] == record["provenance"]["key"]  # the checkpoint's record agrees
+    assert run().best == first.best  # same data, settings and code: reused
+
+    # priors one grey level brighter, or other training slices: other data
+    brighter = [np.clip(p + 1 / 255, 0, 1) for p in p_train]
+    with pytest.raises(provenance.StaleRunError, match=f"run folder {run_dir} holds a run trained with other data"):
+        run(pt=brighter)
+    with pytest.raises(provenance.StaleRunError, match=f"other data \\(data {data} -> "):
+        run(tr=phantoms[1:5], pt=[s.prior for s in phantoms[1:5]])
+    with pytest.raises(provenance.StaleRunError, match=r"other settings/data \(config epochs 1 -> 2; data "):
+        run(c=replace(cfg, epochs=2), pt=brighter)
+    monkeypatch.setattr(finetune, "code_fingerprint", lambda: "feedfacefeedface")
+    with pytest.raises(provenance.StaleRunError, match=r"other code \(code [0-9a-f]{16} -> feedfacefeedface\)"):
+        run()
+    monkeypatch.undo()
+    monkeypatch.delenv(provenance.ENV_ALLOW_STALE, raising=False)
+    assert json.loads((run_dir / "config.json").read_text()) == record  # refusals change nothing
+
+    # a folder written before the key existed is refused while it holds a checkpoint ...
+    legacy = {k: v for k, v in record.items() if k != "provenance"}
+    (run_dir / "config.json").write_text(json.dumps(legacy))
+    with pytest.raises(provenance.StaleRunError, match="data not recorded -> .*code not recorded -> "):
+        run()
+    # ... and rewritten when it holds nothing to reuse
+    shutil.rmtree(run_dir / "checkpoints")
+    run()
+    assert json.loads((run_dir / "config.json").read_text())["provenance"]["key"] == record["provenance"]["key"]
+
+    # reusing a stale folder knowingly: a warning, the old weights, and a note in config.json and the manifest
+    provenance.take_runs(tmp_path)
+    monkeypatch.setenv(provenance.ENV_ALLOW_STALE, "1")
+    with pytest.warns(provenance.StaleRunWarning, match="other data"):
+        again = run(pt=brighter)
+    assert again.best == first.best
+    note = json.loads((run_dir / "config.json").read_text())["provenance"]["stale_reuse"][0]
+    assert note["differs"][0].startswith(f"data {data} -> ")
+    runs = provenance.take_runs(tmp_path)
+    assert runs["run"]["action"] == "reused" and runs["run"]["stale"] == [note]
 
 
 def test_cross_validate_holds_out_every_sample_once(phantoms, tmp_path):

@@ -10,6 +10,7 @@ from ssinfnet import pipeline
 from ssinfnet.data.io import DataError
 from ssinfnet.data.sources import SOURCES, DataRoot
 from ssinfnet.pipeline import RunContext, data_fingerprint, list_notebooks, select_notebooks
+from ssinfnet.profiles import get_profile
 
 
 @pytest.fixture
@@ -68,7 +69,8 @@ def test_record_writes_manifest(ctx):
     for key in ("git_commit", "data_fingerprint", "parameters", "device", "stages", "profile", "data_root"):
         assert key in man, key
     assert man["parameters"]["image_size"] == 32 and man["profile"] == "smoke"
-    assert man["data_fingerprint"] == "synthetic-phantoms-v1-seed0"
+    assert man["data_fingerprint"] == data_fingerprint(ctx.data, 0, ctx.profile)
+    assert man["data_fingerprint"].endswith(" (seed 0, 96 px, test 6, train 12, unlabelled 16)")
     assert man["device"].startswith("cpu")
     stage = man["stages"]["pretrain"]
     assert stage == entry
@@ -130,7 +132,7 @@ def test_git_commit_is_dirty_for_code_changes_not_for_run_outputs(tmp_path):
 
 
 def test_data_fingerprint_stable_and_sensitive(tmp_path):
-    assert data_fingerprint(DataRoot(None, "x"), seed=3) == "synthetic-phantoms-v1-seed3"
+    assert data_fingerprint(DataRoot(None, "x"), seed=3).endswith(" (seed 3)")
     folder = tmp_path / "COVID-SemiSeg" / "Dataset"
     folder.mkdir(parents=True)
     (folder / "a.png").write_bytes(b"12345")
@@ -241,3 +243,60 @@ def test_run_book_runs_with_an_incomplete_optional_source_and_warns(tmp_path, fa
     assert err == ("[ssinfnet] warning: ictcf-clinical incomplete (missing: iCTCF-HUST19-clinical/raw_cf_data.csv "
                    "(not found)); optional, the run goes on without it\n")
     assert "notebook:01_data" in json.loads((run / "manifest.json").read_text())["stages"]
+
+
+def test_each_stage_records_its_own_provenance_and_the_runs_it_reused(ctx, monkeypatch):
+    from ssinfnet import provenance
+
+    commits = iter(["A" * 40, "B" * 40, "B" * 40])
+    monkeypatch.setattr(provenance, "git_state", lambda repo=None: {"git_commit": next(commits), "dirty": False})
+    trained_at_a = {"key": {"data": "d1", "code": "c1"},
+                    "trained_at": {"git_commit": "A" * 40, "dirty": False, "time": "2026-01-01T00:00:00+00:00"}}
+    provenance.note_run(ctx.run_dir / "pretrain" / "single", "trained", trained_at_a)
+    provenance.note_run(ctx.run_dir.parent / "other_run", "trained", trained_at_a)  # another run folder
+    ctx.record("02_pretraining")
+    # chapter 3, executed later at commit B, reloads what commit A trained and trains one model itself
+    provenance.note_run(ctx.run_dir / "pretrain" / "single", "reused", trained_at_a)
+    provenance.note_run(ctx.run_dir / "finetune" / "unet", "trained", {"key": {}, "trained_at": {}})
+    ctx.record("03_single", validation={"unet": 0.5})
+    stages = ctx.manifest()["stages"]
+    two, three = stages["02_pretraining"], stages["03_single"]
+    assert two["provenance"]["git_commit"] == "A" * 40 and three["provenance"]["git_commit"] == "B" * 40
+    for entry in (two, three):
+        assert entry["provenance"]["dirty"] is False
+        assert entry["provenance"]["data_fingerprint"] == data_fingerprint(ctx.data, 0, ctx.profile)
+        assert entry["provenance"]["code_fingerprint"] == provenance.code_fingerprint()
+        assert entry["provenance"]["time"] == entry["updated"]
+    assert two["trained"] == ["pretrain/single"] and two["reused"] == {}
+    assert three["trained"] == ["finetune/unet"]
+    assert three["reused"] == {"pretrain/single": {"trained_at_commit": "A" * 40, "dirty": False,
+                                                   "trained": "2026-01-01T00:00:00+00:00",
+                                                   "key": {"data": "d1", "code": "c1"}}}
+    assert ctx.manifest()["git_commit"] == "B" * 40  # the top level names the last stage recorded
+    # recording chapter 3 again without training anything keeps what it reused
+    ctx.record("03_single", validation={"unet": 0.5})
+    assert ctx.manifest()["stages"]["03_single"]["reused"] == three["reused"]
+    assert set(provenance.take_runs(ctx.run_dir.parent)) == {"other_run"}
+
+
+def test_stale_reuse_is_written_into_the_stage_entry(ctx):
+    from ssinfnet import provenance
+
+    record = {"key": {"data": "d1"}, "trained_at": {"git_commit": "A" * 40, "dirty": True, "time": "t"}}
+    note = {"differs": ["data d1 -> d2"], "time": "t2", "git_commit": "B", "dirty": False}
+    provenance.note_stale(ctx.run_dir / "finetune" / "x", note)
+    provenance.note_run(ctx.run_dir / "finetune" / "x", "reused", record)
+    entry = ctx.record("03_single")
+    assert entry["reused"]["finetune/x"]["stale"] == [note] and entry["reused"]["finetune/x"]["dirty"] is True
+
+
+def test_synthetic_data_fingerprint_is_keyed_on_the_generator_settings():
+    smoke = get_profile("smoke")
+    root = DataRoot(None, "synthetic")
+    fp = data_fingerprint(root, 0, smoke)
+    assert fp.startswith("synthetic-phantoms-") and fp == data_fingerprint(root, 0, smoke)
+    assert fp.endswith(" (seed 0, 96 px, test 6, train 12, unlabelled 16)")
+    assert data_fingerprint(root, 1, smoke) != fp
+    assert data_fingerprint(root, 0, smoke.with_overrides(synthetic_size=128)) != fp
+    assert data_fingerprint(root, 0, smoke.with_overrides(synthetic_counts={"train": 1, "test": 6,
+                                                                           "unlabelled": 16})) != fp

@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-from ssinfnet import pretrain
+from ssinfnet import pretrain, provenance
 from ssinfnet.data.dataset import SliceDataset
 from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.sources import DataRoot
@@ -64,6 +64,35 @@ def test_pretraining_reruns_and_resumes_with_recorded_masks(tmp_path):
         assert torch.equal(v, models2["inpainter"].state_dict()[k])
     frac = pretrain.erased_fraction(models2["coach"], x, keeps=[0.75])
     assert frac.erased_mean.iloc[0] == pytest.approx(0.25, abs=0.05)
+
+
+def test_pretraining_refuses_a_folder_trained_on_another_pool_config_or_code(tmp_path, monkeypatch):
+    monkeypatch.delenv(provenance.ENV_ALLOW_STALE, raising=False)
+    pool = synthetic_subset("unlabelled", 4, 64)
+    cfg = pretrain.PretrainConfig(model_kwargs=TINY, max_steps_per_epoch=1, patch=8, alternations=0)
+
+    def run(c=cfg, samples=pool, size=32, batch=2):
+        loader = make_loader(SliceDataset(samples, size, eval_transform(size)), batch, True, 0)
+        return pretrain.pretrain(c, loader, device="cpu", seed=0, run_dir=tmp_path, progress=False)
+
+    run()
+    assert provenance.take_runs(tmp_path)["."]["action"] == "trained"
+    key = provenance.read_record(tmp_path)["key"]
+    assert set(key) == {"data", "config", "code"} and key["code"] == provenance.code_fingerprint()
+    # a field spelt out at its default is the same configuration; the finished run is reused
+    _, result = run(c=pretrain.PretrainConfig(model_kwargs=TINY, max_steps_per_epoch=1, patch=8, alternations=0,
+                                              kl_weight=0.0, keep=0.75))
+    assert result.resumed_from is not None and provenance.take_runs(tmp_path)["."]["action"] == "reused"
+    other_pool = synthetic_subset("unlabelled", 4, 64, seed=1)  # the phantom generator with another seed
+    for kwargs in ({"samples": other_pool}, {"size": 48}, {"batch": 4}):
+        with pytest.raises(provenance.StaleRunError, match=f"run folder {tmp_path} holds a run trained with "
+                                                           f"other data \\(data {key['data']} -> "):
+            run(**kwargs)
+    with pytest.raises(provenance.StaleRunError, match=f"other settings \\(config {key['config']} -> "):
+        run(c=pretrain.PretrainConfig(model_kwargs=TINY, max_steps_per_epoch=1, patch=8, alternations=0, keep=0.5))
+    monkeypatch.setattr(pretrain, "code_fingerprint", lambda: "feedfacefeedface")
+    with pytest.raises(provenance.StaleRunError, match="other code"):
+        run()
 
 
 def test_each_phase_changes_only_its_own_network(tmp_path):

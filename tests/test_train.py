@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from ssinfnet import provenance
+from ssinfnet import train as train_module
 from ssinfnet.checkpoint import load_checkpoint, load_models
 from ssinfnet.train import (
     MilestoneFactor,
@@ -214,6 +216,95 @@ def test_resume_rejects_changed_phases_or_seed(tmp_path):
         _run(tmp_path, renamed)
     with pytest.raises(ValueError, match="seed"):
         train(_phases(epochs=1, second=1), _models(), _loader(), seed=12, run_dir=tmp_path, progress=False)
+
+
+def _other_data_loader():
+    """The toy loader's shapes and order, other pixels (a run folder re-run on another data root)."""
+    x, y = _dataset().tensors
+    return make_loader(TensorDataset(1 - x, y), batch_size=BATCH, shuffle=True, seed=5)
+
+
+def test_resume_refuses_a_checkpoint_trained_on_other_data(tmp_path, monkeypatch):
+    monkeypatch.delenv(provenance.ENV_ALLOW_STALE, raising=False)
+    _run(tmp_path, _phases(epochs=1))
+    last = tmp_path / "checkpoints" / "last.pt"
+    before, history = last.read_bytes(), (tmp_path / "history.csv").read_text()
+    old, new = provenance.loader_fingerprint(_loader()), provenance.loader_fingerprint(_other_data_loader())
+    with pytest.raises(provenance.StaleRunError) as exc:
+        _run(tmp_path, _phases(epochs=2), loader=_other_data_loader())
+    message = str(exc.value)
+    assert f"run folder {tmp_path} holds a run trained with other data (data {old} -> {new})" in message
+    assert "delete the folder or use a new run_dir" in message and "SSINFNET_ALLOW_STALE=1" in message
+    # nothing was trained or overwritten
+    assert last.read_bytes() == before and (tmp_path / "history.csv").read_text() == history
+
+
+def test_resume_refuses_other_code_or_settings_and_keys_unknown_loaders_on_code(tmp_path, monkeypatch):
+    monkeypatch.delenv(provenance.ENV_ALLOW_STALE, raising=False)
+    code = provenance.code_fingerprint()
+    _run(tmp_path / "a", _phases(epochs=1))
+    monkeypatch.setattr(train_module, "code_fingerprint", lambda: "feedfacefeedface")
+    with pytest.raises(provenance.StaleRunError, match=f"other code \\(code {code} -> feedfacefeedface\\)"):
+        _run(tmp_path / "a", _phases(epochs=1))
+    # a caller's key: its own parts are compared as given
+    _run(tmp_path / "b", _phases(epochs=1), provenance={"config": "s1"})
+    _run(tmp_path / "b", _phases(epochs=1), provenance={"config": "s1"})
+    with pytest.raises(provenance.StaleRunError, match=r"other settings \(config s1 -> s2\)"):
+        _run(tmp_path / "b", _phases(epochs=1), provenance={"config": "s2"})
+    # a plain list of batches has no known dataset: keyed on the code only
+    batches = [batch for batch in _loader()]
+    _run(tmp_path / "c", _phases(epochs=1), loader=batches)
+    monkeypatch.setattr(train_module, "code_fingerprint", lambda: "0000000000000000")
+    with pytest.raises(provenance.StaleRunError, match="other code"):
+        _run(tmp_path / "c", _phases(epochs=1), loader=batches)
+
+
+def test_checkpoint_without_a_key_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv(provenance.ENV_ALLOW_STALE, raising=False)
+    _run(tmp_path, _phases(epochs=1))
+    last = tmp_path / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    del state["provenance"]  # as written before run folders were keyed
+    torch.save(state, last)
+    with pytest.raises(provenance.StaleRunError, match="data not recorded -> .*; code not recorded -> "):
+        _run(tmp_path, _phases(epochs=1))
+
+
+def test_checkpoint_and_record_say_who_trained_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(provenance, "git_state", lambda repo=None: {"git_commit": "c0ffee", "dirty": False})
+    _run(tmp_path, _phases(epochs=1))
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")  # weights_only=True
+    key = {"data": provenance.loader_fingerprint(_loader()), "code": provenance.code_fingerprint()}
+    assert state["provenance"]["key"] == key
+    assert state["provenance"]["trained_at"]["git_commit"] == "c0ffee"
+    assert state["provenance"]["trained_at"]["dirty"] is False
+    assert provenance.read_record(tmp_path) == state["provenance"]
+    runs = provenance.take_runs(tmp_path)
+    assert runs == {".": {"action": "trained", "record": state["provenance"]}}
+    # a later session at another commit reuses the finished run: the record keeps the training commit
+    monkeypatch.setattr(provenance, "git_state", lambda repo=None: {"git_commit": "beef", "dirty": True})
+    _run(tmp_path, _phases(epochs=1))
+    assert provenance.take_runs(tmp_path)["."]["action"] == "reused"
+    assert provenance.read_record(tmp_path)["trained_at"]["git_commit"] == "c0ffee"
+    _run(tmp_path, _phases(epochs=2))  # more epochs: resumed and trained further
+    assert provenance.take_runs(tmp_path)["."]["action"] == "trained"
+
+
+def test_allow_stale_reuses_knowingly_and_records_it(tmp_path, monkeypatch):
+    _, m1 = _run(tmp_path, _phases(epochs=1))
+    provenance.take_runs(tmp_path)
+    monkeypatch.setenv(provenance.ENV_ALLOW_STALE, "1")
+    with pytest.warns(provenance.StaleRunWarning, match="other data"):
+        result, m2 = _run(tmp_path, _phases(epochs=1), models=_models(init_seed=3), loader=_other_data_loader())
+    _assert_same_weights(m1, m2)  # the old weights, not retrained
+    assert result.global_step == 3
+    record = provenance.read_record(tmp_path)
+    old = provenance.loader_fingerprint(_loader())
+    assert record["key"]["data"] == old  # the folder keeps the key it was trained with
+    assert record["stale_reuse"][0]["differs"] == [
+        f"data {old} -> {provenance.loader_fingerprint(_other_data_loader())}"]
+    runs = provenance.take_runs(tmp_path)
+    assert runs["."]["action"] == "reused" and runs["."]["stale"][0]["differs"] == record["stale_reuse"][0]["differs"]
 
 
 # ------------------------------------------------------------------------------------ failures
