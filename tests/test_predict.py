@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from ssinfnet.data.io import DataError, read_image
 from ssinfnet.data.phantoms import LUNG_WINDOW, window_hu
 from ssinfnet.evaluate import evaluate_folders
 from ssinfnet.models.registry import build_model
-from ssinfnet.predict import (class_colour_map, export_model, load_exported, predict_folder,
+from ssinfnet.predict import (EXPORT_FORMAT, class_colour_map, export_model, load_exported, predict_folder,
                               predict_probabilities, read_slices)
 
 SIZE = 32  # network input side (px)
@@ -111,8 +113,9 @@ def models(tmp_path_factory):
         multi.head.weight.mul_(20)
         multi.head.bias.sub_(multi(torch.randn(4, 2, SIZE, SIZE))["out"].mean((0, 2, 3)))
     return {"single": single, "multi": multi,
-            "single_path": export_model(root / "single.pt", single, "unet", TINY, SIZE, {"note": "test"}),
-            "multi_path": export_model(root / "multi.pt", multi, "unet_multi", TINY, SIZE)}
+            "single_path": export_model(root / "single.pt", single, "unet", TINY, SIZE, {"note": "test"},
+                                        task="single"),
+            "multi_path": export_model(root / "multi.pt", multi, "unet_multi", TINY, SIZE, task="multi")}
 
 
 @pytest.fixture(scope="module")
@@ -148,11 +151,35 @@ def test_load_exported_missing_file(tmp_path):
         load_exported(tmp_path / "nope.pt")
 
 
-def test_load_exported_garbage_file(tmp_path):
-    bad = tmp_path / "garbage.pt"
-    bad.write_bytes(np.random.default_rng(0).bytes(2048))
-    with pytest.raises(DataError, match="garbage.pt: not a loadable model file"):
-        load_exported(bad)
+class _Opaque:  # a class an ssinfnet file never holds
+    pass
+
+
+def _foreign_files(folder: Path, models) -> dict[str, Path]:
+    """Files that are no loadable model: random bytes, a truncated export, a pickled object, empty, text."""
+    files = {k: folder / f"{k}.pt" for k in ("garbage", "truncated", "object", "empty", "text")}
+    files["garbage"].write_bytes(np.random.default_rng(0).bytes(2048))
+    good = Path(models["single_path"]).read_bytes()
+    files["truncated"].write_bytes(good[: len(good) // 2])
+    torch.save({"obj": _Opaque()}, files["object"])
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("hello, this is not a model\n")
+    return files
+
+
+# torch's exception class for each (a truncated zip fails on a seek or on the central directory)
+@pytest.mark.parametrize("kind,cls", [("garbage", "UnpicklingError"), ("truncated", "OSError|RuntimeError"),
+                                      ("object", "UnpicklingError"), ("empty", "EOFError"), ("text", "KeyError")])
+def test_load_exported_foreign_file_says_what_without_unsafe_advice(kind, cls, models, tmp_path):
+    path = _foreign_files(tmp_path, models)[kind]
+    with pytest.raises(DataError) as err:
+        load_exported(path)
+    msg = str(err.value)
+    assert re.match(re.escape(f"{path}: not a loadable ssinfnet model file (corrupt, truncated, or written by "
+                              f"another program; ") + f"({cls})", msg), msg
+    assert "weights_only" not in msg and "trust" not in msg and "\n" not in msg
+    if kind == "object":
+        assert "_Opaque" in msg  # the offending class is named
 
 
 def test_load_exported_plain_state_dict(tmp_path, models):
@@ -163,7 +190,8 @@ def test_load_exported_plain_state_dict(tmp_path, models):
 
 
 def test_load_exported_mismatched_weights(tmp_path, models):
-    wrong = export_model(tmp_path / "wrong.pt", models["single"], "unet", {"base_width": 8, "depth": 2}, SIZE)
+    wrong = export_model(tmp_path / "wrong.pt", models["single"], "unet", {"base_width": 8, "depth": 2}, SIZE,
+                         task="single")
     with pytest.raises(DataError, match="wrong.pt: exported model cannot be rebuilt"):
         load_exported(wrong)
 
@@ -345,7 +373,7 @@ def test_single_model_with_several_outputs_is_refused(tmp_path):
     folder.mkdir()
     Image.fromarray(_ramp(20, 20, 0)).save(folder / "a.png")
     three = build_model("unet", out_chans=3, **TINY)
-    path = export_model(tmp_path / "three.pt", three, "unet", {"out_chans": 3, **TINY}, SIZE)
+    path = export_model(tmp_path / "three.pt", three, "unet", {"out_chans": 3, **TINY}, SIZE, task="single")
     with pytest.raises(DataError, match="3 output channels; expected 1"):
         predict_folder(load_exported(path), folder, tmp_path / "o", progress=False)
 
@@ -392,3 +420,155 @@ def test_cli_predict_output_is_input_returns_2(models, mixed, capsys):
                      "--output", str(mixed[0]), "--no-progress", "--device", "cpu"])
     assert code == 2
     assert "must differ" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- what a model file is (defect 2)
+
+def _raw(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_export_records_task_network_classes_and_inputs(models):
+    single, multi = _raw(models["single_path"]), _raw(models["multi_path"])
+    assert EXPORT_FORMAT == "ssinfnet-model-v2"
+    assert {k: single[k] for k in ("format", "task", "network", "head", "classes", "in_chans")} == {
+        "format": "ssinfnet-model-v2", "task": "single", "network": "unet", "head": "seg",
+        "classes": ("infection",), "in_chans": 1}
+    assert {k: multi[k] for k in ("task", "network", "head", "classes", "in_chans")} == {
+        "task": "multi", "network": "unet_multi", "head": "seg",
+        "classes": ("background", "GGO", "consolidation"), "in_chans": 2}
+    assert single["outputs"] == "1 logit channel; sigmoid = infection probability"
+    loaded = load_exported(models["multi_path"], expect_task="multi")
+    assert (loaded.task, loaded.classes, loaded.in_chans, loaded.path) == (
+        "multi", ("background", "GGO", "consolidation"), 2, Path(models["multi_path"]))
+
+
+def test_export_refuses_unknown_task_and_channels_that_do_not_fit(models, tmp_path):
+    with pytest.raises(ValueError, match="task must be one of .*got 'segmentation'"):
+        export_model(tmp_path / "a.pt", models["single"], "unet", TINY, SIZE, task="segmentation")
+    with pytest.raises(ValueError, match="a multi segmentation model takes 2 input channel"):
+        export_model(tmp_path / "b.pt", models["single"], "unet", TINY, SIZE, task="multi")
+    with pytest.raises(TypeError, match="task"):  # every caller must say what it exports
+        export_model(tmp_path / "c.pt", models["single"], "unet", TINY, SIZE)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """The pretraining exports of a single and a multi (image + prior) pretraining, as the book writes them."""
+    from ssinfnet.pretrain import PretrainConfig, build_models, save_pretrained
+
+    root = tmp_path_factory.mktemp("runs") / "x" / "pretrain"
+    torch.manual_seed(0)
+    out = {}
+    for kind, cfg in (("single", PretrainConfig(network="unet", model_kwargs=TINY)),
+                      ("multi", PretrainConfig(network="unet_multi", model_kwargs=TINY, with_prior=True))):
+        out[kind] = save_pretrained(build_models(cfg), cfg, root / kind, SIZE)
+    return out
+
+
+def test_pretraining_exports_say_what_they_are(pretrained):
+    assert {k: _raw(p)["task"] for k, p in pretrained["single"].items()} == {"inpainter": "inpainting",
+                                                                               "coach": "coach"}
+    inp = load_exported(pretrained["multi"]["inpainter"], expect_task="inpainting")
+    assert (inp.task, inp.classes, inp.in_chans, inp.kwargs["head"]) == ("inpainting", (), 2, "inpaint")
+    assert _raw(pretrained["single"]["coach"])["head"] == "mask"
+
+
+@pytest.mark.parametrize("which,expect,role,message", [
+    ("single/coach", "single", "--checkpoint",
+     "is a coach (pretraining) model (task 'coach'); --checkpoint expects a single (infection) segmentation model"),
+    ("single/inpainter", "single", "--checkpoint",
+     "is an inpainting (pretraining) model (task 'inpainting'); --checkpoint expects a single (infection) "
+     "segmentation model"),
+    ("multi/inpainter", "multi", "--multi-checkpoint",
+     "is an inpainting (pretraining) model (task 'inpainting'); --multi-checkpoint expects a multi "
+     "(GGO/consolidation) segmentation model"),
+])
+def test_load_exported_refuses_a_model_of_another_task(pretrained, which, expect, role, message):
+    kind, name = which.split("/")
+    path = pretrained[kind][name]
+    with pytest.raises(DataError) as err:
+        load_exported(path, expect_task=expect, role=role)
+    assert str(err.value) == f"{path} {message}"
+
+
+def test_cli_refuses_pretraining_exports_and_writes_nothing(pretrained, models, mixed, tmp_path, capsys):
+    out = tmp_path / "o"
+    code = cli_main(["predict", "--checkpoint", str(pretrained["single"]["coach"]), "--input", str(mixed[0]),
+                     "--output", str(out), "--no-progress", "--device", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {pretrained['single']['coach']} is a coach (pretraining) model (task 'coach'); "
+                   f"--checkpoint expects a single (infection) segmentation model\n")
+    # the multi pretraining inpainter has the 2 input channels of a multi model: only its task tells
+    code = cli_main(["predict", "--checkpoint", str(models["single_path"]), "--multi-checkpoint",
+                     str(pretrained["multi"]["inpainter"]), "--input", str(mixed[0]), "--output", str(out),
+                     "--no-progress", "--device", "cpu"])
+    assert code == 2
+    assert "--multi-checkpoint expects a multi (GGO/consolidation)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def _v1_export(path: Path, model, name: str, extra: dict) -> Path:
+    """A file as ``export_model`` wrote it before the format recorded the task."""
+    from ssinfnet.checkpoint import save_checkpoint
+
+    return save_checkpoint(path, {"format": "ssinfnet-model-v1", "name": name, "kwargs": dict(TINY),
+                                  "image_size": SIZE, "state_dict": model.state_dict(), "extra": extra})
+
+
+def test_v1_exports_take_the_task_from_extra_or_are_refused(models, tmp_path):
+    old = load_exported(_v1_export(tmp_path / "seg.pt", models["single"], "unet", {"task": "single"}),
+                        expect_task="single")
+    assert (old.task, old.classes, old.in_chans) == ("single", ("infection",), 1)
+    multi = _v1_export(tmp_path / "multi.pt", models["multi"], "unet_multi", {"task": "multi"})
+    with pytest.raises(DataError, match="multi.pt is a multi .*--checkpoint expects a single"):
+        load_exported(multi, expect_task="single", role="--checkpoint")
+    coach = _v1_export(tmp_path / "coach.pt", models["single"], "unet", {})
+    with pytest.raises(DataError, match=r"coach.pt: exported in the old format 'ssinfnet-model-v1', which does "
+                                        r"not record what the model is .*re-export it .* or retrain it"):
+        load_exported(coach)
+
+
+def test_training_checkpoint_as_model_is_refused_with_a_hint(models, tmp_path):
+    from ssinfnet.checkpoint import save_checkpoint
+
+    last = save_checkpoint(tmp_path / "last.pt", {"models": {"net": models["single"].state_dict()}, "epoch": 1})
+    with pytest.raises(DataError, match="last.pt: not an ssinfnet exported model .*training checkpoint"):
+        load_exported(last)
+
+
+def test_fit_exports_its_task(tmp_path):
+    from ssinfnet.data.phantoms import synthetic_subset
+    from ssinfnet.finetune import fit, variant_config
+
+    samples = synthetic_subset("train", 4, size=32, seed=0)
+    small = dict(model_kwargs=TINY, epochs=1, batch_size=2, image_size=32, max_steps_per_epoch=1)
+    single = fit(variant_config("unet", **small), samples[:2], samples[2:], device="cpu", seed=0,
+                 run_dir=tmp_path / "single", progress=False)
+    multi = fit(variant_config("multi_unet", **small), samples[:2], samples[2:], device="cpu", seed=0,
+                run_dir=tmp_path / "multi", priors_train=[s.prior for s in samples[:2]],
+                priors_val=[s.prior for s in samples[2:]], progress=False)
+    assert (_raw(single.export_path)["task"], _raw(single.export_path)["classes"]) == ("single", ("infection",))
+    assert (_raw(multi.export_path)["task"], _raw(multi.export_path)["in_chans"]) == ("multi", 2)
+
+
+def test_stages_predict_with_refuses_a_pretraining_export(pretrained, models):
+    from ssinfnet import stages
+    from ssinfnet.data.phantoms import synthetic_subset
+
+    samples = synthetic_subset("train", 1, size=32, seed=0)
+    with pytest.raises(DataError, match="coach.pt is a coach .*expected a single"):
+        stages.predict_with(pretrained["single"]["coach"], samples, "cpu")
+    [p] = stages.predict_with(models["single_path"], samples, "cpu")
+    assert p.shape == (32, 32)
+
+
+def test_export_file_has_the_mode_of_a_new_file(models, tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = export_model(tmp_path / "m.pt", models["single"], "unet", TINY, SIZE, task="single")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600
