@@ -18,8 +18,8 @@ from ssinfnet.data.io import DataError, read_image
 from ssinfnet.data.phantoms import LUNG_WINDOW, window_hu
 from ssinfnet.evaluate import evaluate_folders
 from ssinfnet.models.registry import build_model
-from ssinfnet.predict import (EXPORT_FORMAT, class_colour_map, export_model, load_exported, predict_folder,
-                              predict_probabilities, read_slices)
+from ssinfnet.predict import (EXPORT_FORMAT, LoadedModel, OUTPUT_MARKER, class_colour_map, export_model, load_exported,
+                              predict_folder, predict_probabilities, read_slices)
 
 SIZE = 32  # network input side (px)
 TINY = {"base_width": 4, "depth": 2}
@@ -264,8 +264,11 @@ def test_csv_lists_every_slice_and_the_unreadable_file(predicted):
     assert set(ok) == set(expected_shapes())
     bad = [r for r in rows if r["status"] != "ok"]
     assert len(rows) == len(expected_shapes()) + 1
-    assert [r["file"] for r in bad] == ["broken.png"]
-    assert bad[0]["status"].startswith("error:") and "broken.png" in bad[0]["status"]
+    assert [(r["path"], r["status"], r["slice"]) for r in bad] == [("broken.png", "unreadable", "")]
+    assert "broken.png" in bad[0]["reason"]
+    assert {r["path"] for r in rows} == {"grey.png", "rgb.png", "rgba.png", "deep.png", "photo.jpg", "ct.dcm",
+                                         "vol.nii.gz", "broken.png"}
+    assert all(r["reason"] == "" for r in ok.values())
     for name, (h, w) in expected_shapes().items():
         assert (int(ok[name]["height"]), int(ok[name]["width"])) == (h, w)
         assert 0.0 <= float(ok[name]["infection_fraction"]) <= 1.0
@@ -362,10 +365,16 @@ def test_models_swapped_are_refused(models, tmp_path):
     folder.mkdir()
     Image.fromarray(_ramp(20, 20, 0)).save(folder / "a.png")
     single, multi = load_exported(models["single_path"]), load_exported(models["multi_path"])
-    with pytest.raises(DataError, match="input channels"):
+    with pytest.raises(DataError, match=r"multi.pt is a multi \(GGO/consolidation\) segmentation model \(task "
+                                        r"'multi'\); --checkpoint expects a single \(infection\) segmentation model"):
         predict_folder(multi, folder, tmp_path / "o", progress=False)
-    with pytest.raises(DataError, match="input channels"):
+    with pytest.raises(DataError, match="single.pt is a single .* --multi-checkpoint expects a multi"):
         predict_folder(single, folder, tmp_path / "o", multi=single, progress=False)
+    # a model loaded without its task (built by hand) is still refused on its input channels
+    untagged = LoadedModel(multi.model, multi.name, multi.image_size, multi.kwargs, {})
+    with pytest.raises(DataError, match="takes 2 input channels; expected 1"):
+        predict_folder(untagged, folder, tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
 
 
 def test_single_model_with_several_outputs_is_refused(tmp_path):
@@ -376,6 +385,7 @@ def test_single_model_with_several_outputs_is_refused(tmp_path):
     path = export_model(tmp_path / "three.pt", three, "unet", {"out_chans": 3, **TINY}, SIZE, task="single")
     with pytest.raises(DataError, match="3 output channels; expected 1"):
         predict_folder(load_exported(path), folder, tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()  # checked with a blank image before anything is written
 
 
 def test_two_inputs_with_the_same_stem_are_not_overwritten(models, tmp_path):
@@ -386,10 +396,9 @@ def test_two_inputs_with_the_same_stem_are_not_overwritten(models, tmp_path):
     csv_path = predict_folder(load_exported(models["single_path"]), folder, tmp_path / "o", progress=False)
     with open(csv_path) as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 2
-    assert [r["status"] for r in rows].count("ok") == 1
-    bad = next(r for r in rows if r["status"] != "ok")
-    assert "already used" in bad["status"]
+    assert [(r["path"], r["status"]) for r in rows] == [("a.jpg", "ok"), ("a.png", "skipped")]
+    bad = rows[1]
+    assert bad["reason"] == "its map a.png is already written for a.jpg; rename one of the two"
     ok = next(r for r in rows if r["status"] == "ok")
     with Image.open(tmp_path / "o" / "a.png") as img:  # the map belongs to the file reported ok
         assert (img.height, img.width) == (int(ok["height"]), int(ok["width"]))
@@ -404,7 +413,8 @@ def test_cli_predict_returns_0_and_writes(models, mixed, tmp_path, capsys):
                      "--device", "cpu"])
     assert code == 0
     assert (out / "lesions.csv").is_file() and (out / "vol_002_classes.png").is_file()
-    assert f"{len(expected_shapes())} slices predicted, 1 unreadable" in capsys.readouterr().out
+    assert (f"{len(expected_shapes())} slices predicted; files unreadable 1, unsupported 0, skipped 0"
+            in capsys.readouterr().out)
 
 
 def test_cli_predict_missing_checkpoint_returns_2(mixed, tmp_path, capsys):
@@ -572,3 +582,207 @@ def test_export_file_has_the_mode_of_a_new_file(models, tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600
+
+
+# ----------------------------------------------------------------------------- the output folder (defect 1)
+
+def _predict(models, inp, out, *extra) -> int:
+    return cli_main(["predict", "--checkpoint", str(models["single_path"]), "--input", str(inp),
+                     "--output", str(out), "--no-progress", "--device", "cpu", *extra])
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _ct_folder(folder: Path, names=("18", "21")) -> Path:
+    folder.mkdir(parents=True)
+    for k, n in enumerate(names):
+        Image.fromarray(_ramp(24, 28, k)).save(folder / f"{n}.png")
+    return folder
+
+
+def test_folder_of_other_files_is_not_overwritten(models, tmp_path, capsys):
+    images = _ct_folder(tmp_path / "imgs")
+    gt = tmp_path / "gt"  # ground-truth masks named like the images: predict would replace them
+    gt.mkdir()
+    for n in ("18", "21"):
+        Image.fromarray((_ramp(24, 28, 9) > 128).astype(np.uint8) * 255).save(gt / f"{n}.png")
+    before = _snapshot(gt)
+    assert _predict(models, images, gt) == 2
+    assert capsys.readouterr().err == (f"error: {gt} is not empty and was not written by predict; choose a new "
+                                       f"or empty folder, or use --overwrite to write into it anyway\n")
+    assert _snapshot(gt) == before  # nothing written, nothing replaced
+
+    assert _predict(models, images, gt, "--overwrite") == 0  # the user asked for it
+    after = _snapshot(gt)
+    assert after["18.png"] != before["18.png"] and OUTPUT_MARKER in after
+
+
+def test_new_empty_and_own_folders_are_written(models, tmp_path, capsys):
+    images = _ct_folder(tmp_path / "imgs")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _predict(models, images, empty) == 0
+    assert _predict(models, images, tmp_path / "new" / "deeper") == 0
+    for out in (empty, tmp_path / "new" / "deeper"):
+        assert sorted(_snapshot(out)) == [OUTPUT_MARKER, "18.png", "21.png", "lesions.csv"]
+    first = _snapshot(empty)
+    assert _predict(models, images, empty) == 0  # its own folder (marker): a rerun needs no --overwrite
+    assert _snapshot(empty) == first  # the same maps again
+
+
+def test_output_inside_or_around_the_input_folder_is_refused(models, tmp_path):
+    images = _ct_folder(tmp_path / "imgs")
+    single = load_exported(models["single_path"])
+    with pytest.raises(DataError, match="output folder is inside the input folder .*choose a folder outside it"):
+        predict_folder(single, images, images / "pred", progress=False, overwrite=True)
+    with pytest.raises(DataError, match="output folder contains the input folder"):
+        predict_folder(single, images, tmp_path, progress=False, overwrite=True)
+    assert not (images / "pred").exists() and not (tmp_path / OUTPUT_MARKER).exists()
+    # a single file's folder is never descended: an output beside it is fine
+    predict_folder(single, images / "18.png", images / "pred", progress=False)
+    assert sorted(_snapshot(images / "pred")) == [OUTPUT_MARKER, "18.png", "lesions.csv"]
+
+
+def test_output_that_is_a_file_is_refused(models, tmp_path, capsys):
+    images = _ct_folder(tmp_path / "imgs")
+    (tmp_path / "out.png").write_bytes(b"x")
+    assert _predict(models, images, tmp_path / "out.png", "--overwrite") == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'out.png'} exists and is not a folder\n"
+
+
+# ----------------------------------------------------------------------------- subfolders and the table (defect 3)
+
+def test_subfolders_are_read_and_mirrored_and_every_file_gets_a_row(models, tmp_path):
+    root = tmp_path / "dataset"
+    (root / "p1" / "ct").mkdir(parents=True)
+    (root / "p2").mkdir()
+    (root / ".cache").mkdir()
+    Image.fromarray(_ramp(30, 34, 0)).save(root / "top.png")
+    Image.fromarray(_ramp(26, 20, 1)).save(root / "p1" / "ct" / "a.png")
+    Image.fromarray(_ramp(22, 25, 2)).save(root / "p2" / "a.png")  # same name, other folder: no clash
+    write_dicom(root / "p2" / "s.dcm", _ramp(18, 19, 3).astype(np.int16), slope=1.0, intercept=-1024.0)
+    (root / "p2" / "notes.txt").write_text("scanner settings")
+    (root / "p1" / "scan").write_bytes(b"\x00" * 10)
+    (root / "p1" / "ct" / "bad.png").write_bytes(b"not a png")
+    (root / ".DS_Store").write_bytes(b"x")  # hidden: left out silently
+    (root / "p1" / "link").symlink_to(root / "p2", target_is_directory=True)  # not followed, but listed
+    (root / "p2" / "gone.png").symlink_to(root / "nowhere.png")  # a broken link
+    Image.fromarray(_ramp(10, 10, 4)).save(root / ".cache" / "thumb.png")
+
+    out = tmp_path / "out"
+    rows = list(csv.DictReader(open(predict_folder(load_exported(models["single_path"]), root, out,
+                                                   progress=False))))
+    got = [(r["path"], r["slice"], r["status"]) for r in rows]
+    assert got == [("p1/ct/a.png", "a", "ok"), ("p1/ct/bad.png", "", "unreadable"), ("p1/link", "", "unsupported"),
+                   ("p1/scan", "", "unsupported"), ("p2/a.png", "a", "ok"), ("p2/gone.png", "", "unsupported"),
+                   ("p2/notes.txt", "", "unsupported"), ("p2/s.dcm", "s", "ok"), ("top.png", "top", "ok")]
+    reason = {r["path"]: r["reason"] for r in rows}
+    assert reason["p1/link"] == "link to a folder (not followed)"
+    assert reason["p2/gone.png"] == "not a regular file (broken link, pipe or device)"
+    assert "bad.png" in reason["p1/ct/bad.png"]
+    assert reason["p2/notes.txt"].startswith("file type .txt is not read (supported: png, jpg")
+    assert reason["p1/scan"].startswith("file type (no extension) is not read")
+    assert sorted(_snapshot(out)) == [OUTPUT_MARKER, "lesions.csv", "p1/ct/a.png", "p2/a.png", "p2/s.png",
+                                      "top.png"]
+    single = load_exported(models["single_path"])
+    [prob] = predict_probabilities(single.model, [read_image(root / "p2" / "a.png")], SIZE)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "p2" / "a.png")),
+                                  np.round(prob * 255).astype(np.uint8))
+    with Image.open(out / "p1" / "ct" / "a.png") as img:
+        assert img.size == (20, 26)
+
+
+def test_nothing_predicted_exits_1_with_the_table(models, tmp_path, capsys):
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.png").write_bytes(b"truncated")
+    (root / "b.dcm").write_bytes(b"not a dicom file" * 20)
+    (root / "c.txt").write_text("x")
+    out = tmp_path / "out"
+    assert _predict(models, root, out) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (f"error: no slice was predicted (every supported file was unreadable or skipped); "
+                            f"see {out / 'lesions.csv'}\n")
+    rows = list(csv.DictReader(open(out / "lesions.csv")))
+    assert [(r["path"], r["status"]) for r in rows] == [("b.dcm", "unreadable"), ("c.txt", "unsupported"),
+                                                        ("sub/a.png", "unreadable")]
+
+
+def test_no_supported_file_is_refused_before_anything_is_made(models, tmp_path, capsys):
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "notes.txt").write_text("x")
+    assert _predict(models, root, tmp_path / "out") == 2
+    assert capsys.readouterr().err == (f"error: {root}: no supported images (png, jpg, tif, dcm, nii) found "
+                                       f"(1 other file, e.g. sub/notes.txt)\n")
+    assert _predict(models, root / "sub" / "notes.txt", tmp_path / "out") == 2
+    assert "notes.txt: file type .txt is not read" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- device and arguments (defects 4, 6)
+
+def test_resolve_device(monkeypatch):
+    from ssinfnet.predict import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match=r"^--device cuda: CUDA is not available here .*use --device cpu$"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match=r"^--device 'gpu' is not a device; use auto, cpu, cuda or cuda:N$"):
+        resolve_device("gpu")
+    with pytest.raises(ValueError, match="is not a device"):
+        resolve_device("cuda:x")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(ValueError, match=r"--device cuda:2: this machine has 2 CUDA device\(s\), cuda:0 to cuda:1"):
+        resolve_device("cuda:2")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--device", "cuda"], "error: --device cuda: CUDA is not available here"),
+    (["--device", "tpu"], "error: --device 'tpu' is not a device"),
+    (["--checkpoint", "{tmp}/missing.pt"], "error: {tmp}/missing.pt: model file not found"),
+    (["--checkpoint", "{tmp}/garbage.pt"], "error: {tmp}/garbage.pt: not a loadable ssinfnet model file"),
+])
+def test_cli_refusals_are_one_line_and_create_nothing(args, message, models, mixed, tmp_path, capsys,
+                                                      monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    (tmp_path / "garbage.pt").write_bytes(np.random.default_rng(0).bytes(2048))
+    base = {"--checkpoint": str(models["single_path"]), "--input": str(mixed[0]),
+            "--output": str(tmp_path / "o"), "--device": "cpu"}
+    base.update(dict(zip(args[::2], [a.format(tmp=tmp_path) for a in args[1::2]])))
+    code = cli_main(["predict", "--no-progress", *[x for kv in base.items() for x in kv]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(message.format(tmp=tmp_path)) and err.count("\n") == 1, err
+    assert "weights_only" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_cli_batch_size_below_1_is_a_usage_error(value, models, mixed, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _predict(models, mixed[0], tmp_path / "o", "--batch-size", value)
+    assert exc.value.code == 2
+    assert "argument --batch-size: must be an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_folder_checks_batch_size_before_making_the_folder(models, mixed, tmp_path):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        predict_folder(load_exported(models["single_path"]), mixed[0], tmp_path / "o", batch_size=0,
+                       progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_that_fails_on_its_own_input_size_is_refused_before_writing(models, tmp_path):
+    # a U-Net of depth 2 needs sides of at least 4 px; this export claims it was trained at 2 px
+    path = export_model(tmp_path / "tiny.pt", models["single"], "unet", TINY, 2, task="single")
+    folder = _ct_folder(tmp_path / "in")
+    with pytest.raises(DataError, match=r"single model .unet. fails on a blank 2 x 2 image \((Runtime|Value)Error: "):
+        predict_folder(load_exported(path), folder, tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
