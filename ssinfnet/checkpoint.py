@@ -7,15 +7,21 @@ tensors and plain lists (see :func:`capture_rng_state`).
 
 Writes are atomic: the state goes to a temporary file in the destination folder, is flushed to
 disk, and then :func:`os.replace` swaps it in. A crash mid-write leaves the previous checkpoint
-untouched and loadable; the temporary file is removed.
+untouched and loadable; the temporary file is removed. The file gets the mode of any new file
+(``0o666 & ~umask``), not the private ``0o600`` of :func:`tempfile.mkstemp`.
+
+A file that does not load is reported by :func:`safe_load` as not an ssinfnet file (corrupt,
+truncated, or written by another program) with the exception class; PyTorch's own advice to retry
+with ``weights_only=False`` is never passed on (that would unpickle arbitrary code).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import random
+import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "load_models",
+    "safe_load",
     "capture_rng_state",
     "restore_rng_state",
 ]
@@ -60,6 +67,7 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())  # mkstemp makes it 0o600; the result is an ordinary file
         with os.fdopen(fd, "wb") as handle:
             torch.save(dict(state), handle)
             handle.flush()
@@ -73,6 +81,67 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
             pass
         raise
     return path
+
+
+def new_file_mode() -> int:
+    """The mode :func:`open` gives a new file: ``0o666`` less the process umask (e.g. ``0o644``)."""
+    try:  # Linux reports the umask without changing it (os.umask would, briefly, for every thread)
+        with open("/proc/self/status") as fh:
+            mask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _load_error_detail(exc: BaseException) -> str:
+    """``"ExceptionClass: first sentence"`` of a :func:`torch.load` failure, without PyTorch's advice.
+
+    PyTorch's ``weights_only`` messages suggest re-running with ``weights_only=False``, which would
+    execute whatever the file holds; only the class name and a neutral detail are kept.
+    """
+    msg = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", msg)
+    if found:
+        detail = f"holds a Python object ({found.group(1)}) that plain tensors and numbers never need"
+    elif "WeightsUnpickler error:" in msg:
+        rest = msg.split("WeightsUnpickler error:", 1)[1].strip()
+        detail = rest.splitlines()[0].strip() if rest else ""
+    else:
+        detail = msg.strip().splitlines()[0].split(". ")[0].strip() if msg.strip() else ""
+    if "weights_only" in detail or "trust" in detail:
+        detail = ""
+    detail = detail[:200]
+    return f"{exc.__class__.__name__}: {detail}" if detail else exc.__class__.__name__
+
+
+def safe_load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu",
+              what: str = "ssinfnet checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)``; ValueError naming the file when it does not load.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        An existing file.
+    map_location : str, torch.device or None, default="cpu"
+        Passed to :func:`torch.load`.
+    what : str, default="ssinfnet checkpoint"
+        What the file should be, for the message (e.g. ``"ssinfnet model file"``).
+
+    Raises
+    ------
+    ValueError
+        ``"<path>: not a loadable <what> (corrupt, truncated, or written by another program;
+        <ExceptionClass>: <detail>)"``, never with the advice to load with ``weights_only=False``.
+    """
+    try:
+        with warnings.catch_warnings():
+            # e.g. "Detected pickle protocol 4": noise on stderr for a file we refuse anyway
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types (RuntimeError, UnpicklingError, EOFError, KeyError...)
+        raise ValueError(f"{path}: not a loadable {what} (corrupt, truncated, or written by another program; "
+                         f"{_load_error_detail(err)})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict:
@@ -96,15 +165,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
         If ``path`` does not exist.
     ValueError
         If the file is truncated, corrupt or holds objects that ``weights_only`` refuses; the
-        message names the file.
+        message names the file and the exception class (see :func:`safe_load`).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError, ValueError) as err:
-        raise ValueError(f"cannot load checkpoint {path}: {err}") from err
+    state = safe_load(path, map_location)
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
     return state

@@ -50,6 +50,17 @@ def _cmd_predict(args) -> int:
     return predict_main(args)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (so a bad value is refused before anything is loaded or made)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def _cmd_locate(args) -> int:
     from .data.sources import RUN_REQUIRES, locate, resolve_data_root
 
@@ -120,13 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score saved prediction maps against ground truth")
     _evaluate.add_arguments(p)
     p.set_defaults(func=_evaluate.main)
-    p = sub.add_parser("predict", help="segment CT images with trained (exported) models")
-    p.add_argument("--checkpoint", required=True, help="exported single (infection) model file")
-    p.add_argument("--multi-checkpoint", default=None, help="exported multi-class model file")
-    p.add_argument("--input", required=True, help="an image file or a folder (png, jpg, tif, dcm, nii)")
-    p.add_argument("--output", required=True, help="output folder (created; never the input folder)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
+    p = sub.add_parser("predict", help="segment CT images with trained (exported) models",
+                       description="Exit codes: 0 some slice predicted, 1 none predicted, 2 refused (nothing written).")
+    p.add_argument("--checkpoint", required=True,
+                   help="exported single (infection) segmentation model, e.g. runs/cpu/finetune/ssinfnet/model.pt")
+    p.add_argument("--multi-checkpoint", default=None,
+                   help="exported multi (GGO/consolidation) segmentation model")
+    p.add_argument("--input", required=True,
+                   help="an image file or a folder, read with its subfolders (png, jpg, tif, dcm, nii)")
+    p.add_argument("--output", required=True,
+                   help="output folder: new, empty, or written by predict before; never in the input folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="also write into a non-empty folder that predict did not write")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="slices per forward pass (>= 1)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_predict)
     return parser

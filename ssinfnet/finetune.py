@@ -722,7 +722,7 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
                                                       "skipped_head": list(report.skipped_head),
                                                       "skipped_shape": [n for n, _, _ in report.skipped_shape],
                                                       "missing": list(report.missing)}}
-    path = export_model(run_dir / "model.pt", model, cfg.network, kwargs, cfg.image_size, extra)
+    path = export_model(run_dir / "model.pt", model, cfg.network, kwargs, cfg.image_size, extra, task=cfg.task)
     return FitResult(cfg, model, result.history, best, path, report, run_dir)
 
 

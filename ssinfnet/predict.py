@@ -1,23 +1,34 @@
 """Inference: trained models on images of any size and format, and the ``predict`` command.
 
-A trained model travels as an *exported model file* (:func:`export_model`): the registry name,
-the constructor arguments, the input size and the weights, loaded back with
-``torch.load(..., weights_only=True)`` (:func:`load_exported`).
+A trained model travels as an *exported model file* (:func:`export_model`) that says what it is:
+its ``task`` (``"single"`` infection segmentation, ``"multi"`` GGO/consolidation segmentation,
+``"inpainting"`` or ``"coach"`` from pretraining), ``head`` and ``outputs``, the registry name
+(``network``), the ``classes`` it predicts, its input channels, constructor arguments, input size
+and weights. :func:`load_exported` loads it back with ``torch.load(..., weights_only=True)`` and,
+given ``expect_task``, refuses a model made for something else (a pretraining coach is no
+segmentation model).
 
 ``python -m ssinfnet predict --checkpoint SINGLE.pt [--multi-checkpoint MULTI.pt] --input FILE_OR_DIR
---output DIR`` reads PNG/JPEG (L, RGB, RGBA, 16-bit), DICOM and NIfTI, and writes for each slice
-an 8-bit infection probability PNG at the input size (scorable by ``python -m ssinfnet evaluate``),
-with a multi model a colour class map (GGO red, consolidation green) and an index PNG (0/1/2),
-plus ``lesions.csv`` with lesion fractions; unreadable files are reported in the CSV, not fatal.
+--output DIR [--overwrite]`` reads PNG/JPEG/TIFF (L, RGB, RGBA, 16-bit), DICOM and NIfTI, descending
+into subfolders, and writes for each slice, in the same subfolder of ``DIR``, an 8-bit infection
+probability PNG at the input size (scorable by ``python -m ssinfnet evaluate``), with a multi model a
+colour class map (GGO red, consolidation green) and an index PNG (0/1/2), plus ``lesions.csv``:
+one row per slice (``ok``) or per file that gave none (``unreadable``, ``unsupported``, ``skipped``),
+with the ``reason``. It writes only into a new or empty folder or one it wrote before (marked by
+``.ssinfnet-predict``), unless ``--overwrite``; everything is checked before the folder is made.
+Exit codes: 0 some slice predicted, 1 nothing predicted (or writing failed), 2 refused (arguments,
+device, models, inputs or output folder), with one ``error:`` line.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
@@ -25,26 +36,75 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from .checkpoint import safe_load
 from .data.io import DataError, IMAGE_SUFFIXES, read_image
 from .data.phantoms import LUNG_WINDOW, window_hu
 from .data.transforms import normalize
 from .models.registry import build_model
 from .train import default_amp, default_channels_last
 
-EXPORT_FORMAT = "ssinfnet-model-v1"
+EXPORT_FORMAT = "ssinfnet-model-v2"
+LEGACY_FORMATS = ("ssinfnet-model-v1",)  # no top-level task; read when extra["task"] says it
 DICOM_SUFFIXES = (".dcm", ".dicom")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
+OUTPUT_MARKER = ".ssinfnet-predict"  # in every folder predict writes into; such a folder may be rewritten
+
+# task -> what the model is (for messages), its classes, its output head, and its outputs in words
+TASKS = {"single": "single (infection) segmentation", "multi": "multi (GGO/consolidation) segmentation",
+         "inpainting": "inpainting (pretraining)", "coach": "coach (pretraining)"}
+TASK_CLASSES = {"single": ("infection",), "multi": ("background", "GGO", "consolidation"),
+                "inpainting": (), "coach": ()}
+TASK_HEADS = {"single": "seg", "multi": "seg", "inpainting": "inpaint", "coach": "mask"}
+TASK_OUTPUTS = {"single": "1 logit channel; sigmoid = infection probability",
+                "multi": "3 logit channels; softmax = background, GGO, consolidation probabilities",
+                "inpainting": "reconstruction of the input channels (normalised intensities)",
+                "coach": "keep-mask (B, 1, H, W) in [0, 1]; 1 keeps a pixel, 0 erases it"}
+TASK_IN_CHANS = {"single": 1, "multi": 2}  # segmentation: image, or image + stage-1 prior
 
 
 # ----------------------------------------------------------------------------- exported models
 
 def export_model(path: str | Path, model: torch.nn.Module, name: str, kwargs: dict, image_size: int,
-                 extra: dict | None = None) -> Path:
-    """Save ``model`` with what is needed to rebuild it: registry ``name``, constructor ``kwargs``
-    (plain Python values), training ``image_size`` (pixels) and optional ``extra`` info."""
+                 extra: dict | None = None, *, task: str, classes: Sequence[str] | None = None) -> Path:
+    """Save ``model`` with what is needed to rebuild it and to know what it is for.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination (``.pt``); written atomically, mode ``0o666 & ~umask``.
+    model : nn.Module
+    name : str
+        Registry name (:func:`ssinfnet.models.registry.build_model`), stored as ``network``.
+    kwargs : dict
+        Constructor arguments (plain Python values).
+    image_size : int
+        Training input side (pixels).
+    extra : dict, optional
+        Free-form information (variant, validation score, configuration).
+    task : {"single", "multi", "inpainting", "coach"}
+        What the model does (:data:`TASKS`); ``load_exported(..., expect_task=...)`` checks it.
+    classes : sequence of str, optional
+        Class names of the outputs; default :data:`TASK_CLASSES` of ``task``
+        (``("infection",)``, ``("background", "GGO", "consolidation")``, ``()``).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``task``, or a segmentation model whose input channels do not fit its task
+        (single: 1, multi: 2).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    in_chans = int(getattr(model, "in_chans", kwargs.get("in_chans", 1)))
+    if task in TASK_IN_CHANS and in_chans != TASK_IN_CHANS[task]:
+        raise ValueError(f"a {task} segmentation model takes {TASK_IN_CHANS[task]} input channel(s); "
+                         f"{name!r} takes {in_chans}")
+    classes = TASK_CLASSES[task] if classes is None else tuple(str(c) for c in classes)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": EXPORT_FORMAT, "name": name, "kwargs": dict(kwargs), "image_size": int(image_size),
+    state = {"format": EXPORT_FORMAT, "task": task, "network": name, "head": TASK_HEADS[task],
+             "outputs": TASK_OUTPUTS[task], "classes": tuple(classes), "in_chans": in_chans,
+             "name": name, "kwargs": dict(kwargs), "image_size": int(image_size),
              "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "extra": dict(extra or {})}
     from .checkpoint import save_checkpoint
@@ -54,33 +114,123 @@ def export_model(path: str | Path, model: torch.nn.Module, name: str, kwargs: di
 
 @dataclass
 class LoadedModel:
+    """An exported model rebuilt by :func:`load_exported` (``model`` in eval mode)."""
+
     model: torch.nn.Module
     name: str
     image_size: int
     kwargs: dict
     extra: dict
+    task: str = ""
+    classes: tuple[str, ...] = ()
+    in_chans: int = 1
+    path: Path | None = None
 
 
-def load_exported(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild an exported model (eval mode, on ``device``); DataError for a file of another kind."""
+def describe_task(task: str) -> str:
+    """``"a coach (pretraining) model"``: the kind of model a task names, with its article."""
+    kind = TASKS.get(task, f"{task!r}")
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} model"
+
+
+def check_task(path, task: str, expect_task: str | Sequence[str] | None, role: str | None = None) -> None:
+    """DataError unless ``task`` is (one of) ``expect_task``; ``role`` names the user of the model,
+    e.g. ``"--checkpoint"``. ``expect_task=None`` accepts any task."""
+    if expect_task is None:
+        return
+    expected = (expect_task,) if isinstance(expect_task, str) else tuple(expect_task)
+    unknown = [t for t in expected if t not in TASKS]
+    if unknown:
+        raise ValueError(f"expect_task must name tasks of {sorted(TASKS)}, got {unknown}")
+    if task not in expected:
+        want = " or ".join(describe_task(t) for t in expected)
+        raise DataError(f"{path} is {describe_task(task)} (task {task!r}); "
+                        f"{role + ' expects' if role else 'expected'} {want}")
+
+
+def load_exported(path: str | Path, device: str | torch.device = "cpu",
+                  expect_task: str | Sequence[str] | None = None, role: str | None = None) -> LoadedModel:
+    """Rebuild an exported model (eval mode, on ``device``).
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by :func:`export_model`.
+    device : str or torch.device, default="cpu"
+    expect_task : str or sequence of str, optional
+        The task(s) the caller can use (``"single"``, ``"multi"``, ...); another task is refused.
+    role : str, optional
+        Who uses the model, for the message (e.g. ``"--checkpoint"``).
+
+    Raises
+    ------
+    DataError
+        Missing, corrupt or foreign file; a model of another task than ``expect_task``; an old
+        (``ssinfnet-model-v1``) export that does not record its task; weights that do not fit the
+        recorded network. The message names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: model file not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise DataError(f"{path}: not a loadable model file ({exc.__class__.__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != EXPORT_FORMAT:
-        raise DataError(f"{path}: not an ssinfnet exported model (format {EXPORT_FORMAT!r} expected)")
+        state = safe_load(path, "cpu", what="ssinfnet model file")
+    except ValueError as exc:  # the message names the file and the exception class
+        raise DataError(str(exc)) from None
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if fmt != EXPORT_FORMAT and fmt not in LEGACY_FORMATS:
+        hint = ("; it is a training checkpoint: use the model.pt the run exported next to checkpoints/"
+                if isinstance(state, dict) and "models" in state else "")
+        raise DataError(f"{path}: not an ssinfnet exported model (format {EXPORT_FORMAT!r} expected){hint}")
+    extra = state.get("extra") or {}
+    task = state.get("task") if fmt == EXPORT_FORMAT else extra.get("task")
+    if task is None and fmt == EXPORT_FORMAT:
+        raise DataError(f"{path}: exported model records no task (damaged or edited); re-export it")
+    if task is None:
+        raise DataError(f"{path}: exported in the old format {fmt!r}, which does not record what the model is "
+                        f"(segmentation, inpainting or coach); re-export it with this version of ssinfnet "
+                        f"(pretraining: pretrain.save_pretrained) or retrain it (python -m ssinfnet run)")
+    if task not in TASKS:
+        raise DataError(f"{path}: unknown task {task!r} (known: {', '.join(TASKS)})")
+    check_task(path, task, expect_task, role)
     try:
-        model = build_model(state["name"], **state["kwargs"])
+        name = state["network"] if fmt == EXPORT_FORMAT else state["name"]
+        model = build_model(name, **state["kwargs"])
         model.load_state_dict(state["state_dict"])
         image_size = int(state["image_size"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         # A damaged or hand-edited export: name the file rather than fail deep inside torch.
         raise DataError(f"{path}: exported model cannot be rebuilt ({exc.__class__.__name__}: {exc})") from exc
+    in_chans = int(getattr(model, "in_chans", state["kwargs"].get("in_chans", 1)))
+    if fmt == EXPORT_FORMAT and int(state.get("in_chans", in_chans)) != in_chans:
+        raise DataError(f"{path}: records {state['in_chans']} input channels but its network takes {in_chans}")
+    classes = tuple(state["classes"]) if fmt == EXPORT_FORMAT else TASK_CLASSES[task]
     model.to(device).eval()
-    return LoadedModel(model, state["name"], image_size, state["kwargs"], state.get("extra", {}))
+    return LoadedModel(model, name, image_size, state["kwargs"], extra, task, classes, in_chans, path)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``, checked now.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or CUDA asked for where none is available (or no device N); the
+        message names ``--device``.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    found = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if found is None:
+        raise ValueError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); "
+                         f"use --device cpu")
+    count = torch.cuda.device_count()
+    if found.group(1) is not None and int(found.group(1)) >= count:
+        raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 # ----------------------------------------------------------------------------- inference
@@ -166,18 +316,96 @@ def read_slices(path: Path, window: tuple[float, float] = LUNG_WINDOW) -> list[t
     return [(path.stem, read_image(path))]
 
 
-def list_inputs(path: Path) -> list[Path]:
-    """The input file, or the supported files of a folder (sorted); DataError when there are none."""
+@dataclass(frozen=True)
+class InputFile:
+    """One file found under the input: where it is, its path relative to the input root (POSIX,
+    the file name for a single-file input) and, when it will not be read, why."""
+
+    path: Path
+    rel: PurePosixPath
+    status: str = ""  # "" = to be read; "unsupported" or "unreadable" otherwise
+    reason: str = ""
+
+
+def _unsupported_reason(path: Path) -> str:
+    if path.is_symlink() and path.is_dir():
+        return "link to a folder (not followed)"
+    if not path.is_file():
+        return "not a regular file (broken link, pipe or device)"
+    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
+    kinds = ", ".join(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
+    return f"file type {suffix.lower() or '(no extension)'} is not read (supported: {kinds})"
+
+
+def scan_inputs(path: Path) -> list[InputFile]:
+    """Every file of the input: the file itself, or all files under the folder, subfolders included.
+
+    Hidden files and folders (names starting with ``.``, e.g. predict's own marker) are left out;
+    any other file is listed, supported or not, so the table can account for it. Sorted by
+    relative path. DataError when the input is missing or holds no supported file.
+    """
     path = Path(path)
     if path.is_file():
-        return [path]
+        entry = InputFile(path, PurePosixPath(path.name))
+        if not path.name.lower().endswith(SUPPORTED_SUFFIXES):
+            raise DataError(f"{path}: {_unsupported_reason(path)}")
+        return [entry]
     if not path.is_dir():
         raise DataError(f"{path}: input not found")
-    ok = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(ok))
-    if not files:
-        raise DataError(f"{path}: no supported images (png, jpg, tif, dcm, nii) found")
-    return files
+    entries: list[InputFile] = []
+
+    def unlistable(err: OSError) -> None:  # a subfolder that cannot be listed still gets a row
+        where = Path(err.filename) if err.filename else path
+        if where == path:
+            raise DataError(f"{path}: input folder cannot be listed ({err.__class__.__name__}: {err.strerror})")
+        rel = PurePosixPath(where.relative_to(path).as_posix())
+        entries.append(InputFile(where, rel, "unreadable", f"folder cannot be listed ({err.__class__.__name__})"))
+
+    for folder, dirs, files in os.walk(path, onerror=unlistable):
+        folder = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        names = [f for f in files if not f.startswith(".")]
+        for d in [d for d in dirs if (folder / d).is_symlink()]:  # os.walk does not descend into them
+            dirs.remove(d)
+            names.append(d)
+        for name in names:
+            f = folder / name
+            rel = PurePosixPath(f.relative_to(path).as_posix())
+            if f.is_file() and name.lower().endswith(SUPPORTED_SUFFIXES):
+                entries.append(InputFile(f, rel))
+            else:
+                entries.append(InputFile(f, rel, "unsupported", _unsupported_reason(f)))
+    entries.sort(key=lambda e: e.rel.parts)
+    if not any(e.status == "" for e in entries):
+        n = len(entries)
+        others = f" ({n} other file{'s' if n > 1 else ''}, e.g. {entries[0].rel})" if n else " (empty folder)"
+        raise DataError(f"{path}: no supported images (png, jpg, tif, dcm, nii) found{others}")
+    return entries
+
+
+def check_output_folder(output: Path, inputs: Path, overwrite: bool = False) -> None:
+    """DataError unless predict may write into ``output``; nothing is created.
+
+    Refused: the input folder itself (or, for a folder input, a folder inside it, which a later run
+    would read back as input, or one that contains it); a path that is not a folder; a non-empty
+    folder that predict did not write (no ``.ssinfnet-predict`` marker), unless ``overwrite``.
+    """
+    output, inputs = Path(output), Path(inputs)
+    in_dir = inputs if inputs.is_dir() else inputs.parent
+    out_abs, in_abs = output.resolve(), in_dir.resolve()
+    if out_abs == in_abs:
+        raise DataError(f"{output}: output folder must differ from the input folder (inputs are never overwritten)")
+    if inputs.is_dir() and in_abs in out_abs.parents:
+        raise DataError(f"{output}: output folder is inside the input folder {inputs} (a later run would read "
+                        f"the maps as input); choose a folder outside it")
+    if inputs.is_dir() and out_abs in in_abs.parents:
+        raise DataError(f"{output}: output folder contains the input folder {inputs}; choose a folder outside it")
+    if output.exists() and not output.is_dir():
+        raise DataError(f"{output} exists and is not a folder")
+    if (output.is_dir() and not overwrite and not (output / OUTPUT_MARKER).is_file()
+            and any(output.iterdir())):
+        raise DataError(f"{output} is not empty and was not written by predict; choose a new or empty folder, "
+                        f"or use --overwrite to write into it anyway")
 
 
 def class_colour_map(index: np.ndarray) -> np.ndarray:
@@ -187,93 +415,153 @@ def class_colour_map(index: np.ndarray) -> np.ndarray:
     return class_rgb(index)
 
 
-def _check_channels(loaded: LoadedModel, want: int, role: str) -> None:
-    got = getattr(loaded.model, "in_chans", want)
-    if got != want:
-        raise DataError(f"{role} model {loaded.name!r} takes {got} input channels; expected {want} "
-                        f"({'image' if want == 1 else 'image + prior'})")
+def _check_model(loaded: LoadedModel, task: str, role: str, device: str) -> None:
+    """DataError unless ``loaded`` is a ``task`` model with the inputs and outputs predict needs.
+
+    The outputs are checked with one forward pass of a blank image, so that a wrong model is
+    refused before the output folder is made.
+    """
+    if loaded.task:  # a LoadedModel built by hand has no task; its channels are still checked
+        check_task(loaded.path or loaded.name, loaded.task, task, role)
+    want_in, want_out = TASK_IN_CHANS[task], len(TASK_CLASSES[task])
+    got = getattr(loaded.model, "in_chans", want_in)
+    if got != want_in:
+        raise DataError(f"{task} model {loaded.name!r} takes {got} input channels; expected {want_in} "
+                        f"({'image' if want_in == 1 else 'image + prior'})")
+    side = loaded.image_size
+    priors = [np.zeros((side, side), np.float32)] if want_in == 2 else None
+    try:
+        [p] = predict_probabilities(loaded.model, [np.zeros((side, side), np.uint8)], side, device, 1, priors)
+    except (RuntimeError, ValueError) as exc:  # e.g. weights and recorded input size that do not fit
+        raise DataError(f"{task} model {loaded.name!r} fails on a blank {side} x {side} image "
+                        f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    out = 1 if p.ndim == 2 else p.shape[0]
+    if out != want_out:
+        raise DataError(f"{task} model {loaded.name!r} gives {out} output channels; expected {want_out} "
+                        f"({', '.join(TASK_CLASSES[task])})")
+
+
+CSV_FIELDS = ["path", "slice", "status", "reason", "height", "width", "infection_fraction", "infection_soft_sum",
+              "ggo_fraction", "consolidation_fraction"]
 
 
 def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: LoadedModel | None = None,
-                   device: str = "cpu", batch_size: int = 8, progress: bool = True) -> Path:
+                   device: str = "cpu", batch_size: int = 8, progress: bool = True,
+                   overwrite: bool = False) -> Path:
     """Run the models on every input slice and write maps and ``lesions.csv`` into ``output``.
 
-    Returns the CSV path. ``output`` must not be the input folder (inputs are never overwritten).
+    Parameters
+    ----------
+    single : LoadedModel
+        A ``single`` (infection) segmentation model.
+    inputs : Path
+        An image file, or a folder read with its subfolders (:func:`scan_inputs`).
+    output : Path
+        Folder for the maps, mirroring the input's subfolders; see :func:`check_output_folder`.
+    multi : LoadedModel, optional
+        A ``multi`` (GGO/consolidation) model, fed the single model's map as its prior.
+    device : str
+    batch_size : int >= 1
+    progress : bool
+    overwrite : bool, default=False
+        Write into a non-empty folder that predict did not write.
+
+    Returns
+    -------
+    Path
+        ``output/lesions.csv``: columns :data:`CSV_FIELDS`, one row per slice (status ``ok``) and
+        one per input file that gave no slice: ``unreadable`` (the reader's error), ``unsupported``
+        (a file type predict does not read) or ``skipped`` (its map would replace another input's).
+
+    Everything (arguments, models, inputs, output folder) is checked before ``output`` is made;
+    a folder predict writes into gets the ``.ssinfnet-predict`` marker.
     """
     from tqdm import tqdm  # text bars: they render in the stored notebook outputs of the book
 
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     inputs, output = Path(inputs), Path(output)
-    files = list_inputs(inputs)
-    in_dir = inputs if inputs.is_dir() else inputs.parent
-    if output.resolve() == in_dir.resolve():
-        raise DataError(f"{output}: output folder must differ from the input folder")
-    _check_channels(single, 1, "single")
+    entries = scan_inputs(inputs)
+    check_output_folder(output, inputs, overwrite)
+    _check_model(single, "single", "--checkpoint", device)
     if multi is not None:
-        _check_channels(multi, 2, "multi")
+        _check_model(multi, "multi", "--multi-checkpoint", device)
     output.mkdir(parents=True, exist_ok=True)
+    (output / OUTPUT_MARKER).write_text("written by python -m ssinfnet predict; a later predict run may "
+                                        "replace the files of this folder\n")
     rows = []
-    written: dict[str, str] = {}  # slice name -> input file: two inputs must not write one output
-    for f in tqdm(files, desc="predict", unit="file", disable=not progress):
+    written: dict[PurePosixPath, PurePosixPath] = {}  # output file -> input file: two inputs must not share one
+    for entry in tqdm(entries, desc="predict", unit="file", disable=not progress):
+        base = {"path": entry.rel.as_posix(), "slice": ""}
+        if entry.status:
+            rows.append({**base, "status": entry.status, "reason": entry.reason})
+            continue
         try:
-            slices = read_slices(f)
+            slices = read_slices(entry.path)
         except DataError as exc:
-            rows.append({"file": f.name, "slice": "", "status": f"error: {exc}"})
+            rows.append({**base, "status": "unreadable", "reason": str(exc)})
             continue
         tails = ("",) if multi is None else ("", "_classes", "_classes_rgb")
-        outputs = [n + tail for n, _ in slices for tail in tails]
-        clash = [(n, written[n]) for n in outputs if n in written]
-        if clash:
-            rows.append({"file": f.name, "slice": clash[0][0],
-                         "status": f"error: output name {clash[0][0]!r} already used by {clash[0][1]}; "
-                                   f"rename one of the inputs"})
+        targets = [entry.rel.parent / f"{n}{tail}.png" for n, _ in slices for tail in tails]
+        clash = next((t for t in targets if t in written), None)
+        if clash is not None:
+            rows.append({**base, "status": "skipped",
+                         "reason": f"its map {clash.as_posix()} is already written for {written[clash].as_posix()}; "
+                                   f"rename one of the two"})
             continue
-        written.update({n: f.name for n in outputs})
+        written.update({t: entry.rel for t in targets})
+        folder = output / entry.rel.parent
+        folder.mkdir(parents=True, exist_ok=True)
         images = [img for _, img in slices]
         probs = predict_probabilities(single.model, images, single.image_size, device, batch_size)
-        if probs[0].ndim != 2:
-            raise DataError(f"single model {single.name!r} gives {probs[0].shape[0]} output channels; "
-                            f"expected 1 (infection)")
         classes = None
         if multi is not None:
             classes = predict_probabilities(multi.model, images, multi.image_size, device, batch_size, priors=probs)
-            if classes[0].ndim != 3 or classes[0].shape[0] != 3:
-                raise DataError(f"multi model {multi.name!r} gives output of shape {classes[0].shape}; "
-                                f"expected 3 classes (background, GGO, consolidation)")
         for k, ((name, img), p) in enumerate(zip(slices, probs)):
-            Image.fromarray(np.round(p * 255).astype(np.uint8)).save(output / f"{name}.png")
-            row = {"file": f.name, "slice": name, "status": "ok", "height": img.shape[0], "width": img.shape[1],
-                   "infection_fraction": float((p >= 0.5).mean()), "infection_soft_sum": float(p.sum())}
+            Image.fromarray(np.round(p * 255).astype(np.uint8)).save(folder / f"{name}.png")
+            row = {**base, "slice": name, "status": "ok", "reason": "", "height": img.shape[0],
+                   "width": img.shape[1], "infection_fraction": float((p >= 0.5).mean()),
+                   "infection_soft_sum": float(p.sum())}
             if classes is not None:
                 idx = classes[k].argmax(0).astype(np.uint8)
-                Image.fromarray(idx).save(output / f"{name}_classes.png")
-                Image.fromarray(class_colour_map(idx)).save(output / f"{name}_classes_rgb.png")
+                Image.fromarray(idx).save(folder / f"{name}_classes.png")
+                Image.fromarray(class_colour_map(idx)).save(folder / f"{name}_classes_rgb.png")
                 row["ggo_fraction"] = float((idx == 1).mean())
                 row["consolidation_fraction"] = float((idx == 2).mean())
             rows.append(row)
     csv_path = output / "lesions.csv"
-    fields = ["file", "slice", "status", "height", "width", "infection_fraction", "infection_soft_sum",
-              "ggo_fraction", "consolidation_fraction"]
     with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     return csv_path
 
 
 def main(args: argparse.Namespace) -> int:
-    from .pipeline import device_name
-
-    device = device_name(args.device)
+    """The ``predict`` command: 0 when some slice was predicted, 1 when none was (or writing failed),
+    2 when refused before anything was written (one ``error:`` line on stderr each time)."""
     try:
-        single = load_exported(args.checkpoint, device)
-        multi = load_exported(args.multi_checkpoint, device) if args.multi_checkpoint else None
+        if args.batch_size < 1:  # the parser's type already refuses it; callers may build args by hand
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        device = resolve_device(args.device)
+        single = load_exported(args.checkpoint, device, expect_task="single", role="--checkpoint")
+        multi = (load_exported(args.multi_checkpoint, device, expect_task="multi", role="--multi-checkpoint")
+                 if args.multi_checkpoint else None)
         csv_path = predict_folder(single, Path(args.input), Path(args.output), multi, device, args.batch_size,
-                                  progress=not args.no_progress)
-    except DataError as exc:
+                                  progress=not args.no_progress, overwrite=args.overwrite)
+    except ValueError as exc:  # DataError included; predict_folder checks everything before it writes
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: writing into {args.output} failed ({exc.__class__.__name__}: {exc})", file=sys.stderr)
+        return 1
     with open(csv_path) as fh:
         rows = list(csv.DictReader(fh))
-    bad = sum(r["status"] != "ok" for r in rows)
-    print(f"[ssinfnet] {len(rows) - bad} slices predicted, {bad} unreadable; table: {csv_path}")
+    count = {k: sum(r["status"] == k for r in rows) for k in ("ok", "unreadable", "unsupported", "skipped")}
+    print(f"[ssinfnet] {count['ok']} slices predicted; files unreadable {count['unreadable']}, "
+          f"unsupported {count['unsupported']}, skipped {count['skipped']}; table: {csv_path}")
+    if count["ok"] == 0:
+        print(f"error: no slice was predicted (every supported file was unreadable or skipped); see {csv_path}",
+              file=sys.stderr)
+        return 1
     return 0

@@ -336,16 +336,20 @@ def erased_fraction(coach: torch.nn.Module, x: torch.Tensor, keeps, alpha: float
 
 
 def save_pretrained(models, cfg: PretrainConfig, folder: str | Path, image_size: int) -> dict[str, Path]:
-    """Export the inpainter and the coach (:func:`ssinfnet.predict.export_model`) into ``folder``."""
+    """Export the inpainter and the coach (:func:`ssinfnet.predict.export_model`) into ``folder``.
+
+    The files record their task (``"inpainting"``, ``"coach"``), so ``predict`` refuses them as
+    segmentation models.
+    """
     from .predict import export_model
 
     folder = Path(folder)
     kwargs = dict(cfg.model_kwargs, in_chans=cfg.in_chans, head="inpaint")
     inp = export_model(folder / "inpainter.pt", models["inpainter"], cfg.network, kwargs, image_size,
-                       extra={"pretrain_config": cfg.to_dict()})
+                       extra={"pretrain_config": cfg.to_dict()}, task="inpainting")
     coach = export_model(folder / "coach.pt", models["coach"], "coach",
                          {"in_chans": cfg.in_chans, "width": cfg.coach_width, "keep": cfg.keep,
-                          "variational": cfg.variational}, image_size)
+                          "variational": cfg.variational}, image_size, task="coach")
     return {"inpainter": inp, "coach": coach}
 
 

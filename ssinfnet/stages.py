@@ -130,8 +130,13 @@ def cv_summary(scores: pd.DataFrame, classes: Sequence[str] = ("infection",)) ->
 
 
 def predict_with(path: str | Path, samples: Sequence[Sample], device: str, priors=None) -> list[np.ndarray]:
-    """Load an exported model and predict ``samples`` (maps at each slice's own size)."""
-    return predict_samples(load_exported(path, device), samples, device=device, priors=priors)
+    """Load an exported model and predict ``samples`` (maps at each slice's own size).
+
+    The model must be a single (infection) segmentation model, or a multi one when ``priors`` are
+    given; a pretraining export (inpainter, coach) is refused with a DataError naming the file.
+    """
+    task = "single" if priors is None else "multi"
+    return predict_samples(load_exported(path, device, expect_task=task), samples, device=device, priors=priors)
 
 
 def predict_variant(ctx, stage: str, name: str, samples: Sequence[Sample], priors=None) -> tuple[str, list[np.ndarray]]:
@@ -141,8 +146,8 @@ def predict_variant(ctx, stage: str, name: str, samples: Sequence[Sample], prior
     ground-truth infection masks as priors, any other multi model ``priors``. Returns (label, maps).
     """
     path = require_artifact(ctx, stage, f"model:{name}", stage)
-    loaded = load_exported(path, ctx.device)
-    task = loaded.extra.get("task", "single")
+    loaded = load_exported(path, ctx.device, expect_task=("single", "multi"))
+    task = loaded.task
     if task == "multi" and loaded.extra.get("prior_source") == "ground_truth":
         priors = oracle_priors(samples)
     maps = predict_samples(loaded, samples, device=ctx.device, priors=priors if task == "multi" else None)

@@ -1,5 +1,6 @@
 """Tests for ssinfnet.checkpoint: atomic writes, weights_only loads, RNG snapshots."""
 
+import os
 import random
 
 import numpy as np
@@ -11,6 +12,7 @@ from ssinfnet.checkpoint import (
     capture_rng_state,
     load_checkpoint,
     load_models,
+    new_file_mode,
     restore_rng_state,
     save_checkpoint,
 )
@@ -112,3 +114,36 @@ def test_load_models(tmp_path):
     assert torch.equal(dst.weight, src.weight) and torch.equal(dst.bias, src.bias)
     with pytest.raises(ValueError, match="coach"):
         load_models(tmp_path / "m.pt", {"coach": nn.Linear(3, 2)})
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_file_has_the_mode_of_a_new_file(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = save_checkpoint(tmp_path / "a.pt", _state(1.0))
+        assert new_file_mode() == mode
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode  # not mkstemp's 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
+
+
+def test_refused_file_message_has_no_unsafe_advice(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"obj": _Opaque()}, path)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: not a loadable ssinfnet checkpoint (corrupt, truncated, or written by another "
+                          f"program; UnpicklingError: holds a Python object (")
+    assert "_Opaque" in msg and "weights_only" not in msg and "trust" not in msg and "\n" not in msg
+
+
+# torch's unpickler takes "h" for an opcode and fails with a KeyError, which used to escape load_checkpoint
+@pytest.mark.parametrize("content,cls", [(b"", "EOFError"), (b"hello world\n", "KeyError"),
+                                         (bytes(range(256)) * 8, "UnpicklingError")])
+def test_any_unloadable_file_is_a_value_error_naming_it(tmp_path, content, cls):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"x.pt: not a loadable ssinfnet checkpoint .*; {cls}"):
+        load_checkpoint(path)

@@ -189,3 +189,31 @@ def test_evaluate_help_documents_exit_codes():
     assert res.returncode == 0
     assert "exit codes:\n  0  scored" in res.stdout and "\n  1  nothing could be scored" in res.stdout
     assert "\n  2  bad arguments or data" in res.stdout
+
+
+# ----------------------------------------------------------------------------- predict
+
+@pytest.mark.parametrize("extra,first_words", [
+    (["--device", "tpu"], "error: --device 'tpu' is not a device"),
+    (["--device", "cpu"], "error: {tmp}/model.pt: not a loadable ssinfnet model file (corrupt, truncated, or "
+                          "written by another program; UnpicklingError"),
+])
+def test_python_m_ssinfnet_predict_refusal_is_one_line(tmp_path, extra, first_words):
+    (tmp_path / "model.pt").write_bytes(bytes(range(256)) * 4)  # not a model
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"\x89PNG")
+    res = subprocess.run([sys.executable, "-m", "ssinfnet", "predict", "--checkpoint", str(tmp_path / "model.pt"),
+                          "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--no-progress",
+                          *extra], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert res.stderr.startswith(first_words.format(tmp=tmp_path)) and res.stderr.count("\n") == 1, res.stderr
+    assert "weights_only" not in res.stderr and res.stdout == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_help_names_overwrite_and_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--overwrite" in out and "Exit codes: 0 some slice predicted, 1 none predicted, 2 refused" in out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,8 @@ from ssinfnet.data.io import DataError, read_image
 from ssinfnet.data.phantoms import LUNG_WINDOW, window_hu
 from ssinfnet.evaluate import evaluate_folders
 from ssinfnet.models.registry import build_model
-from ssinfnet.predict import (class_colour_map, export_model, load_exported, predict_folder,
-                              predict_probabilities, read_slices)
+from ssinfnet.predict import (EXPORT_FORMAT, LoadedModel, OUTPUT_MARKER, class_colour_map, export_model, load_exported,
+                              predict_folder, predict_probabilities, read_slices)
 
 SIZE = 32  # network input side (px)
 TINY = {"base_width": 4, "depth": 2}
@@ -111,8 +113,9 @@ def models(tmp_path_factory):
         multi.head.weight.mul_(20)
         multi.head.bias.sub_(multi(torch.randn(4, 2, SIZE, SIZE))["out"].mean((0, 2, 3)))
     return {"single": single, "multi": multi,
-            "single_path": export_model(root / "single.pt", single, "unet", TINY, SIZE, {"note": "test"}),
-            "multi_path": export_model(root / "multi.pt", multi, "unet_multi", TINY, SIZE)}
+            "single_path": export_model(root / "single.pt", single, "unet", TINY, SIZE, {"note": "test"},
+                                        task="single"),
+            "multi_path": export_model(root / "multi.pt", multi, "unet_multi", TINY, SIZE, task="multi")}
 
 
 @pytest.fixture(scope="module")
@@ -148,11 +151,35 @@ def test_load_exported_missing_file(tmp_path):
         load_exported(tmp_path / "nope.pt")
 
 
-def test_load_exported_garbage_file(tmp_path):
-    bad = tmp_path / "garbage.pt"
-    bad.write_bytes(np.random.default_rng(0).bytes(2048))
-    with pytest.raises(DataError, match="garbage.pt: not a loadable model file"):
-        load_exported(bad)
+class _Opaque:  # a class an ssinfnet file never holds
+    pass
+
+
+def _foreign_files(folder: Path, models) -> dict[str, Path]:
+    """Files that are no loadable model: random bytes, a truncated export, a pickled object, empty, text."""
+    files = {k: folder / f"{k}.pt" for k in ("garbage", "truncated", "object", "empty", "text")}
+    files["garbage"].write_bytes(np.random.default_rng(0).bytes(2048))
+    good = Path(models["single_path"]).read_bytes()
+    files["truncated"].write_bytes(good[: len(good) // 2])
+    torch.save({"obj": _Opaque()}, files["object"])
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("hello, this is not a model\n")
+    return files
+
+
+# torch's exception class for each (a truncated zip fails on a seek or on the central directory)
+@pytest.mark.parametrize("kind,cls", [("garbage", "UnpicklingError"), ("truncated", "OSError|RuntimeError"),
+                                      ("object", "UnpicklingError"), ("empty", "EOFError"), ("text", "KeyError")])
+def test_load_exported_foreign_file_says_what_without_unsafe_advice(kind, cls, models, tmp_path):
+    path = _foreign_files(tmp_path, models)[kind]
+    with pytest.raises(DataError) as err:
+        load_exported(path)
+    msg = str(err.value)
+    assert re.match(re.escape(f"{path}: not a loadable ssinfnet model file (corrupt, truncated, or written by "
+                              f"another program; ") + f"({cls})", msg), msg
+    assert "weights_only" not in msg and "trust" not in msg and "\n" not in msg
+    if kind == "object":
+        assert "_Opaque" in msg  # the offending class is named
 
 
 def test_load_exported_plain_state_dict(tmp_path, models):
@@ -163,7 +190,8 @@ def test_load_exported_plain_state_dict(tmp_path, models):
 
 
 def test_load_exported_mismatched_weights(tmp_path, models):
-    wrong = export_model(tmp_path / "wrong.pt", models["single"], "unet", {"base_width": 8, "depth": 2}, SIZE)
+    wrong = export_model(tmp_path / "wrong.pt", models["single"], "unet", {"base_width": 8, "depth": 2}, SIZE,
+                         task="single")
     with pytest.raises(DataError, match="wrong.pt: exported model cannot be rebuilt"):
         load_exported(wrong)
 
@@ -236,8 +264,11 @@ def test_csv_lists_every_slice_and_the_unreadable_file(predicted):
     assert set(ok) == set(expected_shapes())
     bad = [r for r in rows if r["status"] != "ok"]
     assert len(rows) == len(expected_shapes()) + 1
-    assert [r["file"] for r in bad] == ["broken.png"]
-    assert bad[0]["status"].startswith("error:") and "broken.png" in bad[0]["status"]
+    assert [(r["path"], r["status"], r["slice"]) for r in bad] == [("broken.png", "unreadable", "")]
+    assert "broken.png" in bad[0]["reason"]
+    assert {r["path"] for r in rows} == {"grey.png", "rgb.png", "rgba.png", "deep.png", "photo.jpg", "ct.dcm",
+                                         "vol.nii.gz", "broken.png"}
+    assert all(r["reason"] == "" for r in ok.values())
     for name, (h, w) in expected_shapes().items():
         assert (int(ok[name]["height"]), int(ok[name]["width"])) == (h, w)
         assert 0.0 <= float(ok[name]["infection_fraction"]) <= 1.0
@@ -334,10 +365,16 @@ def test_models_swapped_are_refused(models, tmp_path):
     folder.mkdir()
     Image.fromarray(_ramp(20, 20, 0)).save(folder / "a.png")
     single, multi = load_exported(models["single_path"]), load_exported(models["multi_path"])
-    with pytest.raises(DataError, match="input channels"):
+    with pytest.raises(DataError, match=r"multi.pt is a multi \(GGO/consolidation\) segmentation model \(task "
+                                        r"'multi'\); --checkpoint expects a single \(infection\) segmentation model"):
         predict_folder(multi, folder, tmp_path / "o", progress=False)
-    with pytest.raises(DataError, match="input channels"):
+    with pytest.raises(DataError, match="single.pt is a single .* --multi-checkpoint expects a multi"):
         predict_folder(single, folder, tmp_path / "o", multi=single, progress=False)
+    # a model loaded without its task (built by hand) is still refused on its input channels
+    untagged = LoadedModel(multi.model, multi.name, multi.image_size, multi.kwargs, {})
+    with pytest.raises(DataError, match="takes 2 input channels; expected 1"):
+        predict_folder(untagged, folder, tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
 
 
 def test_single_model_with_several_outputs_is_refused(tmp_path):
@@ -345,9 +382,10 @@ def test_single_model_with_several_outputs_is_refused(tmp_path):
     folder.mkdir()
     Image.fromarray(_ramp(20, 20, 0)).save(folder / "a.png")
     three = build_model("unet", out_chans=3, **TINY)
-    path = export_model(tmp_path / "three.pt", three, "unet", {"out_chans": 3, **TINY}, SIZE)
+    path = export_model(tmp_path / "three.pt", three, "unet", {"out_chans": 3, **TINY}, SIZE, task="single")
     with pytest.raises(DataError, match="3 output channels; expected 1"):
         predict_folder(load_exported(path), folder, tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()  # checked with a blank image before anything is written
 
 
 def test_two_inputs_with_the_same_stem_are_not_overwritten(models, tmp_path):
@@ -358,10 +396,9 @@ def test_two_inputs_with_the_same_stem_are_not_overwritten(models, tmp_path):
     csv_path = predict_folder(load_exported(models["single_path"]), folder, tmp_path / "o", progress=False)
     with open(csv_path) as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 2
-    assert [r["status"] for r in rows].count("ok") == 1
-    bad = next(r for r in rows if r["status"] != "ok")
-    assert "already used" in bad["status"]
+    assert [(r["path"], r["status"]) for r in rows] == [("a.jpg", "ok"), ("a.png", "skipped")]
+    bad = rows[1]
+    assert bad["reason"] == "its map a.png is already written for a.jpg; rename one of the two"
     ok = next(r for r in rows if r["status"] == "ok")
     with Image.open(tmp_path / "o" / "a.png") as img:  # the map belongs to the file reported ok
         assert (img.height, img.width) == (int(ok["height"]), int(ok["width"]))
@@ -376,7 +413,8 @@ def test_cli_predict_returns_0_and_writes(models, mixed, tmp_path, capsys):
                      "--device", "cpu"])
     assert code == 0
     assert (out / "lesions.csv").is_file() and (out / "vol_002_classes.png").is_file()
-    assert f"{len(expected_shapes())} slices predicted, 1 unreadable" in capsys.readouterr().out
+    assert (f"{len(expected_shapes())} slices predicted; files unreadable 1, unsupported 0, skipped 0"
+            in capsys.readouterr().out)
 
 
 def test_cli_predict_missing_checkpoint_returns_2(mixed, tmp_path, capsys):
@@ -392,3 +430,359 @@ def test_cli_predict_output_is_input_returns_2(models, mixed, capsys):
                      "--output", str(mixed[0]), "--no-progress", "--device", "cpu"])
     assert code == 2
     assert "must differ" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- what a model file is (defect 2)
+
+def _raw(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_export_records_task_network_classes_and_inputs(models):
+    single, multi = _raw(models["single_path"]), _raw(models["multi_path"])
+    assert EXPORT_FORMAT == "ssinfnet-model-v2"
+    assert {k: single[k] for k in ("format", "task", "network", "head", "classes", "in_chans")} == {
+        "format": "ssinfnet-model-v2", "task": "single", "network": "unet", "head": "seg",
+        "classes": ("infection",), "in_chans": 1}
+    assert {k: multi[k] for k in ("task", "network", "head", "classes", "in_chans")} == {
+        "task": "multi", "network": "unet_multi", "head": "seg",
+        "classes": ("background", "GGO", "consolidation"), "in_chans": 2}
+    assert single["outputs"] == "1 logit channel; sigmoid = infection probability"
+    loaded = load_exported(models["multi_path"], expect_task="multi")
+    assert (loaded.task, loaded.classes, loaded.in_chans, loaded.path) == (
+        "multi", ("background", "GGO", "consolidation"), 2, Path(models["multi_path"]))
+
+
+def test_export_refuses_unknown_task_and_channels_that_do_not_fit(models, tmp_path):
+    with pytest.raises(ValueError, match="task must be one of .*got 'segmentation'"):
+        export_model(tmp_path / "a.pt", models["single"], "unet", TINY, SIZE, task="segmentation")
+    with pytest.raises(ValueError, match="a multi segmentation model takes 2 input channel"):
+        export_model(tmp_path / "b.pt", models["single"], "unet", TINY, SIZE, task="multi")
+    with pytest.raises(TypeError, match="task"):  # every caller must say what it exports
+        export_model(tmp_path / "c.pt", models["single"], "unet", TINY, SIZE)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """The pretraining exports of a single and a multi (image + prior) pretraining, as the book writes them."""
+    from ssinfnet.pretrain import PretrainConfig, build_models, save_pretrained
+
+    root = tmp_path_factory.mktemp("runs") / "x" / "pretrain"
+    torch.manual_seed(0)
+    out = {}
+    for kind, cfg in (("single", PretrainConfig(network="unet", model_kwargs=TINY)),
+                      ("multi", PretrainConfig(network="unet_multi", model_kwargs=TINY, with_prior=True))):
+        out[kind] = save_pretrained(build_models(cfg), cfg, root / kind, SIZE)
+    return out
+
+
+def test_pretraining_exports_say_what_they_are(pretrained):
+    assert {k: _raw(p)["task"] for k, p in pretrained["single"].items()} == {"inpainter": "inpainting",
+                                                                               "coach": "coach"}
+    inp = load_exported(pretrained["multi"]["inpainter"], expect_task="inpainting")
+    assert (inp.task, inp.classes, inp.in_chans, inp.kwargs["head"]) == ("inpainting", (), 2, "inpaint")
+    assert _raw(pretrained["single"]["coach"])["head"] == "mask"
+
+
+@pytest.mark.parametrize("which,expect,role,message", [
+    ("single/coach", "single", "--checkpoint",
+     "is a coach (pretraining) model (task 'coach'); --checkpoint expects a single (infection) segmentation model"),
+    ("single/inpainter", "single", "--checkpoint",
+     "is an inpainting (pretraining) model (task 'inpainting'); --checkpoint expects a single (infection) "
+     "segmentation model"),
+    ("multi/inpainter", "multi", "--multi-checkpoint",
+     "is an inpainting (pretraining) model (task 'inpainting'); --multi-checkpoint expects a multi "
+     "(GGO/consolidation) segmentation model"),
+])
+def test_load_exported_refuses_a_model_of_another_task(pretrained, which, expect, role, message):
+    kind, name = which.split("/")
+    path = pretrained[kind][name]
+    with pytest.raises(DataError) as err:
+        load_exported(path, expect_task=expect, role=role)
+    assert str(err.value) == f"{path} {message}"
+
+
+def test_cli_refuses_pretraining_exports_and_writes_nothing(pretrained, models, mixed, tmp_path, capsys):
+    out = tmp_path / "o"
+    code = cli_main(["predict", "--checkpoint", str(pretrained["single"]["coach"]), "--input", str(mixed[0]),
+                     "--output", str(out), "--no-progress", "--device", "cpu"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {pretrained['single']['coach']} is a coach (pretraining) model (task 'coach'); "
+                   f"--checkpoint expects a single (infection) segmentation model\n")
+    # the multi pretraining inpainter has the 2 input channels of a multi model: only its task tells
+    code = cli_main(["predict", "--checkpoint", str(models["single_path"]), "--multi-checkpoint",
+                     str(pretrained["multi"]["inpainter"]), "--input", str(mixed[0]), "--output", str(out),
+                     "--no-progress", "--device", "cpu"])
+    assert code == 2
+    assert "--multi-checkpoint expects a multi (GGO/consolidation)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def _v1_export(path: Path, model, name: str, extra: dict) -> Path:
+    """A file as ``export_model`` wrote it before the format recorded the task."""
+    from ssinfnet.checkpoint import save_checkpoint
+
+    return save_checkpoint(path, {"format": "ssinfnet-model-v1", "name": name, "kwargs": dict(TINY),
+                                  "image_size": SIZE, "state_dict": model.state_dict(), "extra": extra})
+
+
+def test_v1_exports_take_the_task_from_extra_or_are_refused(models, tmp_path):
+    old = load_exported(_v1_export(tmp_path / "seg.pt", models["single"], "unet", {"task": "single"}),
+                        expect_task="single")
+    assert (old.task, old.classes, old.in_chans) == ("single", ("infection",), 1)
+    multi = _v1_export(tmp_path / "multi.pt", models["multi"], "unet_multi", {"task": "multi"})
+    with pytest.raises(DataError, match="multi.pt is a multi .*--checkpoint expects a single"):
+        load_exported(multi, expect_task="single", role="--checkpoint")
+    coach = _v1_export(tmp_path / "coach.pt", models["single"], "unet", {})
+    with pytest.raises(DataError, match=r"coach.pt: exported in the old format 'ssinfnet-model-v1', which does "
+                                        r"not record what the model is .*re-export it .* or retrain it"):
+        load_exported(coach)
+
+
+def test_training_checkpoint_as_model_is_refused_with_a_hint(models, tmp_path):
+    from ssinfnet.checkpoint import save_checkpoint
+
+    last = save_checkpoint(tmp_path / "last.pt", {"models": {"net": models["single"].state_dict()}, "epoch": 1})
+    with pytest.raises(DataError, match="last.pt: not an ssinfnet exported model .*training checkpoint"):
+        load_exported(last)
+
+
+def test_fit_exports_its_task(tmp_path):
+    from ssinfnet.data.phantoms import synthetic_subset
+    from ssinfnet.finetune import fit, variant_config
+
+    samples = synthetic_subset("train", 4, size=32, seed=0)
+    small = dict(model_kwargs=TINY, epochs=1, batch_size=2, image_size=32, max_steps_per_epoch=1)
+    single = fit(variant_config("unet", **small), samples[:2], samples[2:], device="cpu", seed=0,
+                 run_dir=tmp_path / "single", progress=False)
+    multi = fit(variant_config("multi_unet", **small), samples[:2], samples[2:], device="cpu", seed=0,
+                run_dir=tmp_path / "multi", priors_train=[s.prior for s in samples[:2]],
+                priors_val=[s.prior for s in samples[2:]], progress=False)
+    assert (_raw(single.export_path)["task"], _raw(single.export_path)["classes"]) == ("single", ("infection",))
+    assert (_raw(multi.export_path)["task"], _raw(multi.export_path)["in_chans"]) == ("multi", 2)
+
+
+def test_stages_predict_with_refuses_a_pretraining_export(pretrained, models):
+    from ssinfnet import stages
+    from ssinfnet.data.phantoms import synthetic_subset
+
+    samples = synthetic_subset("train", 1, size=32, seed=0)
+    with pytest.raises(DataError, match="coach.pt is a coach .*expected a single"):
+        stages.predict_with(pretrained["single"]["coach"], samples, "cpu")
+    [p] = stages.predict_with(models["single_path"], samples, "cpu")
+    assert p.shape == (32, 32)
+
+
+def test_export_file_has_the_mode_of_a_new_file(models, tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = export_model(tmp_path / "m.pt", models["single"], "unet", TINY, SIZE, task="single")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640  # 0o666 & ~0o027, not mkstemp's 0o600
+
+
+# ----------------------------------------------------------------------------- the output folder (defect 1)
+
+def _predict(models, inp, out, *extra) -> int:
+    return cli_main(["predict", "--checkpoint", str(models["single_path"]), "--input", str(inp),
+                     "--output", str(out), "--no-progress", "--device", "cpu", *extra])
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _ct_folder(folder: Path, names=("18", "21")) -> Path:
+    folder.mkdir(parents=True)
+    for k, n in enumerate(names):
+        Image.fromarray(_ramp(24, 28, k)).save(folder / f"{n}.png")
+    return folder
+
+
+def test_folder_of_other_files_is_not_overwritten(models, tmp_path, capsys):
+    images = _ct_folder(tmp_path / "imgs")
+    gt = tmp_path / "gt"  # ground-truth masks named like the images: predict would replace them
+    gt.mkdir()
+    for n in ("18", "21"):
+        Image.fromarray((_ramp(24, 28, 9) > 128).astype(np.uint8) * 255).save(gt / f"{n}.png")
+    before = _snapshot(gt)
+    assert _predict(models, images, gt) == 2
+    assert capsys.readouterr().err == (f"error: {gt} is not empty and was not written by predict; choose a new "
+                                       f"or empty folder, or use --overwrite to write into it anyway\n")
+    assert _snapshot(gt) == before  # nothing written, nothing replaced
+
+    assert _predict(models, images, gt, "--overwrite") == 0  # the user asked for it
+    after = _snapshot(gt)
+    assert after["18.png"] != before["18.png"] and OUTPUT_MARKER in after
+
+
+def test_new_empty_and_own_folders_are_written(models, tmp_path, capsys):
+    images = _ct_folder(tmp_path / "imgs")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _predict(models, images, empty) == 0
+    assert _predict(models, images, tmp_path / "new" / "deeper") == 0
+    for out in (empty, tmp_path / "new" / "deeper"):
+        assert sorted(_snapshot(out)) == [OUTPUT_MARKER, "18.png", "21.png", "lesions.csv"]
+    first = _snapshot(empty)
+    assert _predict(models, images, empty) == 0  # its own folder (marker): a rerun needs no --overwrite
+    assert _snapshot(empty) == first  # the same maps again
+
+
+def test_output_inside_or_around_the_input_folder_is_refused(models, tmp_path):
+    images = _ct_folder(tmp_path / "imgs")
+    single = load_exported(models["single_path"])
+    with pytest.raises(DataError, match="output folder is inside the input folder .*choose a folder outside it"):
+        predict_folder(single, images, images / "pred", progress=False, overwrite=True)
+    with pytest.raises(DataError, match="output folder contains the input folder"):
+        predict_folder(single, images, tmp_path, progress=False, overwrite=True)
+    assert not (images / "pred").exists() and not (tmp_path / OUTPUT_MARKER).exists()
+    # a single file's folder is never descended: an output beside it is fine
+    predict_folder(single, images / "18.png", images / "pred", progress=False)
+    assert sorted(_snapshot(images / "pred")) == [OUTPUT_MARKER, "18.png", "lesions.csv"]
+
+
+def test_output_that_is_a_file_is_refused(models, tmp_path, capsys):
+    images = _ct_folder(tmp_path / "imgs")
+    (tmp_path / "out.png").write_bytes(b"x")
+    assert _predict(models, images, tmp_path / "out.png", "--overwrite") == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'out.png'} exists and is not a folder\n"
+
+
+# ----------------------------------------------------------------------------- subfolders and the table (defect 3)
+
+def test_subfolders_are_read_and_mirrored_and_every_file_gets_a_row(models, tmp_path):
+    root = tmp_path / "dataset"
+    (root / "p1" / "ct").mkdir(parents=True)
+    (root / "p2").mkdir()
+    (root / ".cache").mkdir()
+    Image.fromarray(_ramp(30, 34, 0)).save(root / "top.png")
+    Image.fromarray(_ramp(26, 20, 1)).save(root / "p1" / "ct" / "a.png")
+    Image.fromarray(_ramp(22, 25, 2)).save(root / "p2" / "a.png")  # same name, other folder: no clash
+    write_dicom(root / "p2" / "s.dcm", _ramp(18, 19, 3).astype(np.int16), slope=1.0, intercept=-1024.0)
+    (root / "p2" / "notes.txt").write_text("scanner settings")
+    (root / "p1" / "scan").write_bytes(b"\x00" * 10)
+    (root / "p1" / "ct" / "bad.png").write_bytes(b"not a png")
+    (root / ".DS_Store").write_bytes(b"x")  # hidden: left out silently
+    (root / "p1" / "link").symlink_to(root / "p2", target_is_directory=True)  # not followed, but listed
+    (root / "p2" / "gone.png").symlink_to(root / "nowhere.png")  # a broken link
+    Image.fromarray(_ramp(10, 10, 4)).save(root / ".cache" / "thumb.png")
+
+    out = tmp_path / "out"
+    rows = list(csv.DictReader(open(predict_folder(load_exported(models["single_path"]), root, out,
+                                                   progress=False))))
+    got = [(r["path"], r["slice"], r["status"]) for r in rows]
+    assert got == [("p1/ct/a.png", "a", "ok"), ("p1/ct/bad.png", "", "unreadable"), ("p1/link", "", "unsupported"),
+                   ("p1/scan", "", "unsupported"), ("p2/a.png", "a", "ok"), ("p2/gone.png", "", "unsupported"),
+                   ("p2/notes.txt", "", "unsupported"), ("p2/s.dcm", "s", "ok"), ("top.png", "top", "ok")]
+    reason = {r["path"]: r["reason"] for r in rows}
+    assert reason["p1/link"] == "link to a folder (not followed)"
+    assert reason["p2/gone.png"] == "not a regular file (broken link, pipe or device)"
+    assert "bad.png" in reason["p1/ct/bad.png"]
+    assert reason["p2/notes.txt"].startswith("file type .txt is not read (supported: png, jpg")
+    assert reason["p1/scan"].startswith("file type (no extension) is not read")
+    assert sorted(_snapshot(out)) == [OUTPUT_MARKER, "lesions.csv", "p1/ct/a.png", "p2/a.png", "p2/s.png",
+                                      "top.png"]
+    single = load_exported(models["single_path"])
+    [prob] = predict_probabilities(single.model, [read_image(root / "p2" / "a.png")], SIZE)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "p2" / "a.png")),
+                                  np.round(prob * 255).astype(np.uint8))
+    with Image.open(out / "p1" / "ct" / "a.png") as img:
+        assert img.size == (20, 26)
+
+
+def test_nothing_predicted_exits_1_with_the_table(models, tmp_path, capsys):
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.png").write_bytes(b"truncated")
+    (root / "b.dcm").write_bytes(b"not a dicom file" * 20)
+    (root / "c.txt").write_text("x")
+    out = tmp_path / "out"
+    assert _predict(models, root, out) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (f"error: no slice was predicted (every supported file was unreadable or skipped); "
+                            f"see {out / 'lesions.csv'}\n")
+    rows = list(csv.DictReader(open(out / "lesions.csv")))
+    assert [(r["path"], r["status"]) for r in rows] == [("b.dcm", "unreadable"), ("c.txt", "unsupported"),
+                                                        ("sub/a.png", "unreadable")]
+
+
+def test_no_supported_file_is_refused_before_anything_is_made(models, tmp_path, capsys):
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "notes.txt").write_text("x")
+    assert _predict(models, root, tmp_path / "out") == 2
+    assert capsys.readouterr().err == (f"error: {root}: no supported images (png, jpg, tif, dcm, nii) found "
+                                       f"(1 other file, e.g. sub/notes.txt)\n")
+    assert _predict(models, root / "sub" / "notes.txt", tmp_path / "out") == 2
+    assert "notes.txt: file type .txt is not read" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- device and arguments (defects 4, 6)
+
+def test_resolve_device(monkeypatch):
+    from ssinfnet.predict import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match=r"^--device cuda: CUDA is not available here .*use --device cpu$"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match=r"^--device 'gpu' is not a device; use auto, cpu, cuda or cuda:N$"):
+        resolve_device("gpu")
+    with pytest.raises(ValueError, match="is not a device"):
+        resolve_device("cuda:x")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(ValueError, match=r"--device cuda:2: this machine has 2 CUDA device\(s\), cuda:0 to cuda:1"):
+        resolve_device("cuda:2")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--device", "cuda"], "error: --device cuda: CUDA is not available here"),
+    (["--device", "tpu"], "error: --device 'tpu' is not a device"),
+    (["--checkpoint", "{tmp}/missing.pt"], "error: {tmp}/missing.pt: model file not found"),
+    (["--checkpoint", "{tmp}/garbage.pt"], "error: {tmp}/garbage.pt: not a loadable ssinfnet model file"),
+])
+def test_cli_refusals_are_one_line_and_create_nothing(args, message, models, mixed, tmp_path, capsys,
+                                                      monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    (tmp_path / "garbage.pt").write_bytes(np.random.default_rng(0).bytes(2048))
+    base = {"--checkpoint": str(models["single_path"]), "--input": str(mixed[0]),
+            "--output": str(tmp_path / "o"), "--device": "cpu"}
+    base.update(dict(zip(args[::2], [a.format(tmp=tmp_path) for a in args[1::2]])))
+    code = cli_main(["predict", "--no-progress", *[x for kv in base.items() for x in kv]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(message.format(tmp=tmp_path)) and err.count("\n") == 1, err
+    assert "weights_only" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_cli_batch_size_below_1_is_a_usage_error(value, models, mixed, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _predict(models, mixed[0], tmp_path / "o", "--batch-size", value)
+    assert exc.value.code == 2
+    assert "argument --batch-size: must be an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_folder_checks_batch_size_before_making_the_folder(models, mixed, tmp_path):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        predict_folder(load_exported(models["single_path"]), mixed[0], tmp_path / "o", batch_size=0,
+                       progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_that_fails_on_its_own_input_size_is_refused_before_writing(models, tmp_path):
+    # a U-Net of depth 2 needs sides of at least 4 px; this export claims it was trained at 2 px
+    path = export_model(tmp_path / "tiny.pt", models["single"], "unet", TINY, 2, task="single")
+    folder = _ct_folder(tmp_path / "in")
+    with pytest.raises(DataError, match=r"single model .unet. fails on a blank 2 x 2 image \((Runtime|Value)Error: "):
+        predict_folder(load_exported(path), folder, tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
