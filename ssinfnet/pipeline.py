@@ -259,6 +259,11 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
 
 # ----------------------------------------------------------------------------- papermill runner
 
+class ChapterFailed(RuntimeError):
+    """A chapter raised an error while papermill executed it; the message names the chapter, the error
+    and the executed notebook that holds the traceback."""
+
+
 def list_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     """The book's chapters, ``NN_name.ipynb``, in order."""
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
@@ -310,8 +315,13 @@ def run_book(profile: str = "smoke", data_root: str | None = None, only: str | N
         print(f"[ssinfnet] {nb.name} -> {_rel(out, REPO_ROOT)} (profile {profile}, data {ctx.data.describe()})",
               flush=True)
         t0 = time.perf_counter()
-        pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), kernel_name="python3",
-                            progress_bar=progress, request_save_on_cell_execute=False)
+        try:
+            pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), kernel_name="python3",
+                                progress_bar=progress, request_save_on_cell_execute=False)
+        except pm.PapermillExecutionError as exc:
+            # One line for the user (the refusal a chapter raised); the traceback stays in the notebook.
+            raise ChapterFailed(f"chapter {nb.stem} stopped: {exc.ename}: {exc.evalue.strip()} "
+                                f"(the executed notebook, with the traceback: {_rel(out, REPO_ROOT)})") from None
         tidy_file(out)  # progress bars as a terminal leaves them, not every redraw
         ctx.record(f"notebook:{nb.stem}", artifacts={"notebook": out},
                    wall_time_s=round(time.perf_counter() - t0, 1))

@@ -217,3 +217,19 @@ def test_predict_help_names_overwrite_and_exit_codes(capsys):
     assert exc.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "--overwrite" in out and "Exit codes: 0 some slice predicted, 1 none predicted, 2 refused" in out
+
+
+def test_a_chapter_that_stops_is_one_line_naming_it_and_its_notebook(tmp_path, capsys, monkeypatch):
+    import papermill
+
+    def stale(nb, out, **kwargs):
+        raise papermill.PapermillExecutionError(3, 4, "pretrain(...)", "StaleRunError", "run folder x holds a run trained "
+                                                "with other data\n", ["Traceback ..."])
+
+    monkeypatch.setattr(papermill, "execute_notebook", stale)
+    run = tmp_path / "run"
+    assert main(["run", "--data-root", "synthetic", "--run-dir", str(run), "--only", "02"]) == 1
+    err = _one_error_line(capsys)
+    assert err.startswith("error: chapter 02_pretraining stopped: StaleRunError: run folder x holds a run trained "
+                          "with other data (the executed notebook, with the traceback: ")
+    assert err.endswith("02_pretraining.ipynb)")
