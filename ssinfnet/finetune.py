@@ -722,6 +722,9 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
                                                       "skipped_head": list(report.skipped_head),
                                                       "skipped_shape": [n for n, _, _ in report.skipped_shape],
                                                       "missing": list(report.missing)}}
+    from .provenance import read_record
+
+    extra["provenance"] = read_record(run_dir)  # the commit, code and data that trained these weights
     path = export_model(run_dir / "model.pt", model, cfg.network, kwargs, cfg.image_size, extra, task=cfg.task)
     return FitResult(cfg, model, result.history, best, path, report, run_dir)
 

@@ -345,11 +345,14 @@ def save_pretrained(models, cfg: PretrainConfig, folder: str | Path, image_size:
 
     folder = Path(folder)
     kwargs = dict(cfg.model_kwargs, in_chans=cfg.in_chans, head="inpaint")
+    from .provenance import read_record
+
+    trained = {"provenance": read_record(folder)}  # the commit, code and data that trained them (or None)
     inp = export_model(folder / "inpainter.pt", models["inpainter"], cfg.network, kwargs, image_size,
-                       extra={"pretrain_config": cfg.to_dict()}, task="inpainting")
+                       extra={"pretrain_config": cfg.to_dict(), **trained}, task="inpainting")
     coach = export_model(folder / "coach.pt", models["coach"], "coach",
                          {"in_chans": cfg.in_chans, "width": cfg.coach_width, "keep": cfg.keep,
-                          "variational": cfg.variational}, image_size, task="coach")
+                          "variational": cfg.variational}, image_size, extra=trained, task="coach")
     return {"inpainter": inp, "coach": coach}
 
 

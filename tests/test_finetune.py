@@ -320,6 +320,10 @@ def test_fit_single_exports_a_model_and_selects_on_validation(phantoms, tmp_path
     loaded = load_exported(res.export_path)
     assert loaded.name == "infnet" and loaded.image_size == 64 and loaded.extra["variant"] == "ssinfnet"
     assert loaded.extra["transfer"]["copied"] == len(res.transfer.copied)
+    # the model file says which commit, code and data trained it
+    from ssinfnet.provenance import read_record
+
+    assert loaded.extra["provenance"] == read_record(run_dir) and loaded.extra["provenance"]["key"]["code"]
     odd = _crop(phantoms[4], 50, 61)
     maps = predict_samples(loaded, [odd, phantoms[5]])
     assert maps[0].shape == (50, 61) and maps[1].shape == (64, 64)
