@@ -257,7 +257,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--count-empty", action="store_true",
                         help="paper protocol only: score empty-GT images (1 if nothing predicted, else 0) "
                              "instead of leaving them out")
-    parser.add_argument("--output", type=Path, default=None, help="also write the JSON result here")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="also write the JSON result to this new file (an existing file needs --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     parser.epilog = EXIT_CODES
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
@@ -285,6 +287,8 @@ def check_arguments(args: argparse.Namespace) -> float:
         raise ValueError(f"--threshold {args.threshold}: must be in [0, 1]")
     if args.output is not None and Path(args.output).is_dir():
         raise ValueError(f"--output {args.output}: is a folder; give a file name")
+    if args.output is not None and Path(args.output).exists() and not getattr(args, "overwrite", False):
+        raise ValueError(f"--output {args.output}: exists; give a new file name, or --overwrite to replace it")
     return threshold
 
 

@@ -247,6 +247,19 @@ def test_main_prints_json_writes_output_and_exit_codes(folders, tmp_path, capsys
     assert not inside.exists()
 
 
+def test_an_existing_output_file_is_kept_unless_overwrite(folders, tmp_path, capsys):
+    pred_dir, gt_dir, _, _ = folders
+    mine = tmp_path / "notes.json"
+    mine.write_text("a user's file")
+    args = ["--pred", str(pred_dir), "--gt", str(gt_dir), "--output", str(mine)]
+    assert main(_parse(args)) == 2
+    assert capsys.readouterr().err == (f"error: --output {mine}: exists; give a new file name, or --overwrite to "
+                                       f"replace it\n")
+    assert mine.read_text() == "a user's file"
+    assert main(_parse(args + ["--overwrite"])) == 0
+    assert json.loads(mine.read_text())["protocol"] == "infnet"
+
+
 def test_nothing_scored_exits_1(tmp_path, capsys):
     """All-empty GT under the paper protocol (empty images left out): every metric undefined -> exit 1."""
     for k in ("1", "2"):
