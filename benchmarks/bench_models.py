@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ssinfnet.cost import cost_table, device_description
-from ssinfnet.train import default_amp, default_channels_last
+from ssinfnet.training.cost import cost_table, device_description
+from ssinfnet.training.device import default_amp, default_channels_last
 
 MODELS = {
     "infnet_res2net50": ("infnet", {}),

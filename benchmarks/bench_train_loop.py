@@ -45,14 +45,18 @@ from pathlib import Path
 
 import torch
 
-from ssinfnet.cost import count_flops, count_parameters, device_description, time_inference, time_training_step
+from ssinfnet.training.cost import count_flops, count_parameters, device_description, time_inference, time_training_step
 from ssinfnet.data.dataset import SliceDataset
 from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.transforms import train_transform
-from ssinfnet.losses import infnet_loss
+from ssinfnet.training.losses import infnet_loss
 from ssinfnet.models.registry import build_model
-from ssinfnet.profiles import get_profile
-from ssinfnet.train import Phase, adam, default_amp, default_channels_last, make_loader, train
+from ssinfnet.book.profiles import get_profile
+from ssinfnet.training.phases import Phase
+from ssinfnet.training.optimisers import adam
+from ssinfnet.training.device import default_amp, default_channels_last
+from ssinfnet.training.loader import make_loader
+from ssinfnet.training.loop import train
 
 #: The authors' single InfNet on the 2-core CPUs (Res2Net-50, 352 px, batch 4, fp32), ms per image.
 ANCHOR = {"size": 352, "batch": 4, "train_ms_per_image": 1056.0, "infer_ms_per_image": 257.0}

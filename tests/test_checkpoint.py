@@ -8,14 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from ssinfnet.checkpoint import (
-    capture_rng_state,
-    load_checkpoint,
-    load_models,
-    new_file_mode,
-    restore_rng_state,
-    save_checkpoint,
-)
+from ssinfnet.training.checkpoint import (capture_rng_state, load_checkpoint, load_models, new_file_mode,
+                                          restore_rng_state, save_checkpoint)
 
 
 def _state(value: float) -> dict:

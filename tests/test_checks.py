@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from ssinfnet import checks
+from ssinfnet.book import checks
 
 
 def test_close_numbers_pass_and_far_ones_fail_with_every_offender_named():

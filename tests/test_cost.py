@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssinfnet import cost
+from ssinfnet.training import cost
 
 # (cin, cout, kernel, padding, stride, H, W): expected FLOPs = 2 * Cout * Hout * Wout * Cin * k * k
 CONV_CASES = [

@@ -12,10 +12,10 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ssinfnet import metrics as M
+from ssinfnet.evaluation import infnet_metrics as IM, paper_metrics as M
 from ssinfnet.data.io import DataError
-from ssinfnet.evaluate import add_arguments, evaluate_folders, main, read_gt, read_prediction
-from ssinfnet.imresize import imresize
+from ssinfnet.evaluation.folders import add_arguments, evaluate_folders, main, read_gt, read_prediction
+from ssinfnet.evaluation.imresize import imresize
 
 
 def _png(path: Path, arr: np.ndarray, mode: str | None = None) -> None:
@@ -63,8 +63,8 @@ def test_infnet_folders_equal_direct_metric_calls(folders):
     for k in ("1", "2", "10"):  # natural order
         g = gts[k] > 128
         p = preds[k] if preds[k].shape == g.shape else imresize(preds[k], g.shape)
-        per.append(M.infnet_image_scores(M.minmax_normalise(p / 255.0), g))
-    want = M.infnet_summary(per)
+        per.append(IM.infnet_image_scores(IM.minmax_normalise(p / 255.0), g))
+    want = IM.infnet_summary(per)
     for key in ("meanDic", "maxDic", "meanSen", "meanSpe", "Sm", "meanEm", "maxEm", "MAE", "adpDice"):
         assert res["metrics"][key] == pytest.approx(want[key], abs=1e-15), key
     assert [r["image"] for r in res["per_image"]] == ["1", "2", "10"]

@@ -14,15 +14,18 @@ import torch
 from torch.nn import functional as F
 
 from ssinfnet.data.phantoms import synthetic_subset
-from ssinfnet import finetune, provenance
+import ssinfnet.segmentation.fit as finetune
+from ssinfnet.training import provenance
 from ssinfnet.data.sample import Sample
-from ssinfnet.finetune import (VARIANTS, SegConfig, build_segmenter, cross_validate, fit, list_variants,
-                               load_init_state, oracle_priors, predict_samples, segmentation_loss,
-                               validation_scores, variant_config)
-from ssinfnet.losses import SEG_KEYS, infnet_loss, multi_infnet_loss, multiclass_structure_loss
-from ssinfnet.predict import load_exported
-from ssinfnet.pretrain import PretrainConfig, build_models
-from ssinfnet.profiles import get_profile
+from ssinfnet.segmentation.variants import VARIANTS, SegConfig, list_variants, variant_config
+from ssinfnet.segmentation.fit import (build_segmenter, fit, load_init_state, oracle_priors, segmentation_loss,
+                                       validation_scores)
+from ssinfnet.segmentation.crossval import cross_validate
+from ssinfnet.segmentation.predict import predict_samples
+from ssinfnet.training.losses import SEG_KEYS, infnet_loss, multi_infnet_loss, multiclass_structure_loss
+from ssinfnet.training.export import load_exported
+from ssinfnet.pretraining.inpainting import PretrainConfig, build_models
+from ssinfnet.book.profiles import get_profile
 
 TINY_INFNET = {"backbone": "resnet18", "backbone_kwargs": {"channels": (8, 16, 32, 64), "stem_width": 8},
                "channels": 8, "edge_channels": 8, "ra_widths": (16, 8, 8)}
@@ -321,7 +324,7 @@ def test_fit_single_exports_a_model_and_selects_on_validation(phantoms, tmp_path
     assert loaded.name == "infnet" and loaded.image_size == 64 and loaded.extra["variant"] == "ssinfnet"
     assert loaded.extra["transfer"]["copied"] == len(res.transfer.copied)
     # the model file says which commit, code and data trained it
-    from ssinfnet.provenance import read_record
+    from ssinfnet.training.provenance import read_record
 
     assert loaded.extra["provenance"] == read_record(run_dir) and loaded.extra["provenance"]["key"]["code"]
     odd = _crop(phantoms[4], 50, 61)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ssinfnet.imresize import contributions, cubic, imresize
+from ssinfnet.evaluation.imresize import contributions, cubic, imresize
 
 
 def test_cubic_kernel_values():

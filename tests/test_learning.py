@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from ssinfnet.data.phantoms import synthetic_subset
-from ssinfnet.finetune import fit, predict_samples, variant_config
+from ssinfnet.segmentation.fit import fit
+from ssinfnet.segmentation.predict import predict_samples
+from ssinfnet.segmentation.variants import variant_config
 
 TINY_INFNET = {"backbone": "resnet18", "backbone_kwargs": {"channels": (8, 16, 32, 64), "stem_width": 8},
                "channels": 8, "edge_channels": 8, "ra_widths": (16, 8, 8)}

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from ssinfnet.losses import (boundary_weights, coach_loss, edge_loss, focal_loss,
-                             focal_loss_multiclass, infnet_loss, inpainting_loss, masked_errors,
-                             multi_infnet_loss, multiclass_structure_loss, structure_loss)
+from ssinfnet.training.losses import (boundary_weights, coach_loss, edge_loss, focal_loss, focal_loss_multiclass,
+                                      infnet_loss, inpainting_loss, masked_errors, multi_infnet_loss,
+                                      multiclass_structure_loss, structure_loss)
 
 PRED = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])  # squared errors vs 0: 0, 1, 4, 9
 ZERO = torch.zeros(1, 1, 2, 2)

@@ -6,7 +6,7 @@ import numpy as np
 from realdata import real_data_root
 import pytest
 
-from ssinfnet.lungs import LungMask, LungParams, segment_lungs
+from ssinfnet.severity.lungs import LungMask, LungParams, segment_lungs
 
 
 def _ellipse(shape, cy, cx, ry, rx):

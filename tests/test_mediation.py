@@ -7,7 +7,7 @@ import statsmodels.api as sm
 from matplotlib.figure import Figure
 from statsmodels.stats.multitest import multipletests
 
-from ssinfnet import mediation as M
+from ssinfnet.stats import mediation as M, regression as REG
 from ssinfnet.plots import stats as P
 
 
@@ -77,16 +77,16 @@ def test_missing_values_dropped_per_test_and_counted():
 def test_bh_against_statsmodels():
     rng = np.random.default_rng(3)
     p = np.concatenate([rng.uniform(size=30), rng.uniform(0, 0.01, 5)])
-    np.testing.assert_allclose(M.adjust_pvalues(p, "bh"), multipletests(p, method="fdr_bh")[1])
-    np.testing.assert_allclose(M.adjust_pvalues(p, "bonferroni"), multipletests(p, method="bonferroni")[1])
+    np.testing.assert_allclose(REG.adjust_pvalues(p, "bh"), multipletests(p, method="fdr_bh")[1])
+    np.testing.assert_allclose(REG.adjust_pvalues(p, "bonferroni"), multipletests(p, method="bonferroni")[1])
     with_nan = np.insert(p, 3, np.nan)
-    adj = M.adjust_pvalues(with_nan, "bh")
+    adj = REG.adjust_pvalues(with_nan, "bh")
     assert np.isnan(adj[3])
     np.testing.assert_allclose(np.delete(adj, 3), multipletests(p, method="fdr_bh")[1])
     with pytest.raises(ValueError, match="adjust"):
-        M.adjust_pvalues(p, "holm")
+        REG.adjust_pvalues(p, "holm")
     with pytest.raises(ValueError, match="\\[0, 1\\]"):
-        M.adjust_pvalues([0.5, 1.5])
+        REG.adjust_pvalues([0.5, 1.5])
 
 
 def test_adjusted_columns_are_bh_of_each_column():
@@ -113,13 +113,13 @@ def test_bootstrap_weights_equal_resampled_rows():
     yb = (rng.random(n) < 1 / (1 + np.exp(-(X @ [0.0, 1.0, -1.0])))).astype(float)
     idx = rng.integers(0, n, size=(4, n))
     w = np.stack([np.bincount(i, minlength=n) for i in idx]).astype(float)
-    got = M.batched_ols(X, y, w)
-    got_logit = M.batched_logit(X, yb, w)
+    got = REG.batched_ols(X, y, w)
+    got_logit = REG.batched_logit(X, yb, w)
     for k in range(4):
         np.testing.assert_allclose(got[k], np.linalg.lstsq(X[idx[k]], y[idx[k]], rcond=None)[0], rtol=1e-8)
         ref = sm.Logit(yb[idx[k]], X[idx[k]]).fit(disp=0).params
         np.testing.assert_allclose(got_logit[k], ref, rtol=1e-6, atol=1e-8)
-    wts = M.bootstrap_weights(n, 7, np.random.default_rng(1))
+    wts = REG.bootstrap_weights(n, 7, np.random.default_rng(1))
     assert wts.shape == (7, n) and np.all(wts.sum(1) == n)
 
 
@@ -135,9 +135,9 @@ def test_bootstrap_interval_pvalue_and_seed():
     assert a.loc["m1", "ci_low"] > 0 and a.loc["m1", "p_indirect"] == pytest.approx(2 / 301)
     assert a.loc["m1", "n_boot_ok"] == 300
     assert a.loc["m2", "ci_low"] < 0 < a.loc["m2", "ci_high"] and a.loc["m2", "p_indirect"] > 0.05
-    assert M.bootstrap_pvalue(np.array([1.0, 2.0, 3.0])) == pytest.approx(2 / 4)
-    assert M.bootstrap_pvalue(np.array([-1.0, 1.0] * 50)) == 1.0
-    assert np.isnan(M.bootstrap_pvalue(np.array([np.nan])))
+    assert REG.bootstrap_pvalue(np.array([1.0, 2.0, 3.0])) == pytest.approx(2 / 4)
+    assert REG.bootstrap_pvalue(np.array([-1.0, 1.0] * 50)) == 1.0
+    assert np.isnan(REG.bootstrap_pvalue(np.array([np.nan])))
 
 
 def test_bootstrap_rule():

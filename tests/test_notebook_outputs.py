@@ -1,6 +1,6 @@
 import nbformat
 
-from ssinfnet.notebook_outputs import terminal_text, tidy_notebook
+from ssinfnet.book.tidy import terminal_text, tidy_notebook
 
 
 def test_terminal_text_keeps_final_bar_states_and_plain_lines():
@@ -29,7 +29,7 @@ def test_shrink_images_repacks_large_pngs_only():
     import numpy as np
     from PIL import Image
 
-    from ssinfnet.notebook_outputs import shrink_images
+    from ssinfnet.book.tidy import shrink_images
 
     rng = np.random.default_rng(0)
     img = (rng.integers(0, 4, (300, 300, 1)) * 60 + np.zeros((1, 1, 3))).astype(np.uint8)  # 4 colours, noisy

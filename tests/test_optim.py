@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from ssinfnet.optim import Lookahead, make_lookahead_sgd
+from ssinfnet.training.optimisers import Lookahead, make_lookahead_sgd
 
 
 def _linear_problem(value=1.0, lr=0.1, k=5, alpha=0.5):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from ssinfnet import phenotypes as PH
+from ssinfnet.stats import phenotypes as PH
 from ssinfnet.data.sample import Sample
 from ssinfnet.plots import stats as P
 

@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssinfnet import pipeline
+from ssinfnet.book import context, runner
+from ssinfnet.training import device
 from ssinfnet.data.io import DataError
 from ssinfnet.data.sources import SOURCES, DataRoot
-from ssinfnet.pipeline import RunContext, data_fingerprint, list_notebooks, select_notebooks
-from ssinfnet.profiles import get_profile
+from ssinfnet.book.context import RunContext, data_fingerprint
+from ssinfnet.book.runner import list_notebooks, select_notebooks
+from ssinfnet.book.profiles import get_profile
 
 
 @pytest.fixture
@@ -100,7 +102,7 @@ def test_record_is_atomic(ctx, monkeypatch):
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline.os, "replace", crash)
+    monkeypatch.setattr(context.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         ctx.record("second", n=2)
     assert ctx.manifest_path.read_text() == before  # the previous manifest is intact and loadable
@@ -108,7 +110,7 @@ def test_record_is_atomic(ctx, monkeypatch):
 
 
 def test_git_commit_outside_a_repo(tmp_path):
-    assert pipeline.git_commit(tmp_path) == "unknown"
+    assert context.git_commit(tmp_path) == "unknown"
 
 
 def test_git_commit_is_dirty_for_code_changes_not_for_run_outputs(tmp_path):
@@ -123,12 +125,12 @@ def test_git_commit_is_dirty_for_code_changes_not_for_run_outputs(tmp_path):
     (tmp_path / "code.py").write_text("a")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
-    sha = pipeline.git_commit(tmp_path)
+    sha = context.git_commit(tmp_path)
     assert len(sha) == 40
     (tmp_path / "runs" / "out.txt").write_text("b")  # a run rewriting its outputs
-    assert pipeline.git_commit(tmp_path) == sha
+    assert context.git_commit(tmp_path) == sha
     (tmp_path / "code.py").write_text("b")
-    assert pipeline.git_commit(tmp_path) == sha + "-dirty"
+    assert context.git_commit(tmp_path) == sha + "-dirty"
 
 
 def test_data_fingerprint_stable_and_sensitive(tmp_path):
@@ -179,8 +181,8 @@ def test_list_notebooks(tmp_path):
 
 
 def test_device_name():
-    assert pipeline.device_name("cpu") == "cpu" and pipeline.device_name("cuda:1") == "cuda:1"
-    assert pipeline.device_name("auto") in ("cpu", "cuda")
+    assert device.device_name("cpu") == "cpu" and device.device_name("cuda:1") == "cuda:1"
+    assert device.device_name("auto") in ("cpu", "cuda")
 
 
 # ----------------------------------------------------------------------------- run_book checks first
@@ -214,7 +216,7 @@ def fake_papermill(monkeypatch):
 def test_run_book_bad_selection_creates_nothing(tmp_path, fake_papermill, kwargs, message):
     run = tmp_path / "run"
     with pytest.raises(ValueError) as exc:
-        pipeline.run_book(**{"profile": "smoke", "data_root": "synthetic", "run_dir": str(run), **kwargs})
+        runner.run_book(**{"profile": "smoke", "data_root": "synthetic", "run_dir": str(run), **kwargs})
     assert message in str(exc.value)
     assert not run.exists() and fake_papermill.calls == []
 
@@ -224,7 +226,7 @@ def test_run_book_incomplete_root_fails_before_any_chapter(tmp_path, fake_paperm
     (root / SOURCES["covid-semiseg"].marker).mkdir(parents=True)  # what `data locate` used to call found
     run = tmp_path / "run"
     with pytest.raises(DataError) as exc:
-        pipeline.run_book("cpu", str(root), run_dir=str(run), progress=False)
+        runner.run_book("cpu", str(root), run_dir=str(run), progress=False)
     msg = str(exc.value)
     assert msg.startswith(f"data root {root.resolve()}: covid-semiseg is incomplete, missing ")
     assert "COVID-SemiSeg/Dataset/TrainingSet/LungInfection-Train/Doctor-label/Imgs (not found)" in msg
@@ -235,7 +237,7 @@ def test_run_book_incomplete_root_fails_before_any_chapter(tmp_path, fake_paperm
 def test_run_book_runs_with_an_incomplete_optional_source_and_warns(tmp_path, fake_papermill, capsys):
     root = _complete_root(tmp_path / "data")
     (root / "iCTCF-HUST19-clinical").mkdir()  # folder without raw_cf_data.csv: synthetic cohort, as before
-    run = pipeline.run_book("smoke", str(root), only="1", run_dir=str(tmp_path / "run"), progress=False)
+    run = runner.run_book("smoke", str(root), only="1", run_dir=str(tmp_path / "run"), progress=False)
     assert run == (tmp_path / "run").resolve()
     assert [c[0] for c in fake_papermill.calls] == ["01_data.ipynb"]
     assert fake_papermill.calls[0][1]["data_root"] == str(root.resolve())
@@ -246,7 +248,7 @@ def test_run_book_runs_with_an_incomplete_optional_source_and_warns(tmp_path, fa
 
 
 def test_each_stage_records_its_own_provenance_and_the_runs_it_reused(ctx, monkeypatch):
-    from ssinfnet import provenance
+    from ssinfnet.training import provenance
 
     commits = iter(["A" * 40, "B" * 40, "B" * 40])
     monkeypatch.setattr(provenance, "git_state", lambda repo=None: {"git_commit": next(commits), "dirty": False})
@@ -280,7 +282,7 @@ def test_each_stage_records_its_own_provenance_and_the_runs_it_reused(ctx, monke
 
 
 def test_stale_reuse_is_written_into_the_stage_entry(ctx):
-    from ssinfnet import provenance
+    from ssinfnet.training import provenance
 
     record = {"key": {"data": "d1"}, "trained_at": {"git_commit": "A" * 40, "dirty": True, "time": "t"}}
     note = {"differs": ["data d1 -> d2"], "time": "t2", "git_commit": "B", "dirty": False}

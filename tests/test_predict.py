@@ -12,14 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ssinfnet import metrics
+from ssinfnet.evaluation import infnet_metrics, paper_metrics
 from ssinfnet.cli import main as cli_main
 from ssinfnet.data.io import DataError, read_image
 from ssinfnet.data.phantoms import LUNG_WINDOW, window_hu
-from ssinfnet.evaluate import evaluate_folders
+from ssinfnet.evaluation.folders import evaluate_folders
 from ssinfnet.models.registry import build_model
-from ssinfnet.predict import (EXPORT_FORMAT, LoadedModel, OUTPUT_MARKER, class_colour_map, export_model, load_exported,
-                              predict_folder, predict_probabilities, read_slices)
+from ssinfnet.training.export import EXPORT_FORMAT, LoadedModel, export_model, load_exported
+from ssinfnet.segmentation.folders import OUTPUT_MARKER, class_colour_map, predict_folder, read_slices
+from ssinfnet.segmentation.predict import predict_probabilities
 
 SIZE = 32  # network input side (px)
 TINY = {"base_width": 4, "depth": 2}
@@ -301,13 +302,13 @@ def test_written_maps_score_like_metrics_on_the_same_arrays(predicted, tmp_path)
 
     res = evaluate_folders(out, gt_dir, protocol="infnet")
     assert res["counts"]["scored"] == len(names) and res["counts"]["resized"] == 0
-    per = [metrics.infnet_image_scores(metrics.minmax_normalise(m), g) for m, g in zip(maps, gts)]
-    ref = metrics.infnet_summary(per)
+    per = [infnet_metrics.infnet_image_scores(infnet_metrics.minmax_normalise(m), g) for m, g in zip(maps, gts)]
+    ref = infnet_metrics.infnet_summary(per)
     for key in ("meanDic", "maxDic", "Sm", "meanEm", "MAE"):
         assert res["metrics"][key] == pytest.approx(ref[key], abs=1e-12), key
 
     res = evaluate_folders(out, gt_dir, protocol="paper", threshold=0.5)
-    table = metrics.paper_scores(maps, gts, image_ids=names, threshold=0.5)
+    table = paper_metrics.paper_scores(maps, gts, image_ids=names, threshold=0.5)
     got = {r["image"]: r for r in res["per_image"]}
     for r in table.itertuples():
         assert got[r.image]["dice"] == pytest.approx(r.dice, abs=1e-12)
@@ -466,7 +467,7 @@ def test_export_refuses_unknown_task_and_channels_that_do_not_fit(models, tmp_pa
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """The pretraining exports of a single and a multi (image + prior) pretraining, as the book writes them."""
-    from ssinfnet.pretrain import PretrainConfig, build_models, save_pretrained
+    from ssinfnet.pretraining.inpainting import PretrainConfig, build_models, save_pretrained
 
     root = tmp_path_factory.mktemp("runs") / "x" / "pretrain"
     torch.manual_seed(0)
@@ -522,7 +523,7 @@ def test_cli_refuses_pretraining_exports_and_writes_nothing(pretrained, models, 
 
 def _v1_export(path: Path, model, name: str, extra: dict) -> Path:
     """A file as ``export_model`` wrote it before the format recorded the task."""
-    from ssinfnet.checkpoint import save_checkpoint
+    from ssinfnet.training.checkpoint import save_checkpoint
 
     return save_checkpoint(path, {"format": "ssinfnet-model-v1", "name": name, "kwargs": dict(TINY),
                                   "image_size": SIZE, "state_dict": model.state_dict(), "extra": extra})
@@ -542,7 +543,7 @@ def test_v1_exports_take_the_task_from_extra_or_are_refused(models, tmp_path):
 
 
 def test_training_checkpoint_as_model_is_refused_with_a_hint(models, tmp_path):
-    from ssinfnet.checkpoint import save_checkpoint
+    from ssinfnet.training.checkpoint import save_checkpoint
 
     last = save_checkpoint(tmp_path / "last.pt", {"models": {"net": models["single"].state_dict()}, "epoch": 1})
     with pytest.raises(DataError, match="last.pt: not an ssinfnet exported model .*training checkpoint"):
@@ -551,7 +552,8 @@ def test_training_checkpoint_as_model_is_refused_with_a_hint(models, tmp_path):
 
 def test_fit_exports_its_task(tmp_path):
     from ssinfnet.data.phantoms import synthetic_subset
-    from ssinfnet.finetune import fit, variant_config
+    from ssinfnet.segmentation.fit import fit
+    from ssinfnet.segmentation.variants import variant_config
 
     samples = synthetic_subset("train", 4, size=32, seed=0)
     small = dict(model_kwargs=TINY, epochs=1, batch_size=2, image_size=32, max_steps_per_epoch=1)
@@ -565,7 +567,7 @@ def test_fit_exports_its_task(tmp_path):
 
 
 def test_stages_predict_with_refuses_a_pretraining_export(pretrained, models):
-    from ssinfnet import stages
+    from ssinfnet.book import stages
     from ssinfnet.data.phantoms import synthetic_subset
 
     samples = synthetic_subset("train", 1, size=32, seed=0)
@@ -725,7 +727,7 @@ def test_no_supported_file_is_refused_before_anything_is_made(models, tmp_path, 
 # ----------------------------------------------------------------------------- device and arguments (defects 4, 6)
 
 def test_resolve_device(monkeypatch):
-    from ssinfnet.predict import resolve_device
+    from ssinfnet.training.device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"

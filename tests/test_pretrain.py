@@ -3,13 +3,14 @@ import warnings
 import pytest
 import torch
 
-from ssinfnet import pretrain, provenance
+from ssinfnet.pretraining import inpainting as pretrain
+from ssinfnet.training import provenance
 from ssinfnet.data.dataset import SliceDataset
 from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.sources import DataRoot
 from ssinfnet.data.transforms import eval_transform
-from ssinfnet.profiles import get_profile
-from ssinfnet.train import make_loader
+from ssinfnet.book.profiles import get_profile
+from ssinfnet.training.loader import make_loader
 
 TINY = {"backbone": "resnet18", "backbone_kwargs": {"channels": (8, 16, 32, 64)}, "channels": 8,
         "edge_channels": 8, "ra_widths": (16, 8, 8)}

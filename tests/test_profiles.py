@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from ssinfnet.profiles import PROFILES, Profile, get_profile
+from ssinfnet.book.profiles import PROFILES, Profile, get_profile
 
 
 def test_three_profiles_and_paper_settings():
@@ -59,7 +59,7 @@ def test_infnet_kwargs_include_backbone():
 
 
 def test_profile_table_lists_every_profile_and_summary_field():
-    from ssinfnet.profiles import SUMMARY_FIELDS, profile_table
+    from ssinfnet.book.profiles import SUMMARY_FIELDS, profile_table
 
     t = profile_table()
     assert list(t.columns) == ["smoke", "cpu", "paper"] and len(t) == len(SUMMARY_FIELDS)

@@ -9,15 +9,15 @@ import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from ssinfnet import provenance
+from ssinfnet.training import provenance
 from ssinfnet.data.dataset import SliceDataset
 from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.sample import Sample
 from ssinfnet.data.transforms import eval_transform, train_transform
-from ssinfnet.provenance import (CODE_FILES, StaleRunError, StaleRunWarning, check_key, code_files, code_fingerprint,
-                                 config_fingerprint, dataset_fingerprint, loader_fingerprint, note_run, note_stale,
-                                 samples_fingerprint, take_runs)
-from ssinfnet.train import make_loader
+from ssinfnet.training.provenance import (CODE_FILES, StaleRunError, StaleRunWarning, check_key, code_files,
+                                          code_fingerprint, config_fingerprint, dataset_fingerprint,
+                                          loader_fingerprint, note_run, note_stale, samples_fingerprint, take_runs)
+from ssinfnet.training.loader import make_loader
 
 
 # ------------------------------------------------------------------------------------------ code
@@ -48,18 +48,20 @@ def test_code_fingerprint_is_the_documented_hash_of_the_listed_files(tmp_path):
     before = code_fingerprint(pkg)
     (pkg / "plots.py").write_text("# changed, not training code\n")
     assert code_fingerprint(pkg) == before
-    (pkg / "losses.py").write_text("# changed\n")
+    (pkg / "training" / "losses.py").write_text("# changed\n")
     assert code_fingerprint(pkg) != before
-    (pkg / "optim.py").unlink()
-    with pytest.raises(FileNotFoundError, match=r"no file matches 'optim.py' of provenance.CODE_FILES"):
+    (pkg / "training" / "optimisers.py").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no file matches 'training/optimisers.py' of provenance.CODE_FILES"):
         code_fingerprint(pkg)
 
 
 def test_every_listed_training_module_exists_in_the_package():
     rel = {p.relative_to(provenance.PACKAGE_DIR).as_posix() for p in code_files()}
-    assert {"train.py", "finetune.py", "pretrain.py", "losses.py", "optim.py", "models/infnet.py",
+    assert {"training/loop.py", "training/phases.py", "training/optimisers.py", "training/losses.py",
+            "pretraining/inpainting.py", "segmentation/variants.py", "segmentation/fit.py", "models/infnet.py",
             "data/dataset.py", "data/transforms.py", "data/semiseg.py", "data/phantoms.py"} <= rel
-    assert not rel & {"evaluate.py", "report.py", "pipeline.py", "provenance.py", "data/sources.py"}
+    assert not rel & {"evaluation/folders.py", "book/results_page.py", "book/context.py", "training/provenance.py",
+                      "training/export.py", "data/sources.py"}
     assert len(code_fingerprint()) == 16
 
 

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 
-from ssinfnet import radiomics as R
+from ssinfnet.stats import radiomics as R
 
 
 def _square(value_left=100.0, value_right=None, size=32, lo=8, hi=24):

@@ -1,4 +1,4 @@
-from ssinfnet.report import results_markdown
+from ssinfnet.book.results_page import results_markdown
 
 
 def test_results_page_carries_provenance_and_numbers():

@@ -6,8 +6,8 @@ import pytest
 import statsmodels.api as sm
 from matplotlib.figure import Figure
 
-from ssinfnet import sem
-from ssinfnet.simulation import simulate_cohort
+from ssinfnet.stats import sem
+from ssinfnet.stats.simulation import simulate_cohort
 
 # lavaan tutorial (https://lavaan.ugent.be/tutorial/sem.html), Bollen's Political Democracy model with
 # six residual covariances: published estimates, to three decimals, and the chi-square test.
@@ -169,7 +169,8 @@ def test_mediator_groups():
 
 
 def test_phenotype_cohort_end_to_end_groups():
-    from ssinfnet import mediation, simulation
+    from ssinfnet.stats import mediation
+    from ssinfnet.stats import simulation
 
     df = simulation.phenotype_cohort(None, n=1521, n_null=4, seed=0)
     meds = [c for c in df.columns if c.startswith(("m_", "null_"))]

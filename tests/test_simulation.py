@@ -10,8 +10,8 @@ import statsmodels.api as sm
 from matplotlib.figure import Figure
 from scipy import stats
 
-from ssinfnet import simulation as S
-from ssinfnet.mediation import univariate_mediation
+from ssinfnet.stats import simulation as S
+from ssinfnet.stats.mediation import univariate_mediation
 from ssinfnet.plots import stats as P
 
 

@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ssinfnet import evaluation, metrics, stages
+from ssinfnet.evaluation import tables as evaluation
+from ssinfnet.evaluation import infnet_metrics
+from ssinfnet.book import stages
 from ssinfnet.data.sample import Sample
 
 
@@ -44,8 +46,8 @@ def test_infnet_protocol_equals_metric_functions_on_quantised_maps():
     gts = [rng.uniform(size=(8, 9)) > 0.6 for _ in range(3)]
     maps = [np.clip(g * 0.7 + rng.uniform(0, 0.4, g.shape), 0, 1) for g in gts]
     got = evaluation.infnet_protocol(maps, gts)
-    per = [metrics.infnet_image_scores(metrics.minmax_normalise(np.round(m * 255) / 255), g) for m, g in zip(maps, gts)]
-    want = metrics.infnet_summary(per)
+    per = [infnet_metrics.infnet_image_scores(infnet_metrics.minmax_normalise(np.round(m * 255) / 255), g) for m, g in zip(maps, gts)]
+    want = infnet_metrics.infnet_summary(per)
     for key in ("meanDic", "Sm", "meanEm", "MAE"):
         assert got[key] == pytest.approx(want[key])
     with pytest.raises(ValueError):

@@ -10,20 +10,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from ssinfnet import provenance
-from ssinfnet import train as train_module
-from ssinfnet.checkpoint import load_checkpoint, load_models
-from ssinfnet.train import (
-    MilestoneFactor,
-    NonFiniteLossError,
-    Phase,
-    alternate,
-    default_amp,
-    default_channels_last,
-    make_loader,
-    sgd,
-    train,
-)
+from ssinfnet.training import provenance
+from ssinfnet.training import loop as train_module
+from ssinfnet.training.checkpoint import load_checkpoint, load_models
+from ssinfnet.training.optimisers import MilestoneFactor, sgd
+from ssinfnet.training.loop import NonFiniteLossError, train
+from ssinfnet.training.phases import Phase, alternate
+from ssinfnet.training.device import default_amp, default_channels_last
+from ssinfnet.training.loader import make_loader
 
 matplotlib.use("Agg")
 

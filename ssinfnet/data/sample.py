@@ -1,14 +1,8 @@
 """The one sample structure that every reader returns."""
-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 import numpy as np
-
-#: Class codes of the multi-class masks (MedSeg / COVID-SemiSeg convention).
-BACKGROUND, GGO, CONSOLIDATION = 0, 1, 2
-CLASS_NAMES = ("background", "GGO", "consolidation")
 
 
 @dataclass

@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .sample import CONSOLIDATION, GGO, Sample
+from .classes import CONSOLIDATION, GGO
+from .sample import Sample
 from .sources import SOURCES
 
 

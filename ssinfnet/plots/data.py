@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..data.sample import Sample
-from .colours import CLASS_COLOURS, overlay
+from ..data.classes import CLASS_COLOURS
+from .colours import overlay
 
 GGO_RGB, CONSOLIDATION_RGB = CLASS_COLOURS[1], CLASS_COLOURS[2]
 

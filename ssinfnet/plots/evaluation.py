@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .colours import CLASS_COLOURS  # noqa: F401  (re-exported)
+from ..data.classes import CLASS_COLOURS
 from .colours import overlay as _overlay
 
-from ssinfnet.metrics import roc_auc, roc_curve
+from ..evaluation.paper_metrics import roc_auc, roc_curve
 
 # Overlay colours (RGB in [0, 1]): the palette of the COVID-SemiSeg multi-class GT.
 

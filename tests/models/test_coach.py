@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ssinfnet.losses import coach_loss
+from ssinfnet.training.losses import coach_loss
 from ssinfnet.models.coach import Coach, mask_from_scores, random_masks, set_trainable
 from ssinfnet.models.registry import build_model
 

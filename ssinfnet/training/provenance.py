@@ -57,7 +57,7 @@ __all__ = ["CODE_FILES", "ENV_ALLOW_STALE", "RECORD_NAME", "StaleRunError", "Sta
            "write_record", "read_record", "note_run", "note_stale", "take_runs", "short", "quantise_prior",
            "stale_message"]
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # ssinfnet/ (this file is ssinfnet/training/provenance.py)
 REPO_ROOT = PACKAGE_DIR.parent
 ENV_ALLOW_STALE = "SSINFNET_ALLOW_STALE"
 RECORD_NAME = "provenance.json"
@@ -72,7 +72,9 @@ CODE_FILES: tuple[str, ...] = (
     "models/*.py",
     "data/dataset.py", "data/transforms.py", "data/sample.py",
     "data/io.py", "data/semiseg.py", "data/medseg.py", "data/phantoms.py",
-    "losses.py", "optim.py", "train.py", "pretrain.py", "finetune.py",
+    "training/losses.py", "training/optimisers.py", "training/loop.py", "training/phases.py",
+    "training/device.py", "training/loader.py", "training/history.py",
+    "pretraining/inpainting.py", "segmentation/variants.py", "segmentation/fit.py",
 )
 
 _HEX = 16  # hex characters kept of each sha256 (64 bits)

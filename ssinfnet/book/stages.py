@@ -20,9 +20,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .data.sample import Sample
-from .finetune import FitResult, cross_validate, fit, oracle_priors, predict_samples, variant_config
-from .predict import load_exported
+from ..data.sample import Sample
+from ..segmentation.fit import FitResult, fit, oracle_priors
+from ..segmentation.crossval import cross_validate
+from ..segmentation.predict import predict_samples
+from ..segmentation.variants import variant_config
+from ..training.export import load_exported
 
 
 def save_maps(path: str | Path, samples: Sequence[Sample], maps: Sequence[np.ndarray]) -> Path:
@@ -169,7 +172,7 @@ def train_val_split(ctx, samples: Sequence[Sample]) -> tuple[list[int], list[int
     """The training/validation split of chapter 1 (its saved manifest), or, when that chapter has not
     run in this run folder, the same deterministic split computed and saved now. Returns
     (train indices, validation indices, where it came from)."""
-    from .data import splits
+    from ..data import splits
 
     path = ctx.artifact("01_data", "split_manifest")
     if path is not None:

@@ -15,8 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .notebook_outputs import tidy_file
-from .pipeline import REPO_ROOT, list_notebooks
+from .tidy import tidy_file
+from .context import REPO_ROOT
+from .runner import list_notebooks
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](https?:)?//(?!localhost)[^"']+["']""")
 
@@ -45,7 +46,7 @@ def assemble(run_dir: str | Path, repo: Path = REPO_ROOT) -> Path:
         shutil.copy2(run_dir / p.name, dest / "notebooks" / p.name)
         tidy_file(dest / "notebooks" / p.name)
     if (run_dir / "manifest.json").is_file():
-        from .report import write_results_page
+        from .results_page import write_results_page
 
         write_results_page(run_dir, dest / "book" / "results.md")
     return dest

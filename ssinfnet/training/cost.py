@@ -33,8 +33,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models.registry import build_model
-from .train import default_amp, default_channels_last
+from ..models.registry import build_model
+from .device import default_amp, default_channels_last
 
 __all__ = ["count_parameters", "count_flops", "time_training_step", "time_inference", "cost_table",
            "device_description", "peak_memory_mib", "reset_peak_memory", "mean_output_loss"]

@@ -68,30 +68,29 @@ shuffling comes from the loader's own generator (see :func:`make_loader`). Check
 RNG state, so resuming from ``last.pt`` continues exactly as an uninterrupted run would (bitwise on
 CPU with ``num_workers=0``).
 """
-
 from __future__ import annotations
 
 import contextlib
 import math
 import os
 import random
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
-
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
-
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .provenance import check_key, code_fingerprint, loader_fingerprint, note_run, note_stale, stamp, write_record
+from .device import resolve_flag, to_device
+from .history import History
+from .phases import Phase, check_phases, enter_phase, make_scheduler
+
 
 __all__ = [
     "Phase",
@@ -107,12 +106,7 @@ __all__ = [
     "seed_worker",
 ]
 
-LossFn = Callable[[Mapping[str, nn.Module], Any, "StepContext"], "tuple[torch.Tensor, Mapping[str, Any]]"]
-ValFn = Callable[[Mapping[str, nn.Module], Any, "StepContext"], Mapping[str, float]]
-OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _CHECKPOINT_FORMAT = 1
 
 
@@ -130,148 +124,6 @@ class NonFiniteLossError(RuntimeError):
             f"non-finite loss ({value}) in phase {phase!r}, epoch {epoch}, step {step} "
             f"(global step {global_step}), batch index {batch_index}"
         )
-
-
-def adam(lr: float = 1e-4, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> OptimizerFactory:
-    """Return a factory ``params -> torch.optim.Adam`` (the default optimiser: Adam, lr 1e-4)."""
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    return lambda params: torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
-
-
-def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> OptimizerFactory:
-    """Return a factory ``params -> torch.optim.SGD`` (paper inpainter: lr 0.1, momentum 0.9, wd 5e-4)."""
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    return lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-
-
-class MilestoneFactor:
-    """Learning-rate multiplier for :class:`torch.optim.lr_scheduler.LambdaLR` from epoch milestones.
-
-    ``MilestoneFactor({10: 0.1, 20: 0.01})(epoch)`` is 1 for epochs 0-9, 0.1 for 10-19 and 0.01
-    from 20 on (0-based epochs within the phase; the factor multiplies the optimiser's initial lr).
-    A class, not a lambda, so the scheduler's ``state_dict`` holds plain numbers.
-    """
-
-    def __init__(self, factors: Mapping[int, float]):
-        items = sorted((int(e), float(f)) for e, f in factors.items())
-        for epoch, factor in items:
-            if epoch < 1:
-                raise ValueError(f"lr_factors milestones must be epochs >= 1, got {epoch}")
-            if not (factor > 0 and math.isfinite(factor)):
-                raise ValueError(f"lr_factors values must be finite and > 0, got {factor} at epoch {epoch}")
-        self.epochs = [e for e, _ in items]
-        self.factors = [f for _, f in items]
-
-    def __call__(self, epoch: int) -> float:
-        factor = 1.0
-        for milestone, value in zip(self.epochs, self.factors):
-            if epoch >= milestone:
-                factor = value
-        return factor
-
-
-@dataclass
-class Phase:
-    """One phase of training: who learns, with which loss and optimiser, for how long.
-
-    Parameters
-    ----------
-    name : str
-        Unique within a run; letters, digits, ``_ . -`` (it names ``best_<name>.pt``).
-    epochs : int
-        Number of passes over the training loader, >= 1.
-    trainable : Sequence[str]
-        Keys of ``models`` optimised in this phase (``train()`` mode).
-    loss_fn : callable
-        ``loss_fn(models, batch, ctx) -> (loss, logs)``; ``loss`` a 0-d tensor, ``logs`` a dict of
-        floats or 0-d tensors (logged per step).
-    frozen : Sequence[str], default=()
-        Keys of ``models`` used but not learnt (``eval()`` mode, ``requires_grad=False``).
-    make_optimizer : callable, default=adam(1e-4)
-        ``make_optimizer(params) -> Optimizer``; ``params`` is the list of trainable parameters.
-    lr_factors : Mapping[int, float], default={}
-        Epoch milestone -> multiplier of the initial lr (see :class:`MilestoneFactor`). Ignored when
-        ``make_scheduler`` is given.
-    make_scheduler : callable, optional
-        ``make_scheduler(optimizer) -> LRScheduler``; stepped once per epoch.
-    val_fn : callable, optional
-        ``val_fn(models, val_loader, ctx) -> dict[str, float]``, run under ``torch.no_grad()`` with
-        every model in ``eval()`` mode after each ``val_every`` epochs.
-    monitor : str, optional
-        Key of the ``val_fn`` result that selects ``best_<name>.pt``; NaN or infinite values are
-        never chosen.
-    mode : {"min", "max"}, default="min"
-        Whether a smaller or a larger ``monitor`` value is better.
-    val_every : int, default=1
-        Validate every this many epochs (and always after the last epoch).
-    checkpoint_every : int, default=1
-        Write ``last.pt`` every this many epochs (and always after the last epoch of the phase).
-    max_steps_per_epoch : int, optional
-        Stop each epoch after this many batches (smoke profiles).
-    grad_clip : float, optional
-        Clip the global L2 norm of the gradients to this value.
-    """
-
-    name: str
-    epochs: int
-    trainable: Sequence[str]
-    loss_fn: LossFn
-    frozen: Sequence[str] = ()
-    make_optimizer: OptimizerFactory = field(default_factory=adam)
-    lr_factors: Mapping[int, float] = field(default_factory=dict)
-    make_scheduler: SchedulerFactory | None = None
-    val_fn: ValFn | None = None
-    monitor: str | None = None
-    mode: Literal["min", "max"] = "min"
-    val_every: int = 1
-    checkpoint_every: int = 1
-    max_steps_per_epoch: int | None = None
-    grad_clip: float | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise ValueError(f"name must be letters, digits, '_', '.', '-'; got {self.name!r}")
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r} (phase {self.name!r})")
-        if isinstance(self.trainable, str) or isinstance(self.frozen, str):
-            raise ValueError(f"trainable and frozen must be lists of model names, not strings (phase {self.name!r})")
-        self.trainable, self.frozen = list(self.trainable), list(self.frozen)
-        if not self.trainable:
-            raise ValueError(f"trainable must name at least one model (phase {self.name!r})")
-        both = sorted(set(self.trainable) & set(self.frozen))
-        if both:
-            raise ValueError(f"trainable and frozen overlap in phase {self.name!r}: {both}")
-        if not callable(self.loss_fn):
-            raise ValueError(f"loss_fn must be callable (phase {self.name!r})")
-        if self.mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
-        if self.monitor is not None and self.val_fn is None:
-            raise ValueError(f"monitor={self.monitor!r} needs a val_fn (phase {self.name!r})")
-        for arg in ("val_every", "checkpoint_every"):
-            value = getattr(self, arg)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be an int >= 1, got {value!r}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        MilestoneFactor(self.lr_factors)  # validates
-
-
-def alternate(first: Phase, second: Phase, rounds: int) -> list[Phase]:
-    """Repeat two phases ``rounds`` times: ``[first_r1, second_r1, first_r2, ...]``.
-
-    Each copy is renamed ``<name>_r<k>`` (k from 1) so checkpoints and history rows stay distinct,
-    and builds a fresh optimiser when it starts.
-    """
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
-    out = []
-    for k in range(1, rounds + 1):
-        out += [replace(first, name=f"{first.name}_r{k}"), replace(second, name=f"{second.name}_r{k}")]
-    return out
 
 
 @dataclass
@@ -309,68 +161,6 @@ class TrainResult:
     best: dict[str, dict[str, Any]]
     global_step: int
     resumed_from: Path | None
-
-
-def seed_worker(worker_id: int) -> None:
-    """``worker_init_fn`` for DataLoader workers: seed numpy and ``random`` from torch's worker seed."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-    drop_last: bool = False,
-) -> DataLoader:
-    """Build a deterministic DataLoader: shuffling and worker seeds come from a generator seeded with ``seed``.
-
-    Parameters
-    ----------
-    dataset : Dataset
-        Map-style dataset.
-    batch_size : int
-        Samples per batch, >= 1.
-    shuffle : bool
-        Reshuffle each epoch (order drawn from the loader's own generator).
-    seed : int
-        Seed of ``loader.generator``; :func:`train` checkpoints its state for resuming.
-    num_workers : int, default=0
-        Worker processes, >= 0; each seeds numpy and ``random`` with :func:`seed_worker`.
-    pin_memory : bool, default=False
-        Page-locked host memory (useful with CUDA).
-    drop_last : bool, default=False
-        Drop the last incomplete batch.
-
-    Returns
-    -------
-    DataLoader
-        Two loaders built with the same arguments yield the same batches in the same order.
-    """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int, got {seed!r}")
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        drop_last=drop_last,
-        generator=generator,
-        worker_init_fn=seed_worker,
-        # New workers each epoch, seeded from the (checkpointed) generator, keep resume exact.
-        persistent_workers=False,
-    )
 
 
 def train(
@@ -443,18 +233,18 @@ def train(
     StaleRunError
         A ``ValueError``: the checkpoint was trained on other data, settings or code.
     """
-    phases = _check_phases(phases, models)
+    phases = check_phases(phases, models)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an int, got {seed!r}")
     if not history_name or Path(history_name).name != history_name:
         raise ValueError(f"history_name must be a plain file name, got {history_name!r}")
     device = torch.device(device)
-    use_amp = _resolve_flag(amp, "amp", device)
-    use_cl = _resolve_flag(channels_last, "channels_last", device)
+    use_amp = resolve_flag(amp, "amp", device)
+    use_cl = resolve_flag(channels_last, "channels_last", device)
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
-    history = _History(run_dir / history_name)
+    history = History(run_dir / history_name)
     if provenance is None:
         key = {"data": loader_fingerprint(train_loader), "code": code_fingerprint()}
     else:
@@ -502,9 +292,9 @@ def train(
     try:
         for pi in range(start_phase, len(phases)):
             phase = phases[pi]
-            params = _enter_phase(phase, models, original_flags)
+            params = enter_phase(phase, models, original_flags)
             optimizer = phase.make_optimizer(params)
-            scheduler = _make_scheduler(phase, optimizer)
+            scheduler = make_scheduler(phase, optimizer)
             if pi == start_phase and saved_opt is not None:
                 optimizer.load_state_dict(saved_opt["optimizer"])
                 if scheduler is not None:
@@ -527,7 +317,7 @@ def train(
                 )
                 for step, batch in enumerate(bar):
                     ctx = StepContext(phase, pi, epoch, step, global_step, step, ctx_gen, device)
-                    batch = _to_device(batch, device, use_cl)
+                    batch = to_device(batch, device, use_cl)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                         loss, logs = phase.loss_fn(models, batch, ctx)
                     values = _sync_values(loss, logs, phase.name)
@@ -609,75 +399,6 @@ def train(
     )
 
 
-# --------------------------------------------------------------------------------------------- helpers
-
-
-class _History:
-    """Rows of the run's history, written as CSV atomically (temp file + ``os.replace``)."""
-
-    _BASE = ["phase", "phase_index", "kind", "epoch", "step", "global_step", "loss", "lr", "wall_s"]
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def add(self, **row: Any) -> None:
-        self.rows.append(row)
-
-    def load(self, n_rows: int) -> None:
-        if n_rows == 0:
-            self.rows = []
-            return
-        if not self.path.is_file():
-            raise ValueError(f"cannot resume: history {self.path} is missing (checkpoint expects {n_rows} rows)")
-        frame = pd.read_csv(self.path, float_precision="round_trip")
-        if len(frame) < n_rows:
-            raise ValueError(f"cannot resume: history {self.path} has {len(frame)} rows, checkpoint expects {n_rows}")
-        # Rows after the checkpoint belong to epochs that will be run again.
-        self.rows = [
-            {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
-            for row in frame.iloc[:n_rows].to_dict("records")
-        ]
-
-    def frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self.rows)
-        if frame.empty:
-            return pd.DataFrame(columns=self._BASE)
-        extra = [c for c in frame.columns if c not in self._BASE]
-        return frame[[c for c in self._BASE if c in frame.columns] + extra]
-
-    def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self.frame().to_csv(tmp, index=False)
-        os.replace(tmp, self.path)
-
-
-def _check_phases(phases: Sequence[Phase], models: Mapping[str, nn.Module]) -> list[Phase]:
-    if not isinstance(models, Mapping) or not models:
-        raise ValueError("models must be a non-empty dict of name -> nn.Module")
-    for name, module in models.items():
-        if not isinstance(module, nn.Module):
-            raise ValueError(f"models[{name!r}] is a {type(module).__name__}, not an nn.Module")
-    phases = list(phases)
-    if not phases:
-        raise ValueError("phases must not be empty")
-    names = [p.name for p in phases]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"phase names must be unique; repeated: {dupes}")
-    for p in phases:
-        if not isinstance(p, Phase):
-            raise ValueError(f"phases must be Phase objects, got {type(p).__name__}")
-        unknown = sorted((set(p.trainable) | set(p.frozen)) - set(models))
-        if unknown:
-            raise ValueError(f"phase {p.name!r} names unknown models {unknown}; models are {sorted(models)}")
-    return phases
-
-
 def _check_resume(state: Mapping[str, Any], phases: list[Phase], seed: int, path: Path,
                   key: Mapping[str, str | None]) -> tuple[dict[str, Any], dict | None]:
     """Refuse a checkpoint of another format, seed, phase list or key; return the provenance record
@@ -701,62 +422,6 @@ def _check_resume(state: Mapping[str, Any], phases: list[Phase], seed: int, path
     return old, note
 
 
-def default_amp(device: str | torch.device) -> bool:
-    """bf16 autocast by default on CUDA only (on CPU it changes the numbers for a small gain)."""
-    return torch.device(device).type == "cuda"
-
-
-def default_channels_last(device: str | torch.device) -> bool:
-    """channels_last memory format by default on CUDA only; pass ``channels_last=True`` for CPU.
-
-    On the 2-core CPU channels_last was faster in most settings (one training step, same process:
-    at the ``cpu`` profile's 160 px, batch 8, with a synthetic loss, InfNet x1.36, multi InfNet
-    x1.14, U-Net x1.21, FCN8s x1.11, inpainter x1.11, coach x1.23; InfNet with its own loss and
-    Adam x1.04-1.09; the paper's Res2Net-50 InfNet at 352 px, batch 4, x1.32; about neutral at
-    224 px, batch 4). It is not the CPU default because it changes the order of floating-point
-    sums, and the ``cpu`` profile's coach-adversarial pretraining (SGD at lr 0.1) is chaotic
-    enough that this sent it down another path: its inpainter diverged until every output was
-    past the loss's clipping ceiling (no gradient left), where the contiguous run converged. The
-    published run must be reproducible with the default, so the CPU keeps PyTorch's layout.
-    """
-    return torch.device(device).type == "cuda"
-
-
-def _resolve_flag(value: bool | str, arg: str, device: torch.device) -> bool:
-    if value == "auto":
-        return default_amp(device) if arg == "amp" else default_channels_last(device)
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"{arg} must be True, False or 'auto', got {value!r}")
-
-
-def _enter_phase(phase: Phase, models: Mapping[str, nn.Module], original: Mapping[str, list[bool]]) -> list:
-    """Set modes and ``requires_grad`` for a phase; return the parameters to optimise."""
-    params = []
-    for name in phase.frozen:
-        models[name].eval()
-        models[name].requires_grad_(False)
-    for name in phase.trainable:
-        module = models[name]
-        module.train()
-        # Restore the caller's flags (a phase before may have frozen it; a sub-part may be fixed on purpose).
-        for p, flag in zip(module.parameters(), original[name]):
-            p.requires_grad_(flag)
-            if flag:
-                params.append(p)
-    if not params:
-        raise ValueError(f"phase {phase.name!r}: trainable models {phase.trainable} have no parameters to train")
-    return params
-
-
-def _make_scheduler(phase: Phase, optimizer: torch.optim.Optimizer):
-    if phase.make_scheduler is not None:
-        return phase.make_scheduler(optimizer)
-    if phase.lr_factors:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, MilestoneFactor(phase.lr_factors))
-    return None
-
-
 def _epoch_length(loader: Iterable, max_steps: int | None) -> int | None:
     try:
         n = len(loader)  # type: ignore[arg-type]
@@ -765,26 +430,13 @@ def _epoch_length(loader: Iterable, max_steps: int | None) -> int | None:
     return n if max_steps is None else min(n, max_steps)
 
 
-def _to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:
-    if isinstance(batch, torch.Tensor):
-        batch = batch.to(device, non_blocking=True)
-        if channels_last and batch.ndim == 4 and batch.is_floating_point():
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
-    if isinstance(batch, Mapping):
-        return {k: _to_device(v, device, channels_last) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device, channels_last) for v in batch)
-    return batch
-
-
 def _sync_values(loss: Any, logs: Mapping[str, Any], phase: str) -> dict[str, float]:
     """Bring the loss and tensor logs to the host in one transfer (the step's only sync)."""
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         raise ValueError(f"loss_fn of phase {phase!r} must return a 0-d tensor as loss, got {loss!r:.80}")
     if not isinstance(logs, Mapping):
         raise ValueError(f"loss_fn of phase {phase!r} must return (loss, dict of logs)")
-    reserved = sorted(set(logs) & set(_History._BASE))
+    reserved = sorted(set(logs) & set(History._BASE))
     if reserved:
         raise ValueError(f"loss_fn of phase {phase!r} logs reserved names {reserved}")
     tensor_keys = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]

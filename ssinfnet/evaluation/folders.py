@@ -2,7 +2,7 @@
 
 Predictions and GT are paired by file stem (``12.png`` <-> ``12.png``). Nothing is written into the
 input folders; unpaired files are counted and listed, never dropped silently. Two protocols
-(see :mod:`ssinfnet.metrics`): ``"infnet"`` (the Inf-Net MATLAB tool) and ``"paper"`` (per image at
+(see :mod:`ssinfnet.evaluation.paper_metrics` and :mod:`ssinfnet.evaluation.infnet_metrics`): ``"infnet"`` (the Inf-Net MATLAB tool) and ``"paper"`` (per image at
 one threshold, mean +/- 1.96 SE).
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ssinfnet import metrics
-from ssinfnet.data.io import DataError, list_images, open_image
-from ssinfnet.imresize import imresize
+from . import infnet_metrics, paper_metrics
+from ..data.io import DataError, list_images, open_image
+from .imresize import imresize
 
 PROTOCOLS = ("infnet", "paper")
 
@@ -165,7 +165,7 @@ def evaluate_folders(pred_dir: Path | str, gt_dir: Path | str, protocol: str = "
         ``infnet``: min-max normalised maps, 256 thresholds (meanDic, Sm, meanEm, MAE, ...).
         ``paper``: maps used as probabilities (/255, no normalisation) at ``threshold``.
     threshold : float in [0, 1], default=0.5 (paper protocol only)
-    ignore_empty : bool, default=True (paper protocol only; see :func:`ssinfnet.metrics.overlap_scores`)
+    ignore_empty : bool, default=True (paper protocol only; see :func:`ssinfnet.evaluation.paper_metrics.overlap_scores`)
 
     Returns
     -------
@@ -196,15 +196,15 @@ def evaluate_folders(pred_dir: Path | str, gt_dir: Path | str, protocol: str = "
     result = {"protocol": protocol, "pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "counts": counts,
               "pred_without_gt": pred_only, "gt_without_pred": gt_only, "resized": resized}
     if protocol == "infnet":
-        per = [metrics.infnet_image_scores(metrics.minmax_normalise(m), g) for m, g in zip(maps, gts)]
-        result["metrics"] = metrics.infnet_summary(per)
+        per = [infnet_metrics.infnet_image_scores(infnet_metrics.minmax_normalise(m), g) for m, g in zip(maps, gts)]
+        result["metrics"] = infnet_metrics.infnet_summary(per)
         result["per_image"] = [{"image": s, "meanDic": float(np.mean(r["dice"])),
                                 "maxDic": float(np.max(r["dice"])), "Sm": r["sm"], "meanEm": float(np.mean(r["em"])), "MAE": r["mae"],
                                 "adpDice": r["adp_dice"]} for s, r in zip(stems, per)]
     else:
-        table = metrics.paper_scores(maps, gts, image_ids=stems, threshold=threshold,
+        table = paper_metrics.paper_scores(maps, gts, image_ids=stems, threshold=threshold,
                                      ignore_empty=ignore_empty)
-        summary = metrics.summarise(table)
+        summary = paper_metrics.summarise(table)
         result["threshold"] = float(threshold)
         result["ignore_empty"] = bool(ignore_empty)
         result["metrics"] = {cls: {row.metric: {k: getattr(row, k) for k in

@@ -1,6 +1,6 @@
 """Scoring trained models on the test split in both protocols, and the published numbers beside them.
 
-All scores come from :mod:`ssinfnet.metrics` (the one metric implementation). The Inf-Net protocol is
+All scores come from :mod:`ssinfnet.evaluation.paper_metrics` and :mod:`ssinfnet.evaluation.infnet_metrics` (the one metric implementation). The Inf-Net protocol is
 applied to maps quantised to 8 bits, exactly what ``python -m ssinfnet evaluate`` would read from the
 PNGs that ``predict`` writes; the paper protocol thresholds the float maps at 0.5.
 """
@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import infnet_metrics, paper_metrics
 
 #: Inf-Net protocol, published on these 48 test slices (Fan et al., IEEE TMI 2020, Tables II and IV).
 PUBLISHED_SINGLE = pd.DataFrame([
@@ -41,9 +41,9 @@ def infnet_protocol(maps: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> di
     """
     if len(maps) != len(gts) or not maps:
         raise ValueError(f"need equal, non-zero numbers of maps and masks, got {len(maps)} and {len(gts)}")
-    per = [metrics.infnet_image_scores(metrics.minmax_normalise(as_saved_png(m)), np.asarray(g, bool))
+    per = [infnet_metrics.infnet_image_scores(infnet_metrics.minmax_normalise(as_saved_png(m)), np.asarray(g, bool))
            for m, g in zip(maps, gts)]
-    return metrics.infnet_summary(per)
+    return infnet_metrics.infnet_summary(per)
 
 
 def infnet_table(results: Mapping[str, dict]) -> pd.DataFrame:
@@ -57,7 +57,7 @@ def paper_table(scores: Mapping[str, pd.DataFrame], classes: Sequence[str],
     """"mean ± 1.96 SE" strings per method (rows) and class x metric (columns), paper protocol."""
     rows = []
     for name, table in scores.items():
-        s = metrics.summarise(table, metrics=list(columns))
+        s = paper_metrics.summarise(table, metrics=list(columns))
         row = {"method": name}
         for cls in classes:
             for col in columns:

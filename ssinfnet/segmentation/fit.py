@@ -35,286 +35,39 @@ network never trains on priors better than those it meets at test time); ``"grou
 *oracle* prior, the infection mask itself (what the authors' cross-validation used); results with
 it are an upper bound and are labelled ``(oracle prior)``.
 """
-
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
-
 import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
-
-from .checkpoint import load_checkpoint
-from .data.dataset import SliceDataset
-from .data.sample import Sample
-from .data.splits import grouped_kfold, validation_split
-from .data.transforms import train_transform
-from .losses import (SEG_KEYS, edge_loss, focal_loss, infnet_loss, multi_infnet_loss,
-                     multiclass_structure_loss, structure_loss)
-from .metrics import paper_scores
-from .models.modes import eval_mode
-from .models.registry import build_model
-from .models.transfer import TransferReport, transfer_weights
-from .optim import make_lookahead_sgd
-from .predict import EXPORT_FORMAT, LoadedModel, export_model, predict_probabilities
-from .pretrain import network_input
-from .provenance import (check_key, code_fingerprint, config_fingerprint, note_stale, samples_fingerprint,
-                         stamp)
-from .train import Phase, adam, make_loader, sgd, train
-
-__all__ = ["SegConfig", "VARIANTS", "variant_config", "list_variants", "FitResult", "CVResult",
-           "build_segmenter", "load_init_state", "oracle_priors", "segmentation_loss",
-           "validation_scores", "fit", "predict_samples", "cross_validate"]
-
-TASKS = ("single", "multi")
-NETWORKS = {"single": ("infnet", "unet"), "multi": ("infnet_multi", "unet_multi", "fcn8s")}
-LOSSES = {"single": ("infnet", "bce"), "multi": ("focal", "bce")}
-OPTIMIZERS = ("adam", "sgd", "lookahead_sgd")
-DEFAULT_LR = {"adam": 1e-4, "sgd": 0.01, "lookahead_sgd": 0.01}
-INITS = ("scratch", "inpainting")
-TRANSFERS = ("all", "encoder")
-PRIOR_SOURCES = ("predicted", "ground_truth")
-PHASE_NAME = "seg"
-MODEL_KEY = "net"
-PAPER_BACKBONE = "res2net50_26w_4s"
-
-
-@dataclass
-class SegConfig:
-    """Settings of one segmentation training run (sizes in pixels).
-
-    Parameters
-    ----------
-    task : {"single", "multi"}
-        Stage 1 (infection, 1 output) or stage 2 (image + prior -> background/GGO/consolidation).
-    network : str
-        Registry name: ``infnet``/``unet`` (single), ``infnet_multi``/``unet_multi``/``fcn8s`` (multi).
-    model_kwargs : dict
-        Constructor arguments (``backbone``, ``backbone_kwargs``, widths, ...); ``in_chans`` defaults
-        to 1 (single) or 2 (multi).
-    init : {"scratch", "inpainting"}
-        Random initialisation, or the trunk of a pretrained inpainter (``init_weights``).
-    transfer : {"all", "encoder"}
-        With ``init="inpainting"``: copy the whole trunk (the paper: everything but the heads), or
-        the encoder alone (``encoder_names`` of the network; the decoder starts fresh).
-    init_weights : str, optional
-        Pretraining checkpoint (``checkpoints/last.pt`` of :func:`ssinfnet.pretrain.pretrain`), an
-        exported model or a plain state dict; needed when ``init="inpainting"``.
-    loss : {"infnet", "bce"} (single) or {"focal", "bce"} (multi)
-        See the module docstring.
-    optimizer : {"adam", "sgd", "lookahead_sgd"}
-        Adam (paper single: lr 1e-4), SGD (paper multi: lr 0.01, momentum 0.7) or Lookahead(k=5,
-        alpha=0.5) around that SGD.
-    lr : float, optional
-        Learning rate; default 1e-4 for Adam, 0.01 for the SGDs.
-    momentum, weight_decay : float
-        SGD momentum (0.7) and weight decay (0) of the SGD optimisers; Adam uses ``weight_decay`` too.
-    lr_factors : dict
-        Epoch milestone -> lr multiplier (:class:`ssinfnet.train.MilestoneFactor`); default constant.
-    epochs, batch_size, image_size : int
-        Passes over the training data, slices per batch, training side (pixels).
-    cutout : float in [0, 1)
-        Side of the grey cutout square as a fraction of the image side (paper: 0, 0.4, 0.5).
-    prior_source : {"predicted", "ground_truth"}
-        Multi only (ignored for single): caller's stage-1 maps, or the oracle infection mask.
-    max_steps_per_epoch : int, optional
-        Cap on batches per epoch (smoke runs).
-    grad_clip : float, optional
-        Clip of the global gradient L2 norm.
-    num_workers : int
-        DataLoader workers.
-    name : str
-        Variant name, for labels and the exported model.
-    """
-
-    task: str = "single"
-    network: str = "infnet"
-    model_kwargs: dict = field(default_factory=dict)
-    init: str = "scratch"
-    transfer: str = "all"
-    init_weights: str | None = None
-    loss: str = "infnet"
-    optimizer: str = "adam"
-    lr: float | None = None
-    momentum: float = 0.7
-    weight_decay: float = 0.0
-    lr_factors: dict = field(default_factory=dict)
-    epochs: int = 100
-    batch_size: int = 16
-    image_size: int = 352
-    cutout: float = 0.0
-    prior_source: str = "predicted"
-    max_steps_per_epoch: int | None = None
-    grad_clip: float | None = None
-    num_workers: int = 0
-    name: str = "custom"
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        if self.network not in NETWORKS[self.task]:
-            raise ValueError(f"network must be one of {NETWORKS[self.task]} for task {self.task!r}, "
-                             f"got {self.network!r}")
-        if not isinstance(self.model_kwargs, Mapping):
-            raise ValueError(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
-        self.model_kwargs = dict(self.model_kwargs)
-        if "head" in self.model_kwargs:
-            raise ValueError("model_kwargs must not set 'head' (segmentation models use head='seg')")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.transfer not in TRANSFERS:
-            raise ValueError(f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
-        if self.loss not in LOSSES[self.task]:
-            raise ValueError(f"loss must be one of {LOSSES[self.task]} for task {self.task!r}, got {self.loss!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0 or None, got {self.lr}")
-        for name in ("epochs", "batch_size", "image_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if self.image_size < 32:
-            raise ValueError(f"image_size must be >= 32 pixels (stride-32 encoders), got {self.image_size}")
-        if not 0.0 <= self.cutout < 1.0:
-            raise ValueError(f"cutout must be in [0, 1), got {self.cutout}")
-        if self.prior_source not in PRIOR_SOURCES:
-            raise ValueError(f"prior_source must be one of {PRIOR_SOURCES}, got {self.prior_source!r}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {self.num_workers!r}")
-
-    @property
-    def in_chans(self) -> int:
-        """Input channels: image (1), or image and prior (2) for multi."""
-        return 2 if self.task == "multi" else 1
-
-    @property
-    def learning_rate(self) -> float:
-        """``lr``, or the paper's default of the optimiser."""
-        return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
-
-    @property
-    def label(self) -> str:
-        """Name for tables and captions; oracle-prior runs say so."""
-        oracle = self.task == "multi" and self.prior_source == "ground_truth"
-        return f"{self.name} (oracle prior)" if oracle else self.name
-
-    def network_kwargs(self) -> dict:
-        """Constructor arguments of the segmentation model (``in_chans`` filled in)."""
-        kwargs = dict(self.model_kwargs)
-        kwargs.setdefault("in_chans", self.in_chans)
-        if kwargs["in_chans"] != self.in_chans:
-            raise ValueError(f"model_kwargs in_chans={kwargs['in_chans']} but task {self.task!r} "
-                             f"feeds {self.in_chans} channels")
-        return kwargs
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able settings."""
-        return json.loads(json.dumps(asdict(self)))
-
-
-# ------------------------------------------------------------------------------------------ variants
-
-_INFNET = {"backbone": PAPER_BACKBONE}
-_SINGLE = dict(task="single", network="infnet", model_kwargs=_INFNET, loss="infnet", optimizer="adam")
-_MULTI = dict(task="multi", network="infnet_multi", model_kwargs=_INFNET, init="inpainting", loss="focal",
-              optimizer="lookahead_sgd")
-
-_VARIANT_SETTINGS: dict[str, dict] = {
-    # stage 1: SInfNet = InfNet from scratch; SSInfNet = InfNet initialised from the inpainter
-    "sinfnet": dict(_SINGLE),
-    "ssinfnet": dict(_SINGLE, init="inpainting"),
-    "sinfnet_cutout40": dict(_SINGLE, cutout=0.4),
-    "sinfnet_cutout50": dict(_SINGLE, cutout=0.5),
-    "ssinfnet_cutout40": dict(_SINGLE, init="inpainting", cutout=0.4),
-    "ssinfnet_cutout50": dict(_SINGLE, init="inpainting", cutout=0.5),
-    # ours: only the inpainter's encoder is transferred; the decoder starts from scratch
-    "ssinfnet_encoder": dict(_SINGLE, init="inpainting", transfer="encoder"),
-    "unet": dict(_SINGLE, network="unet", model_kwargs={}),
-    # stage 2: the full recipe, the scratch/BCE/SGD baseline and one-change ablations
-    "multi_ssinfnet": dict(_MULTI),
-    "multi_sinfnet": dict(_MULTI, init="scratch", loss="bce", optimizer="sgd"),
-    "multi_ssinfnet_no_inpainting": dict(_MULTI, init="scratch"),
-    "multi_ssinfnet_no_focal": dict(_MULTI, loss="bce"),
-    "multi_ssinfnet_no_lookahead": dict(_MULTI, optimizer="sgd"),
-    "multi_ssinfnet_gt_prior": dict(_MULTI, prior_source="ground_truth"),
-    "multi_ssinfnet_encoder": dict(_MULTI, transfer="encoder"),
-    # baselines: other networks with the stage-2 recipe, from scratch, same prior
-    "multi_unet": dict(_MULTI, network="unet_multi", model_kwargs={}, init="scratch"),
-    "multi_fcn8s": dict(_MULTI, network="fcn8s", model_kwargs={}, init="scratch"),
-}
-
-#: Variant name -> factory returning its :class:`SegConfig` (keyword arguments override fields).
-VARIANTS: dict[str, Callable[..., SegConfig]] = {
-    name: partial(SegConfig, name=name, **settings) for name, settings in _VARIANT_SETTINGS.items()
-}
-
-
-def list_variants(task: str | None = None) -> list[str]:
-    """Variant names (of one ``task``, or all), in the paper's order."""
-    if task is not None and task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
-    return [n for n, s in _VARIANT_SETTINGS.items() if task is None or s["task"] == task]
-
-
-def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
-    """The :class:`SegConfig` of a named variant, sized by a profile and with field overrides.
-
-    Parameters
-    ----------
-    name : str
-        A key of :data:`VARIANTS`.
-    profile : ssinfnet.profiles.Profile, optional
-        Takes ``image_size``, ``batch_size``, ``finetune_epochs`` (single) or ``multi_epochs``
-        (multi), ``max_steps_per_epoch``, ``num_workers`` and the network's constructor arguments
-        (``infnet_kwargs()`` for InfNet networks, ``baseline_kwargs[network]`` for the baselines).
-    **overrides
-        Any :class:`SegConfig` field (applied after the profile). ``model_kwargs`` is merged into
-        the variant's (when ``network`` is overridden too, the variant's model kwargs are dropped).
-
-    Raises
-    ------
-    ValueError
-        Unknown ``name`` (the message lists the variants) or an unknown field.
-    """
-    if name not in VARIANTS:
-        close = difflib.get_close_matches(str(name), list(VARIANTS), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"name {name!r} is not a variant; variants: {', '.join(VARIANTS)}{hint}")
-    valid = {f.name for f in fields(SegConfig)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise ValueError(f"unknown SegConfig fields {unknown}; valid: {sorted(valid)}")
-    settings = dict(_VARIANT_SETTINGS[name], name=name)
-    kwargs = {} if "network" in overrides else dict(settings["model_kwargs"])
-    if profile is not None:
-        multi = settings["task"] == "multi"
-        settings.update(image_size=profile.image_size, batch_size=profile.batch_size,
-                        epochs=profile.multi_epochs if multi else profile.finetune_epochs,
-                        max_steps_per_epoch=profile.max_steps_per_epoch, num_workers=profile.num_workers)
-        network = overrides.get("network", settings["network"])
-        if network.startswith("infnet"):
-            kwargs.update(profile.infnet_kwargs())
-        else:
-            kwargs.update(profile.baseline_kwargs.get(network, {}))
-    kwargs.update(overrides.pop("model_kwargs", None) or {})
-    settings.update(overrides)
-    settings["model_kwargs"] = kwargs
-    return SegConfig(**settings)
+from ..training.checkpoint import load_checkpoint
+from ..data.dataset import SliceDataset
+from ..data.sample import Sample
+from ..data.transforms import train_transform
+from ..training.losses import (SEG_KEYS, edge_loss, focal_loss, infnet_loss, multi_infnet_loss,
+                               multiclass_structure_loss, structure_loss)
+from ..evaluation.paper_metrics import paper_scores
+from ..models.registry import build_model
+from ..models.transfer import TransferReport, transfer_weights
+from ..training.optimisers import make_lookahead_sgd
+from ..training.export import EXPORT_FORMAT, export_model
+from .predict import predict_probabilities
+from ..data.transforms import network_input
+from ..training.provenance import (check_key, code_fingerprint, config_fingerprint, note_stale, samples_fingerprint,
+                                   stamp)
+from ..training.phases import Phase
+from ..training.optimisers import adam, sgd
+from ..training.loader import make_loader
+from ..training.loop import train
+from .variants import MODEL_KEY, PHASE_NAME, SegConfig, TASKS
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -387,7 +140,7 @@ def oracle_priors(samples: Sequence[Sample]) -> list[np.ndarray]:
     return out
 
 
-def _priors_for(cfg: SegConfig, samples: Sequence[Sample], priors, arg: str) -> list[np.ndarray] | None:
+def priors_for(cfg: SegConfig, samples: Sequence[Sample], priors, arg: str) -> list[np.ndarray] | None:
     """Priors fed with ``samples`` (None for single), checked against the config."""
     if cfg.task == "single":
         if priors is not None:
@@ -477,7 +230,7 @@ def _ground_truths(task: str, samples: Sequence[Sample]) -> list[np.ndarray]:
     return [getattr(s, key) for s in samples]
 
 
-def _scores_table(task: str, probs: Sequence[np.ndarray], samples: Sequence[Sample]) -> pd.DataFrame:
+def scores_table(task: str, probs: Sequence[np.ndarray], samples: Sequence[Sample]) -> pd.DataFrame:
     return paper_scores(probs, _ground_truths(task, samples), image_ids=[s.slice_id for s in samples],
                         threshold=0.5, ignore_empty=True)
 
@@ -507,55 +260,12 @@ def validation_scores(task: str, probs: Sequence[np.ndarray], samples: Sequence[
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    table = _scores_table(task, probs, samples)
+    table = scores_table(task, probs, samples)
     if task == "single":
         return {"dice": _class_mean(table, "infection")}
     ggo, cons = _class_mean(table, "ggo"), _class_mean(table, "consolidation")
     finite = [v for v in (ggo, cons) if math.isfinite(v)]
     return {"dice": float(np.mean(finite)) if finite else float("nan"), "dice_ggo": ggo, "dice_consolidation": cons}
-
-
-# ------------------------------------------------------------------------------------------ predict
-
-def predict_samples(model: torch.nn.Module | LoadedModel, samples: Sequence[Sample], size: int | None = None,
-                    device: str | torch.device = "cpu", priors: Sequence[np.ndarray] | None = None,
-                    batch_size: int = 8) -> list[np.ndarray]:
-    """Probability maps of ``samples`` at each sample's own size.
-
-    Thin wrapper of :func:`ssinfnet.predict.predict_probabilities` (eval mode, restored afterwards).
-
-    Parameters
-    ----------
-    model : nn.Module or LoadedModel
-        A trained network, or an exported model from :func:`ssinfnet.predict.load_exported`.
-    samples : sequence of Sample
-    size : int, optional
-        Network input side (pixels); default the loaded model's ``image_size`` (required for modules).
-    device : str or torch.device
-    priors : sequence of float arrays (H, W) in [0, 1], optional
-        Stage-1 maps, required by two-channel (multi) models.
-    batch_size : int
-
-    Returns
-    -------
-    list of float32 arrays: (H, W) infection probability, or (3, H, W) class probabilities.
-    """
-    if isinstance(model, LoadedModel):
-        size = model.image_size if size is None else size
-        model = model.model
-    if size is None:
-        raise ValueError("size is required when model is a module (the training image_size)")
-    if len(samples) == 0:
-        raise ValueError("samples is empty")
-    in_chans = getattr(model, "in_chans", 1)
-    if in_chans > 1 and priors is None:
-        raise ValueError(f"priors are required: the model takes {in_chans} channels (image + prior)")
-    if in_chans == 1 and priors is not None:
-        raise ValueError("priors must be None for a one-channel (single) model")
-    if priors is not None and len(priors) != len(samples):
-        raise ValueError(f"priors has {len(priors)} maps for {len(samples)} samples")
-    with eval_mode(model):
-        return predict_probabilities(model, [s.image for s in samples], size, device, batch_size, priors)
 
 
 # ------------------------------------------------------------------------------------------ fit
@@ -602,7 +312,7 @@ def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int, train_samples: Sequ
     """
     config = cfg.to_dict()
     if config.get("init_weights"):
-        from .data.sources import sha256_of
+        from ..data.sources import sha256_of
 
         w = Path(config["init_weights"])
         config["init_weights"] = {"file": w.name, "sha256": sha256_of(w) if w.is_file() else None}
@@ -676,8 +386,8 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
         raise ValueError(f"val_samples overlap train_samples ({len(shared)} slices, first: {shared[0]})")
     run_dir = Path(run_dir)
     device = torch.device(device)
-    p_train = _priors_for(cfg, train_samples, priors_train, "priors_train")
-    p_val = _priors_for(cfg, val_samples, priors_val, "priors_val")
+    p_train = priors_for(cfg, train_samples, priors_train, "priors_train")
+    p_val = priors_for(cfg, val_samples, priors_val, "priors_val")
     _ground_truths(cfg.task, val_samples)  # fail now, not after the first epoch
     key = _check_run_dir(run_dir, cfg, seed, train_samples, val_samples, p_train, p_val)
 
@@ -722,88 +432,8 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
                                                       "skipped_head": list(report.skipped_head),
                                                       "skipped_shape": [n for n, _, _ in report.skipped_shape],
                                                       "missing": list(report.missing)}}
-    from .provenance import read_record
+    from ..training.provenance import read_record
 
     extra["provenance"] = read_record(run_dir)  # the commit, code and data that trained these weights
     path = export_model(run_dir / "model.pt", model, cfg.network, kwargs, cfg.image_size, extra, task=cfg.task)
     return FitResult(cfg, model, result.history, best, path, report, run_dir)
-
-
-# ------------------------------------------------------------------------------------------ CV
-
-@dataclass
-class CVResult:
-    """Outcome of :func:`cross_validate`.
-
-    ``scores``: paper-protocol rows (``fold, image, class, dice, iou, recall, precision, auc``) of
-    every held-out image; ``predictions``: out-of-fold probability maps in the order of the input
-    samples (each predicted by the fold that held it out: honest stage-1 priors);
-    ``fold``: int array, the fold that held out each sample; ``fits``: per-fold
-    ``{"fold", "n_train", "n_val", "n_test", "best_epoch", "val_dice", "export_path"}`` rows.
-    """
-
-    scores: pd.DataFrame
-    predictions: list[np.ndarray]
-    fold: np.ndarray
-    fits: pd.DataFrame
-
-
-def cross_validate(cfg: SegConfig, samples: Sequence[Sample], k: int, *, device: str | torch.device, seed: int,
-                   run_dir: str | Path, priors: Sequence[np.ndarray] | None = None, val_fraction: float = 0.2,
-                   progress: bool = True) -> CVResult:
-    """Grouped k-fold cross-validation of ``cfg``; validation split carved inside each fold's training part.
-
-    Parameters
-    ----------
-    cfg : SegConfig
-    samples : sequence of Sample
-        Labelled slices; groups (``group_id``) never straddle folds
-        (:func:`ssinfnet.data.splits.grouped_kfold`).
-    k : int >= 2
-    device, seed : as in :func:`fit`; fold ``f`` trains with ``seed + f``.
-    run_dir : str or Path
-        Fold ``f`` runs in ``run_dir/fold<f>`` (resumable).
-    priors : sequence of float arrays (H, W), optional
-        Stage-1 maps aligned with ``samples`` (multi, ``prior_source="predicted"``); they should be
-        out-of-fold predictions themselves.
-    val_fraction : float in (0, 1)
-        Share of each fold's training part used for model selection.
-    progress : bool
-
-    Returns
-    -------
-    CVResult
-    """
-    samples = list(samples)
-    all_priors = _priors_for(cfg, samples, priors, "priors")
-    explicit = cfg.task == "multi" and cfg.prior_source == "predicted"
-    folds = grouped_kfold(samples, k=k, seed=seed)
-    run_dir = Path(run_dir)
-    predictions: list[np.ndarray | None] = [None] * len(samples)
-    fold_of = np.full(len(samples), -1, dtype=np.int64)
-    tables, fits = [], []
-    for f, (train_idx, held_idx) in enumerate(tqdm(folds, desc=f"cv {cfg.label}", disable=not progress)):
-        part = [samples[i] for i in train_idx]
-        tr, va = validation_split(part, fraction=val_fraction, seed=seed + f)
-        tr_idx, va_idx = [train_idx[i] for i in tr], [train_idx[i] for i in va]
-
-        def pick(idx):
-            return [all_priors[i] for i in idx] if explicit else None
-
-        res = fit(cfg, [samples[i] for i in tr_idx], [samples[i] for i in va_idx], device=device, seed=seed + f,
-                  run_dir=run_dir / f"fold{f}", priors_train=pick(tr_idx), priors_val=pick(va_idx),
-                  progress=progress)
-        held = [samples[i] for i in held_idx]
-        held_priors = None if all_priors is None else [all_priors[i] for i in held_idx]
-        probs = predict_samples(res.model, held, cfg.image_size, device, held_priors, cfg.batch_size)
-        for i, p in zip(held_idx, probs):
-            predictions[i] = p
-            fold_of[i] = f
-        table = _scores_table(cfg.task, probs, held)
-        table.insert(0, "fold", f)
-        tables.append(table)
-        fits.append({"fold": f, "n_train": len(tr_idx), "n_val": len(va_idx), "n_test": len(held_idx),
-                     "best_epoch": None if res.best is None else res.best[0],
-                     "val_dice": float("nan") if res.best is None else res.best[1],
-                     "export_path": str(res.export_path)})
-    return CVResult(pd.concat(tables, ignore_index=True), predictions, fold_of, pd.DataFrame(fits))

@@ -7,7 +7,6 @@ be re-run alone. Chapters can be executed at different commits, so each stage en
 provenance (commit, dirty flag, data and code fingerprints, time) and names the trained run folders
 it reused, with the commit that trained them (:mod:`ssinfnet.provenance`).
 """
-
 from __future__ import annotations
 
 import datetime as _dt
@@ -15,17 +14,21 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from . import provenance
-from .data.sources import DataRoot, resolve_data_root
+from ..training import provenance
+from ..data.sources import DataRoot, resolve_data_root
 from .profiles import Profile, get_profile
+from ..training.device import describe_device, device_name
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # this file is ssinfnet/book/context.py
+
+
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
 RUNS_DIR = REPO_ROOT / "runs"
 
 
@@ -47,7 +50,7 @@ def data_fingerprint(root: DataRoot, seed: int = 0, profile: Profile | None = No
     """
     if root.synthetic:
         settings = {"seed": seed,
-                    "generator": hashlib.sha256((Path(__file__).parent / "data" / "phantoms.py").read_bytes())
+                    "generator": hashlib.sha256((Path(__file__).parents[1] / "data" / "phantoms.py").read_bytes())
                     .hexdigest()[:16]}
         label = f"seed {seed}"
         if profile is not None:
@@ -66,23 +69,6 @@ def data_fingerprint(root: DataRoot, seed: int = 0, profile: Profile | None = No
                 h.update(f"{p.relative_to(root.path)}:{p.stat().st_size}\n".encode())
                 n += 1
     return f"{h.hexdigest()[:16]} ({n} files)"
-
-
-def device_name(device: str = "auto") -> str:
-    """Resolve "auto" to "cuda" when a GPU is visible, else "cpu"; other values pass through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def describe_device(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return f"{device} ({torch.cuda.get_device_name(0)})"
-    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
 def default_run_dir(profile: str, synthetic: bool) -> Path:
@@ -121,12 +107,12 @@ class RunContext:
         needs (:func:`~ssinfnet.data.sources.validate_data_root`), so a bad root fails here, in one line,
         not chapters later in a reader.
         """
-        from .data.sources import validate_data_root
+        from ..data.sources import validate_data_root
 
         prof = get_profile(profile, **overrides)
         data = resolve_data_root(data_root)
         validate_data_root(data)
-        run = _run_folder(run_dir, prof.name, data.synthetic)
+        run = run_folder(run_dir, prof.name, data.synthetic)
         run.mkdir(parents=True, exist_ok=True)
         return cls(profile=prof, data=data, run_dir=run.resolve(), device=device_name(device), seed=prof.seed)
 
@@ -180,7 +166,7 @@ class RunContext:
         })
         stages = man.setdefault("stages", {})
         entry = stages.setdefault(stage, {})
-        entry["artifacts"] = {k: _rel(v, self.run_dir) for k, v in (artifacts or {}).items()}
+        entry["artifacts"] = {k: relative_path(v, self.run_dir) for k, v in (artifacts or {}).items()}
         entry.update(_jsonable(info))
         entry["updated"] = stage_provenance["time"]
         entry["provenance"] = stage_provenance
@@ -220,7 +206,7 @@ class RunContext:
         return {"ssinfnet": __import__("ssinfnet").__version__, "torch": torch.__version__,
                 "numpy": numpy.__version__, "python": platform.python_version(),
                 "device": describe_device(self.device), "profile": self.profile.name,
-                "data": self.data.describe(), "run_dir": _rel(self.run_dir, REPO_ROOT)}
+                "data": self.data.describe(), "run_dir": relative_path(self.run_dir, REPO_ROOT)}
 
 
 def _reused(run: dict) -> dict:
@@ -231,7 +217,7 @@ def _reused(run: dict) -> dict:
             "dirty": trained_at.get("dirty"), "trained": trained_at.get("time"), "key": record.get("key") or {}}
 
 
-def _rel(path: str | Path, base: Path) -> str:
+def relative_path(path: str | Path, base: Path) -> str:
     path = Path(path)
     try:
         return str(path.resolve().relative_to(base.resolve()))
@@ -257,107 +243,9 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-# ----------------------------------------------------------------------------- papermill runner
-
-class ChapterFailed(RuntimeError):
-    """A chapter raised an error while papermill executed it; the message names the chapter, the error
-    and the executed notebook that holds the traceback."""
-
-
-def list_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
-    """The book's chapters, ``NN_name.ipynb``, in order."""
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
-
-
-def select_notebooks(notebooks: list[Path], only: str | None = None, start: str | None = None) -> list[Path]:
-    """Filter chapters by number: ``only="03"`` runs one, ``start="03"`` runs 03 and later."""
-    nums = [p.name[:2] for p in notebooks]
-    for arg, value in (("only", only), ("from", start)):
-        if value is not None and value.zfill(2) not in nums:
-            raise ValueError(f"--{arg} {value}: no notebook numbered {value.zfill(2)} (have {', '.join(nums)})")
-    if only is not None:
-        return [p for p in notebooks if p.name[:2] == only.zfill(2)]
-    if start is not None:
-        return [p for p in notebooks if p.name[:2] >= start.zfill(2)]
-    return notebooks
-
-
-def run_book(profile: str = "smoke", data_root: str | None = None, only: str | None = None,
-             start: str | None = None, run_dir: str | None = None, progress: bool = True) -> Path:
-    """Execute the chapters with papermill into the run folder and record wall times in the manifest.
-
-    Everything that can be checked cheaply is checked before the run folder is created and before any
-    chapter starts: the profile, the chapter selection (``only`` / ``start``, not both), the run folder
-    path and the data root. On a real data root the sources of
-    :data:`~ssinfnet.data.sources.RUN_REQUIRES` (COVID-SemiSeg) must be complete; an optional source
-    that is incomplete (e.g. an iCTCF folder without its CSV) gets a warning on stderr and the run
-    goes on without it, as when it is absent (chapters 01 and 07 then use the synthetic clinical cohort).
-    Raises ``ValueError`` / :class:`~ssinfnet.data.io.DataError` with one line naming the problem.
-    """
-    from .data.sources import validate_data_root
-
-    if only is not None and start is not None:
-        raise ValueError(f"--only {only} and --from {start} exclude each other; give one")
-    get_profile(profile)
-    chapters = select_notebooks(list_notebooks(), only, start)
-    statuses = validate_data_root(resolve_data_root(data_root))
-    ctx = RunContext.open(profile, data_root, run_dir)  # validates again, then creates the run folder
-    _warn_incomplete(statuses)
-
-    import papermill as pm
-
-    from .notebook_outputs import tidy_file
-
-    params = {"profile": profile, "data_root": str(ctx.data.path) if ctx.data.path else "synthetic",
-              "run_dir": _rel(ctx.run_dir, REPO_ROOT)}
-    for nb in chapters:
-        out = ctx.run_dir / nb.name
-        print(f"[ssinfnet] {nb.name} -> {_rel(out, REPO_ROOT)} (profile {profile}, data {ctx.data.describe()})",
-              flush=True)
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), kernel_name="python3",
-                                progress_bar=progress, request_save_on_cell_execute=False)
-        except pm.PapermillExecutionError as exc:
-            # One line for the user (the refusal a chapter raised); the traceback stays in the notebook.
-            raise ChapterFailed(f"chapter {nb.stem} stopped: {exc.ename}: {exc.evalue.strip()} "
-                                f"(the executed notebook, with the traceback: {_rel(out, REPO_ROOT)})") from None
-        tidy_file(out)  # progress bars as a terminal leaves them, not every redraw
-        ctx.record(f"notebook:{nb.stem}", artifacts={"notebook": out},
-                   wall_time_s=round(time.perf_counter() - t0, 1))
-    return ctx.run_dir
-
-
-def refresh_outputs(notebooks: list[Path] | None = None, timeout: int = 1200) -> list[Path]:
-    """Re-execute the chapter sources in place on the embedded synthetic default, smoke profile.
-
-    The committed notebooks keep these outputs: nbval compares the cells marked
-    ``NBVAL_CHECK_OUTPUT`` against them, so a change of numbers fails CI until refreshed on purpose.
-    """
-    import nbformat
-    from nbclient import NotebookClient
-
-    done = []
-    old = os.environ.get("SSINFNET_DATA")
-    os.environ["SSINFNET_DATA"] = "synthetic"
-    try:
-        for nb_path in notebooks or list_notebooks():
-            nb = nbformat.read(nb_path, as_version=4)
-            NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(nb_path.parent)}}).execute()
-            nbformat.write(nb, nb_path)
-            done.append(nb_path)
-    finally:
-        if old is None:
-            os.environ.pop("SSINFNET_DATA", None)
-        else:
-            os.environ["SSINFNET_DATA"] = old
-    return done
-
-
 # ----------------------------------------------------------------------------- checks before a run
 
-def _run_folder(run_dir: str | None, profile: str, synthetic: bool) -> Path:
+def run_folder(run_dir: str | None, profile: str, synthetic: bool) -> Path:
     """The run folder (not created): ``run_dir`` (relative to the repository, not the cwd) or the
     profile's default; ValueError when the path exists and is not a folder."""
     run = Path(run_dir) if run_dir else default_run_dir(profile, synthetic)
@@ -366,15 +254,3 @@ def _run_folder(run_dir: str | None, profile: str, synthetic: bool) -> Path:
     if run.exists() and not run.is_dir():
         raise ValueError(f"run folder {run} exists and is not a folder")
     return run
-
-
-def _warn_incomplete(statuses: list) -> None:
-    """One stderr line per optional source that is incomplete (the run goes on as if it were absent);
-    ``statuses`` as :func:`~ssinfnet.data.sources.validate_data_root` returns them."""
-    import sys
-
-    from .data.sources import INCOMPLETE
-
-    for st in statuses:
-        if st.state == INCOMPLETE:
-            print(f"[ssinfnet] warning: {st.describe()}; optional, the run goes on without it", file=sys.stderr)

@@ -17,22 +17,22 @@ folder is keyed on the configuration, the pool the loader reads (pixels, size, t
 size) and the training code (:func:`pretraining_key`): a folder trained with another key is refused,
 never resumed (:class:`ssinfnet.provenance.StaleRunError`).
 """
-
 from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
 import torch
 from torch.utils.data import default_collate
-
-from .losses import coach_loss, inpainting_loss
-from .models.coach import Coach, random_masks
-from .models.modes import eval_mode
-from .models.registry import build_model
-from .provenance import code_fingerprint, config_fingerprint, loader_fingerprint
-from .train import Phase, TrainResult, alternate, adam, sgd, train
+from ..training.losses import coach_loss, inpainting_loss
+from ..models.coach import Coach, random_masks
+from ..models.modes import eval_mode
+from ..models.registry import build_model
+from ..training.provenance import code_fingerprint, config_fingerprint, loader_fingerprint
+from ..training.phases import Phase, alternate
+from ..training.loop import TrainResult, train
+from ..training.optimisers import adam, sgd
+from ..data.transforms import network_input
 
 
 @dataclass
@@ -90,16 +90,6 @@ def lr_ladder(epochs: int) -> dict[int, float]:
         if m >= 1 and m not in ladder:
             ladder[m] = factor
     return ladder
-
-
-def network_input(batch: dict, with_prior: bool) -> torch.Tensor:
-    """The tensor the network sees: image (B, 1, H, W), or image and prior (B, 2, H, W)."""
-    x = batch["image"]
-    if with_prior:
-        if "prior" not in batch:
-            raise ValueError("with_prior=True but the batch has no 'prior'")
-        x = torch.cat([x, batch["prior"]], dim=1)
-    return x
 
 
 def build_models(cfg: PretrainConfig) -> dict[str, torch.nn.Module]:
@@ -244,7 +234,7 @@ def pretraining_key(cfg: PretrainConfig, loader) -> dict[str, str | None]:
 
 def _phases_started(run_dir: Path) -> int:
     """How many phases the last checkpoint in ``run_dir`` has started (0 without a checkpoint)."""
-    from .checkpoint import load_checkpoint
+    from ..training.checkpoint import load_checkpoint
 
     last = run_dir / "checkpoints" / "last.pt"
     return len(load_checkpoint(last)["phase_names"]) if last.is_file() else 0
@@ -341,11 +331,11 @@ def save_pretrained(models, cfg: PretrainConfig, folder: str | Path, image_size:
     The files record their task (``"inpainting"``, ``"coach"``), so ``predict`` refuses them as
     segmentation models.
     """
-    from .predict import export_model
+    from ..training.export import export_model
 
     folder = Path(folder)
     kwargs = dict(cfg.model_kwargs, in_chans=cfg.in_chans, head="inpaint")
-    from .provenance import read_record
+    from ..training.provenance import read_record
 
     trained = {"provenance": read_record(folder)}  # the commit, code and data that trained them (or None)
     inp = export_model(folder / "inpainter.pt", models["inpainter"], cfg.network, kwargs, image_size,
@@ -363,7 +353,7 @@ def pretraining_pool(data_root, profile, seed: int = 0, limit: int | None = -1):
     profile's cap when given (-1: use the profile's)."""
     import numpy as np
 
-    from .data.catalog import load_samples
+    from ..data.catalog import load_samples
 
     n = profile.synthetic_counts
     pool = load_samples(data_root, "unlabelled", synthetic_n=n["unlabelled"], synthetic_size=profile.synthetic_size,

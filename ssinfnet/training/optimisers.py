@@ -13,6 +13,21 @@ from collections.abc import Iterable
 
 import torch
 from torch.optim import SGD, Optimizer
+import math
+from collections.abc import Callable, Iterable, Mapping
+from torch import nn
+import math
+from collections.abc import Callable, Iterable, Mapping
+from torch import nn
+import math
+from collections.abc import Callable, Iterable, Mapping
+from torch import nn
+import math
+from collections.abc import Callable, Iterable, Mapping
+from torch import nn
+import math
+from collections.abc import Callable, Iterable, Mapping
+from torch import nn
 
 __all__ = ["Lookahead", "make_sgd_paper", "make_lookahead_sgd", "step_lr"]
 
@@ -115,3 +130,49 @@ def make_lookahead_sgd(params: Iterable, lr: float = 0.01, momentum: float = 0.7
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     return Lookahead(SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay), k=k, alpha=alpha)
+
+
+OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+
+
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+def adam(lr: float = 1e-4, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> OptimizerFactory:
+    """Return a factory ``params -> torch.optim.Adam`` (the default optimiser: Adam, lr 1e-4)."""
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    return lambda params: torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> OptimizerFactory:
+    """Return a factory ``params -> torch.optim.SGD`` (paper inpainter: lr 0.1, momentum 0.9, wd 5e-4)."""
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    return lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+class MilestoneFactor:
+    """Learning-rate multiplier for :class:`torch.optim.lr_scheduler.LambdaLR` from epoch milestones.
+
+    ``MilestoneFactor({10: 0.1, 20: 0.01})(epoch)`` is 1 for epochs 0-9, 0.1 for 10-19 and 0.01
+    from 20 on (0-based epochs within the phase; the factor multiplies the optimiser's initial lr).
+    A class, not a lambda, so the scheduler's ``state_dict`` holds plain numbers.
+    """
+
+    def __init__(self, factors: Mapping[int, float]):
+        items = sorted((int(e), float(f)) for e, f in factors.items())
+        for epoch, factor in items:
+            if epoch < 1:
+                raise ValueError(f"lr_factors milestones must be epochs >= 1, got {epoch}")
+            if not (factor > 0 and math.isfinite(factor)):
+                raise ValueError(f"lr_factors values must be finite and > 0, got {factor} at epoch {epoch}")
+        self.epochs = [e for e, _ in items]
+        self.factors = [f for _, f in items]
+
+    def __call__(self, epoch: int) -> float:
+        factor = 1.0
+        for milestone, value in zip(self.epochs, self.factors):
+            if epoch >= milestone:
+                factor = value
+        return factor

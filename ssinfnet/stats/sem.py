@@ -185,7 +185,7 @@ def fit_mediation_sem(
     -------
     SEMResult
     """
-    from .mediation import bootstrap_pvalue
+    from .regression import bootstrap_pvalue
 
     exogenous = list(exogenous)
     description = build_description(common, specific, exogenous, outcome, direct)
@@ -290,6 +290,6 @@ def mediator_groups(
 
 def path_diagram(result: SEMResult, standardized: bool = True, alpha: float = 0.05):
     """Path diagram of a fitted model as a matplotlib Figure (see :func:`ssinfnet.plots.stats.sem_path_diagram`)."""
-    from .plots.stats import sem_path_diagram
+    from ..plots.stats import sem_path_diagram
 
     return sem_path_diagram(result, standardized=standardized, alpha=alpha)

@@ -1,0 +1,172 @@
+"""Training phases: which models train, on which loss, with which optimiser and schedule.
+
+See ``ssinfnet.training.loop`` for the loop that runs them."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+import torch
+from torch import nn
+from .optimisers import MilestoneFactor, OptimizerFactory, SchedulerFactory, adam
+
+
+LossFn = Callable[[Mapping[str, nn.Module], Any, "StepContext"], "tuple[torch.Tensor, Mapping[str, Any]]"]
+
+
+ValFn = Callable[[Mapping[str, nn.Module], Any, "StepContext"], Mapping[str, float]]
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class Phase:
+    """One phase of training: who learns, with which loss and optimiser, for how long.
+
+    Parameters
+    ----------
+    name : str
+        Unique within a run; letters, digits, ``_ . -`` (it names ``best_<name>.pt``).
+    epochs : int
+        Number of passes over the training loader, >= 1.
+    trainable : Sequence[str]
+        Keys of ``models`` optimised in this phase (``train()`` mode).
+    loss_fn : callable
+        ``loss_fn(models, batch, ctx) -> (loss, logs)``; ``loss`` a 0-d tensor, ``logs`` a dict of
+        floats or 0-d tensors (logged per step).
+    frozen : Sequence[str], default=()
+        Keys of ``models`` used but not learnt (``eval()`` mode, ``requires_grad=False``).
+    make_optimizer : callable, default=adam(1e-4)
+        ``make_optimizer(params) -> Optimizer``; ``params`` is the list of trainable parameters.
+    lr_factors : Mapping[int, float], default={}
+        Epoch milestone -> multiplier of the initial lr (see :class:`MilestoneFactor`). Ignored when
+        ``make_scheduler`` is given.
+    make_scheduler : callable, optional
+        ``make_scheduler(optimizer) -> LRScheduler``; stepped once per epoch.
+    val_fn : callable, optional
+        ``val_fn(models, val_loader, ctx) -> dict[str, float]``, run under ``torch.no_grad()`` with
+        every model in ``eval()`` mode after each ``val_every`` epochs.
+    monitor : str, optional
+        Key of the ``val_fn`` result that selects ``best_<name>.pt``; NaN or infinite values are
+        never chosen.
+    mode : {"min", "max"}, default="min"
+        Whether a smaller or a larger ``monitor`` value is better.
+    val_every : int, default=1
+        Validate every this many epochs (and always after the last epoch).
+    checkpoint_every : int, default=1
+        Write ``last.pt`` every this many epochs (and always after the last epoch of the phase).
+    max_steps_per_epoch : int, optional
+        Stop each epoch after this many batches (smoke profiles).
+    grad_clip : float, optional
+        Clip the global L2 norm of the gradients to this value.
+    """
+
+    name: str
+    epochs: int
+    trainable: Sequence[str]
+    loss_fn: LossFn
+    frozen: Sequence[str] = ()
+    make_optimizer: OptimizerFactory = field(default_factory=adam)
+    lr_factors: Mapping[int, float] = field(default_factory=dict)
+    make_scheduler: SchedulerFactory | None = None
+    val_fn: ValFn | None = None
+    monitor: str | None = None
+    mode: Literal["min", "max"] = "min"
+    val_every: int = 1
+    checkpoint_every: int = 1
+    max_steps_per_epoch: int | None = None
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+            raise ValueError(f"name must be letters, digits, '_', '.', '-'; got {self.name!r}")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r} (phase {self.name!r})")
+        if isinstance(self.trainable, str) or isinstance(self.frozen, str):
+            raise ValueError(f"trainable and frozen must be lists of model names, not strings (phase {self.name!r})")
+        self.trainable, self.frozen = list(self.trainable), list(self.frozen)
+        if not self.trainable:
+            raise ValueError(f"trainable must name at least one model (phase {self.name!r})")
+        both = sorted(set(self.trainable) & set(self.frozen))
+        if both:
+            raise ValueError(f"trainable and frozen overlap in phase {self.name!r}: {both}")
+        if not callable(self.loss_fn):
+            raise ValueError(f"loss_fn must be callable (phase {self.name!r})")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
+        if self.monitor is not None and self.val_fn is None:
+            raise ValueError(f"monitor={self.monitor!r} needs a val_fn (phase {self.name!r})")
+        for arg in ("val_every", "checkpoint_every"):
+            value = getattr(self, arg)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be an int >= 1, got {value!r}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        MilestoneFactor(self.lr_factors)  # validates
+
+
+def alternate(first: Phase, second: Phase, rounds: int) -> list[Phase]:
+    """Repeat two phases ``rounds`` times: ``[first_r1, second_r1, first_r2, ...]``.
+
+    Each copy is renamed ``<name>_r<k>`` (k from 1) so checkpoints and history rows stay distinct,
+    and builds a fresh optimiser when it starts.
+    """
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    out = []
+    for k in range(1, rounds + 1):
+        out += [replace(first, name=f"{first.name}_r{k}"), replace(second, name=f"{second.name}_r{k}")]
+    return out
+
+
+def check_phases(phases: Sequence[Phase], models: Mapping[str, nn.Module]) -> list[Phase]:
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models must be a non-empty dict of name -> nn.Module")
+    for name, module in models.items():
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"models[{name!r}] is a {type(module).__name__}, not an nn.Module")
+    phases = list(phases)
+    if not phases:
+        raise ValueError("phases must not be empty")
+    names = [p.name for p in phases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"phase names must be unique; repeated: {dupes}")
+    for p in phases:
+        if not isinstance(p, Phase):
+            raise ValueError(f"phases must be Phase objects, got {type(p).__name__}")
+        unknown = sorted((set(p.trainable) | set(p.frozen)) - set(models))
+        if unknown:
+            raise ValueError(f"phase {p.name!r} names unknown models {unknown}; models are {sorted(models)}")
+    return phases
+
+
+def enter_phase(phase: Phase, models: Mapping[str, nn.Module], original: Mapping[str, list[bool]]) -> list:
+    """Set modes and ``requires_grad`` for a phase; return the parameters to optimise."""
+    params = []
+    for name in phase.frozen:
+        models[name].eval()
+        models[name].requires_grad_(False)
+    for name in phase.trainable:
+        module = models[name]
+        module.train()
+        # Restore the caller's flags (a phase before may have frozen it; a sub-part may be fixed on purpose).
+        for p, flag in zip(module.parameters(), original[name]):
+            p.requires_grad_(flag)
+            if flag:
+                params.append(p)
+    if not params:
+        raise ValueError(f"phase {phase.name!r}: trainable models {phase.trainable} have no parameters to train")
+    return params
+
+
+def make_scheduler(phase: Phase, optimizer: torch.optim.Optimizer):
+    if phase.make_scheduler is not None:
+        return phase.make_scheduler(optimizer)
+    if phase.lr_factors:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, MilestoneFactor(phase.lr_factors))
+    return None
