@@ -43,7 +43,7 @@ TEST_DICE_ATOL = 0.08
 def is_reference_run(ctx) -> bool:
     """True for the run the reference numbers belong to: profile ``smoke`` on the synthetic default.
 
-    ``ctx`` is a :class:`ssinfnet.pipeline.RunContext`. Other runs (real data, other profiles) have no
+    ``ctx`` is a :class:`ssinfnet.book.context.RunContext`. Other runs (real data, other profiles) have no
     reference numbers.
     """
     return ctx.profile.name == "smoke" and ctx.synthetic

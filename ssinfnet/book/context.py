@@ -5,7 +5,7 @@ parameters, device, per-notebook wall time and the artifacts each stage wrote. S
 artifacts of earlier stages through the manifest (or their conventional paths), so any notebook can
 be re-run alone. Chapters can be executed at different commits, so each stage entry carries its own
 provenance (commit, dirty flag, data and code fingerprints, time) and names the trained run folders
-it reused, with the commit that trained them (:mod:`ssinfnet.provenance`).
+it reused, with the commit that trained them (:mod:`ssinfnet.training.provenance`).
 """
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ class RunContext:
 
         Besides ``artifacts`` and ``info`` the entry gets ``provenance`` (:meth:`current_provenance`)
         and, from the training runs this process noted under the run folder since the last record
-        (:func:`ssinfnet.provenance.take_runs`), ``trained`` (folders trained or resumed) and
+        (:func:`ssinfnet.training.provenance.take_runs`), ``trained`` (folders trained or resumed) and
         ``reused`` (folder -> the commit, dirty flag, start time and key of the session that trained it;
         ``stale`` when it was reused despite another key, with ``SSINFNET_ALLOW_STALE=1``). When
         no run was noted (a record made again without training), the previous lists stay.
@@ -183,7 +183,7 @@ class RunContext:
     def current_provenance(self) -> dict:
         """Where a stage recorded now comes from: ``git_commit`` (sha), ``dirty``,
         ``data_fingerprint`` (:func:`data_fingerprint`), ``code_fingerprint``
-        (:func:`ssinfnet.provenance.code_fingerprint`) and ``time`` (UTC, ISO 8601)."""
+        (:func:`ssinfnet.training.provenance.code_fingerprint`) and ``time`` (UTC, ISO 8601)."""
         state = provenance.git_state(REPO_ROOT)
         return {"git_commit": state["git_commit"], "dirty": state["dirty"],
                 "data_fingerprint": data_fingerprint(self.data, self.seed, self.profile),

@@ -24,7 +24,7 @@ class Profile:
     model_kwargs: dict = field(default_factory=dict)
     # constructor arguments of the baselines, by registry name (e.g. a narrower U-Net on CPU)
     baseline_kwargs: dict = field(default_factory=dict)
-    # which fine-tuning variants run (names of ssinfnet.finetune.VARIANTS), and which are cross-validated
+    # which fine-tuning variants run (names of ssinfnet.segmentation.variants.VARIANTS), and which are cross-validated
     single_variants: tuple = ("sinfnet", "ssinfnet", "sinfnet_cutout40", "sinfnet_cutout50",
                               "ssinfnet_cutout40", "ssinfnet_cutout50", "unet", "ssinfnet_encoder")
     multi_variants: tuple = ("multi_ssinfnet", "multi_sinfnet", "multi_ssinfnet_no_inpainting",

@@ -1,6 +1,6 @@
 """The book's results page, written from a run's manifest (so its numbers are the run's numbers).
 
-:func:`write_results_page` is called by :func:`ssinfnet.book.assemble` when a run is rendered
+:func:`write_results_page` is called by :func:`ssinfnet.book.render.assemble` when a run is rendered
 (``make publish`` renders ``runs/cpu``), so the page always shows the run's own manifest.
 """
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from ..evaluation.tables import MULTI_COLUMNS
 
 
 def _fmt(v) -> str:
@@ -108,7 +110,7 @@ def results_markdown(manifest: dict) -> str:
     if isinstance(multi, dict) and multi:
         lines += ["", "## Test split, Inf-Net protocol meanDic, multi-class", "", "| model | GGO | consolidation |",
                   "|---|---|---|"]
-        ggo, cons = multi.get("GGO meanDic", {}), multi.get("consolidation meanDic", {})
+        ggo, cons = (multi.get(c, {}) for c in MULTI_COLUMNS)
         lines += [f"| {k} | {_fmt(ggo[k])} | {_fmt(cons.get(k, float('nan')))} |" for k in ggo]
     lines += ["", "Scores on the 48 test slices are optimistic for unseen patients: training and test slices "
               "share patients (chapter 1). Published numbers for comparison are in chapter 5.", ""]

@@ -1,12 +1,12 @@
 """The book's stages as functions: what chapters 3-5 run, with their artifacts on disk.
 
-Each function takes the run context (:class:`ssinfnet.pipeline.RunContext`) and writes under its
+Each function takes the run context (:class:`ssinfnet.book.context.RunContext`) and writes under its
 run folder, so a chapter is a few calls and any chapter can be re-run alone from the artifacts of
 the earlier ones. Training is resumable: a finished variant is loaded, not retrained.
 
 Artifacts
 ---------
-* ``finetune/<variant>/model.pt``: exported model (``ssinfnet.predict.load_exported``).
+* ``finetune/<variant>/model.pt``: exported model (``ssinfnet.training.export.load_exported``).
 * ``finetune/<variant>/history.csv``: the training history.
 * ``cv/<variant>/...`` and ``cv/<variant>_scores.csv``: cross-validation folds and held-out scores.
 * ``priors/*.npz``: probability maps keyed by slice id (:func:`save_maps` / :func:`load_maps`).
@@ -75,7 +75,7 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
     """Train (or load) each named variant on ``train``, selecting on ``val``.
 
     Inpainting-initialised variants get ``init_weights``; multi variants get ``priors_train`` /
-    ``priors_val``, except the oracle, which :func:`ssinfnet.finetune.fit` builds from the masks. Returns the fits and a
+    ``priors_val``, except the oracle, which :func:`ssinfnet.segmentation.fit.fit` builds from the masks. Returns the fits and a
     summary table (variant, label, best epoch, validation Dice, trainable parameters, transfer counts).
     """
     fits, rows = {}, []
@@ -158,7 +158,7 @@ def predict_variant(ctx, stage: str, name: str, samples: Sequence[Sample], prior
 
 
 def cost_models(ctx) -> dict[str, tuple[str, dict]]:
-    """The networks of this profile as (registry name, constructor kwargs), for :func:`ssinfnet.cost.cost_table`."""
+    """The networks of this profile as (registry name, constructor kwargs), for :func:`ssinfnet.training.cost.cost_table`."""
     infnet = ctx.profile.infnet_kwargs()
     base = ctx.profile.baseline_kwargs
     return {"InfNet (single)": ("infnet", infnet),

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from ..data.classes import CLASS_NAMES
+
 
 EPS = float(np.finfo(np.float64).eps)  # MATLAB's eps
 
@@ -24,7 +26,7 @@ EPS = float(np.finfo(np.float64).eps)  # MATLAB's eps
 PAPER_METRICS = ("dice", "iou", "recall", "precision", "auc")
 
 
-MULTICLASS_NAMES = ("background", "ggo", "consolidation")
+MULTICLASS_NAMES = CLASS_NAMES
 
 
 # --------------------------------------------------------------------------------------------------

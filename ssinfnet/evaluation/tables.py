@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..data.classes import CLASS_LABELS, CONSOLIDATION, GGO
 from . import infnet_metrics, paper_metrics
 
 #: Inf-Net protocol, published on these 48 test slices (Fan et al., IEEE TMI 2020, Tables II and IV).
@@ -21,6 +22,9 @@ PUBLISHED_SINGLE = pd.DataFrame([
     {"method": "Inf-Net (published)", "meanDic": 0.682, "Sm": 0.781, "meanEm": 0.838, "MAE": 0.082},
     {"method": "Semi-Inf-Net (published)", "meanDic": 0.739, "Sm": 0.800, "meanEm": 0.894, "MAE": 0.064},
 ])
+#: Manifest keys / table columns of the multi-class Inf-Net-protocol scores: "GGO meanDic", "consolidation meanDic".
+MULTI_COLUMNS = tuple(f"{CLASS_LABELS[c]} meanDic" for c in (GGO, CONSOLIDATION))
+
 PUBLISHED_MULTI = pd.DataFrame([
     {"method": "FCN8s (published)", "GGO meanDic": 0.471, "consolidation meanDic": 0.221},
     {"method": "Semi-Inf-Net + FCN8s (published)", "GGO meanDic": 0.646, "consolidation meanDic": 0.238},
@@ -88,8 +92,8 @@ def multi_infnet_table(probs: Mapping[str, Sequence[np.ndarray]], labels: Sequen
     rows = []
     for name, maps in probs.items():
         rows.append({"method": f"{name}{suffix}",
-                     "GGO meanDic": infnet_protocol([p[1] for p in maps], [g == 1 for g in labels])["meanDic"],
-                     "consolidation meanDic": infnet_protocol([p[2] for p in maps], [g == 2 for g in labels])["meanDic"]})
+                     MULTI_COLUMNS[0]: infnet_protocol([p[GGO] for p in maps], [g == GGO for g in labels])["meanDic"],
+                     MULTI_COLUMNS[1]: infnet_protocol([p[CONSOLIDATION] for p in maps], [g == CONSOLIDATION for g in labels])["meanDic"]})
     return pd.DataFrame(rows)
 
 

@@ -79,7 +79,7 @@ def plot_metric_distributions(scores: pd.DataFrame, metric: str = "dice", model_
     Parameters
     ----------
     scores : long DataFrame, one row per image (x class), columns ``model_col`` and ``metric``
-        (e.g. :func:`ssinfnet.metrics.paper_scores` outputs concatenated with a model column);
+        (e.g. :func:`ssinfnet.evaluation.paper_metrics.paper_scores` outputs concatenated with a model column);
         NaN values are left out and their count shown in the tick label.
     metric : column to plot (values in [0, 1])
     model_col : column naming the model

@@ -181,7 +181,7 @@ def regional_score_map(lung_labels: np.ndarray, per_region: pd.DataFrame, image:
     lung_labels : int array (H, W)
         0 background, 1/2 lungs (LungMask.labels).
     per_region : DataFrame
-        Output of :func:`ssinfnet.severity.regional_score` (columns lung, zone, score).
+        Output of :func:`ssinfnet.severity.scores.regional_score` (columns lung, zone, score).
     image : array (H, W), optional
         Grey image under the map.
     zone_axis : int, optional
@@ -205,7 +205,7 @@ def regional_score_panels(panels: Sequence[dict], ncols: int = 4, panel_size: fl
     ----------
     panels : sequence of dict
         Each with ``labels`` (int (H, W) lung labels), ``per_region`` (DataFrame from
-        :func:`ssinfnet.severity.regional_score`), optional ``image`` (H, W), ``infection`` (bool (H, W),
+        :func:`ssinfnet.severity.scores.regional_score`), optional ``image`` (H, W), ``infection`` (bool (H, W),
         drawn as a blue contour) and ``label`` (str).
     ncols : int, default 4
     panel_size : float, default 3.0
@@ -246,7 +246,7 @@ def regional_examples(samples: Sequence, predictions: Sequence, masks: dict, sli
     samples, predictions : sequences aligned with each other
         Slices (with ``infection``) and their soft predictions (H, W) in [0, 1].
     masks : dict
-        ``slice_id → (automatic LungMask, reference LungMask)`` from :func:`ssinfnet.severity.severity_frame`.
+        ``slice_id → (automatic LungMask, reference LungMask)`` from :func:`ssinfnet.severity.slices.severity_frame`.
     slice_ids : sequence of str
         Slices to show.
     zones : int, default 3

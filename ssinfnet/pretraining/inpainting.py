@@ -12,10 +12,10 @@ are applied to train the inpainter (practically binary). Erased pixels are set t
 the normalised image. The inpainter's input and target use the same normalisation as fine-tuning.
 
 :func:`pretrain` builds the phases from a :class:`PretrainConfig` and runs
-:func:`ssinfnet.train.train`; everything is resumable from ``run_dir/checkpoints/last.pt``. The run
+:func:`ssinfnet.training.loop.train`; everything is resumable from ``run_dir/checkpoints/last.pt``. The run
 folder is keyed on the configuration, the pool the loader reads (pixels, size, transform, batch
 size) and the training code (:func:`pretraining_key`): a folder trained with another key is refused,
-never resumed (:class:`ssinfnet.provenance.StaleRunError`).
+never resumed (:class:`ssinfnet.training.provenance.StaleRunError`).
 """
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     :class:`MaskRecorder` does on disk).
 
     A ``run_dir`` trained with another configuration, pool or code (:func:`pretraining_key`) raises
-    :class:`ssinfnet.provenance.StaleRunError` before anything is trained.
+    :class:`ssinfnet.training.provenance.StaleRunError` before anything is trained.
     """
     key = pretraining_key(cfg, loader)
     torch.manual_seed(seed)  # model initialisation is part of the seeded run
@@ -224,9 +224,9 @@ def warn_if_saturated(inpainter: torch.nn.Module, loader, cfg: PretrainConfig, n
 
 
 def pretraining_key(cfg: PretrainConfig, loader) -> dict[str, str | None]:
-    """The key of a pretraining run folder (:mod:`ssinfnet.provenance`): ``config`` (the settings
+    """The key of a pretraining run folder (:mod:`ssinfnet.training.provenance`): ``config`` (the settings
     that differ from :class:`PretrainConfig`'s defaults, so a field added later at its default
-    keeps the key), ``data`` (:func:`ssinfnet.provenance.loader_fingerprint`: the pool's pixels and
+    keeps the key), ``data`` (:func:`ssinfnet.training.provenance.loader_fingerprint`: the pool's pixels and
     priors, output size, transform, batch size) and ``code``."""
     config = config_fingerprint(cfg.to_dict(), PretrainConfig().to_dict())
     return {"data": loader_fingerprint(loader), "config": config, "code": code_fingerprint()}
@@ -261,7 +261,7 @@ def inpaint_examples(inpainter: torch.nn.Module, x: torch.Tensor, mask: torch.Te
 # ----------------------------------------------------------------------------- stage helpers for the book
 
 def config_from_profile(profile, with_prior: bool = False, network: str | None = None) -> PretrainConfig:
-    """The :class:`PretrainConfig` of a :class:`ssinfnet.profiles.Profile` (epochs, sizes, network)."""
+    """The :class:`PretrainConfig` of a :class:`ssinfnet.book.profiles.Profile` (epochs, sizes, network)."""
     net = network or ("infnet_multi" if with_prior else "infnet")
     return PretrainConfig(network=net, model_kwargs=profile.infnet_kwargs(), with_prior=with_prior,
                           keep=profile.keep_fraction, patch=max(4, profile.image_size // 16),
@@ -326,7 +326,7 @@ def erased_fraction(coach: torch.nn.Module, x: torch.Tensor, keeps, alpha: float
 
 
 def save_pretrained(models, cfg: PretrainConfig, folder: str | Path, image_size: int) -> dict[str, Path]:
-    """Export the inpainter and the coach (:func:`ssinfnet.predict.export_model`) into ``folder``.
+    """Export the inpainter and the coach (:func:`ssinfnet.training.export.export_model`) into ``folder``.
 
     The files record their task (``"inpainting"``, ``"coach"``), so ``predict`` refuses them as
     segmentation models.

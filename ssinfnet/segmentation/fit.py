@@ -7,12 +7,12 @@ normalisation of :mod:`ssinfnet.data.transforms`, and get the same crop and flip
 
 Every variant of the paper is a :class:`SegConfig`, named in :data:`VARIANTS`; each ablation changes
 one setting of ``multi_ssinfnet``. :func:`fit` trains one config with ONE call of
-:func:`ssinfnet.train.train` (a single phase), selects the best epoch on a validation split carved
+:func:`ssinfnet.training.loop.train` (a single phase), selects the best epoch on a validation split carved
 from the training data (never on the test split; the authors' code selected on the test fold),
-reloads those weights and exports the model (:func:`ssinfnet.predict.export_model`).
+reloads those weights and exports the model (:func:`ssinfnet.training.export.export_model`).
 
 Validation score (``val_dice`` in the history): paper protocol, per image at threshold 0.5 with
-:func:`ssinfnet.metrics.paper_scores`, maps predicted at each slice's own size; images whose ground
+:func:`ssinfnet.evaluation.paper_metrics.paper_scores`, maps predicted at each slice's own size; images whose ground
 truth of a class is empty are left out of that class's mean (``ignore_empty``). Single: mean Dice
 of the infection class over images. Multi: mean over images of the GGO Dice and of the
 consolidation Dice, then the mean of those two (background excluded). Dice is per image, not
@@ -21,10 +21,10 @@ pooled per batch as in the authors' code.
 Losses (``SegConfig.loss``):
 
 * single ``"infnet"``: InfNet's structure loss (weighted IoU + weighted BCE) on every region output
-  plus the edge BCE (:func:`ssinfnet.losses.infnet_loss`); on the one output of U-Net-like models.
+  plus the edge BCE (:func:`ssinfnet.training.losses.infnet_loss`); on the one output of U-Net-like models.
 * single ``"bce"``: plain BCE on every region output (plus the edge BCE when the model has one).
 * multi ``"focal"``: weighted IoU on softmax probabilities + softmax focal loss (alpha 1, gamma 2)
-  on every output, plus the edge BCE (:func:`ssinfnet.losses.multi_infnet_loss`).
+  on every output, plus the edge BCE (:func:`ssinfnet.training.losses.multi_infnet_loss`).
 * multi ``"bce"``: the same weighted IoU with the focal term replaced by a per-class binary
   cross-entropy of the raw (softmax-free) logits against the one-hot labels; so the focal
   ablation changes only that term. Predictions are softmax probabilities either way.
@@ -49,6 +49,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 from ..training.checkpoint import load_checkpoint
+from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ..data.dataset import SliceDataset
 from ..data.sample import Sample
 from ..data.transforms import train_transform
@@ -76,7 +77,7 @@ def load_init_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The inpainter's state dict from a pretraining checkpoint, an exported model or a state dict.
 
     Accepts ``train``/``pretrain`` checkpoints (``state["models"]["inpainter"]``, or the only model),
-    :func:`ssinfnet.predict.export_model` files and plain ``{name: tensor}`` dicts, all loaded with
+    :func:`ssinfnet.training.export.export_model` files and plain ``{name: tensor}`` dicts, all loaded with
     ``weights_only=True``. Raises ValueError naming the file when none of these fits.
     """
     state = load_checkpoint(path, map_location="cpu")
@@ -263,7 +264,7 @@ def validation_scores(task: str, probs: Sequence[np.ndarray], samples: Sequence[
     table = scores_table(task, probs, samples)
     if task == "single":
         return {"dice": _class_mean(table, "infection")}
-    ggo, cons = _class_mean(table, "ggo"), _class_mean(table, "consolidation")
+    ggo, cons = _class_mean(table, CLASS_NAMES[GGO]), _class_mean(table, CLASS_NAMES[CONSOLIDATION])
     finite = [v for v in (ggo, cons) if math.isfinite(v)]
     return {"dice": float(np.mean(finite)) if finite else float("nan"), "dice_ggo": ggo, "dice_consolidation": cons}
 
@@ -275,7 +276,7 @@ class FitResult:
     """Outcome of :func:`fit`.
 
     ``model`` holds the best-validation weights (eval mode, on the training device); ``history``
-    is :func:`ssinfnet.train.train`'s table (step and epoch rows, ``val_dice`` per epoch);
+    is :func:`ssinfnet.training.loop.train`'s table (step and epoch rows, ``val_dice`` per epoch);
     ``best`` is ``(epoch, val_dice)`` (0-based epoch) or None when no validation score was finite
     (then the last weights were exported); ``export_path`` is ``run_dir/model.pt``; ``transfer`` the
     inpainting-init report (None from scratch).
@@ -295,10 +296,10 @@ def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int, train_samples: Sequ
     """Refuse to reuse a run made from other settings, data or code; record the key of a new one.
 
     ``run_dir/config.json`` holds the settings, the seed and the provenance record
-    (:func:`ssinfnet.provenance.stamp`): the data key (the training and validation samples with
-    their priors, :func:`ssinfnet.provenance.samples_fingerprint`), the code fingerprint, and the
+    (:func:`ssinfnet.training.provenance.stamp`): the data key (the training and validation samples with
+    their priors, :func:`ssinfnet.training.provenance.samples_fingerprint`), the code fingerprint, and the
     commit, dirty flag and time of the session that trained it. When the folder holds a checkpoint,
-    a difference in any of them raises :class:`ssinfnet.provenance.StaleRunError` naming the
+    a difference in any of them raises :class:`ssinfnet.training.provenance.StaleRunError` naming the
     folder, the differing settings and hashes, and what to do (``SSINFNET_ALLOW_STALE=1``: warn,
     reuse, and note it in ``config.json`` and the manifest). A folder without a checkpoint holds
     nothing to reuse: its record is rewritten.
@@ -307,7 +308,7 @@ def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int, train_samples: Sequ
     moved or cloned elsewhere still resumes. A setting added to :class:`SegConfig` after the folder
     was written counts as equal when it holds its default (the behaviour the old run had).
 
-    Returns the key that :func:`ssinfnet.train.train` is to find in the folder's checkpoint (the
+    Returns the key that :func:`ssinfnet.training.loop.train` is to find in the folder's checkpoint (the
     folder's own key when a stale folder is reused knowingly).
     """
     config = cfg.to_dict()

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 from ..data.io import DataError, IMAGE_SUFFIXES, read_image
+from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO, class_rgb
 from ..data.phantoms import LUNG_WINDOW, window_hu
 from .predict import predict_probabilities
 from ..training.export import LoadedModel, TASK_CLASSES, TASK_IN_CHANS, check_task, load_exported
@@ -174,8 +175,6 @@ def check_output_folder(output: Path, inputs: Path, overwrite: bool = False) -> 
 
 def class_colour_map(index: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3): GGO (1) red, consolidation (2) green, background black (the book's colours)."""
-    from ..data.classes import class_rgb
-
     return class_rgb(index)
 
 
@@ -206,7 +205,7 @@ def _check_model(loaded: LoadedModel, task: str, role: str, device: str) -> None
 
 
 CSV_FIELDS = ["path", "slice", "status", "reason", "height", "width", "infection_fraction", "infection_soft_sum",
-              "ggo_fraction", "consolidation_fraction"]
+              f"{CLASS_NAMES[GGO]}_fraction", f"{CLASS_NAMES[CONSOLIDATION]}_fraction"]
 
 
 def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: LoadedModel | None = None,
@@ -290,8 +289,8 @@ def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: Loade
                 idx = classes[k].argmax(0).astype(np.uint8)
                 Image.fromarray(idx).save(folder / f"{name}_classes.png")
                 Image.fromarray(class_colour_map(idx)).save(folder / f"{name}_classes_rgb.png")
-                row["ggo_fraction"] = float((idx == 1).mean())
-                row["consolidation_fraction"] = float((idx == 2).mean())
+                row[f"{CLASS_NAMES[GGO]}_fraction"] = float((idx == GGO).mean())
+                row[f"{CLASS_NAMES[CONSOLIDATION]}_fraction"] = float((idx == CONSOLIDATION).mean())
             rows.append(row)
     csv_path = output / "lesions.csv"
     with open(csv_path, "w", newline="") as fh:

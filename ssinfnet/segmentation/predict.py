@@ -20,12 +20,12 @@ def predict_samples(model: torch.nn.Module | LoadedModel, samples: Sequence[Samp
                     batch_size: int = 8) -> list[np.ndarray]:
     """Probability maps of ``samples`` at each sample's own size.
 
-    Thin wrapper of :func:`ssinfnet.predict.predict_probabilities` (eval mode, restored afterwards).
+    Thin wrapper of :func:`ssinfnet.segmentation.predict.predict_probabilities` (eval mode, restored afterwards).
 
     Parameters
     ----------
     model : nn.Module or LoadedModel
-        A trained network, or an exported model from :func:`ssinfnet.predict.load_exported`.
+        A trained network, or an exported model from :func:`ssinfnet.training.export.load_exported`.
     samples : sequence of Sample
     size : int, optional
         Network input side (pixels); default the loaded model's ``image_size`` (required for modules).

@@ -7,12 +7,12 @@ normalisation of :mod:`ssinfnet.data.transforms`, and get the same crop and flip
 
 Every variant of the paper is a :class:`SegConfig`, named in :data:`VARIANTS`; each ablation changes
 one setting of ``multi_ssinfnet``. :func:`fit` trains one config with ONE call of
-:func:`ssinfnet.train.train` (a single phase), selects the best epoch on a validation split carved
+:func:`ssinfnet.training.loop.train` (a single phase), selects the best epoch on a validation split carved
 from the training data (never on the test split; the authors' code selected on the test fold),
-reloads those weights and exports the model (:func:`ssinfnet.predict.export_model`).
+reloads those weights and exports the model (:func:`ssinfnet.training.export.export_model`).
 
 Validation score (``val_dice`` in the history): paper protocol, per image at threshold 0.5 with
-:func:`ssinfnet.metrics.paper_scores`, maps predicted at each slice's own size; images whose ground
+:func:`ssinfnet.evaluation.paper_metrics.paper_scores`, maps predicted at each slice's own size; images whose ground
 truth of a class is empty are left out of that class's mean (``ignore_empty``). Single: mean Dice
 of the infection class over images. Multi: mean over images of the GGO Dice and of the
 consolidation Dice, then the mean of those two (background excluded). Dice is per image, not
@@ -21,10 +21,10 @@ pooled per batch as in the authors' code.
 Losses (``SegConfig.loss``):
 
 * single ``"infnet"``: InfNet's structure loss (weighted IoU + weighted BCE) on every region output
-  plus the edge BCE (:func:`ssinfnet.losses.infnet_loss`); on the one output of U-Net-like models.
+  plus the edge BCE (:func:`ssinfnet.training.losses.infnet_loss`); on the one output of U-Net-like models.
 * single ``"bce"``: plain BCE on every region output (plus the edge BCE when the model has one).
 * multi ``"focal"``: weighted IoU on softmax probabilities + softmax focal loss (alpha 1, gamma 2)
-  on every output, plus the edge BCE (:func:`ssinfnet.losses.multi_infnet_loss`).
+  on every output, plus the edge BCE (:func:`ssinfnet.training.losses.multi_infnet_loss`).
 * multi ``"bce"``: the same weighted IoU with the focal term replaced by a per-class binary
   cross-entropy of the raw (softmax-free) logits against the one-hot labels; so the focal
   ablation changes only that term. Predictions are softmax probabilities either way.
@@ -46,9 +46,7 @@ from typing import Any, Callable
 from ..training.optimisers import adam, sgd
 
 
-__all__ = ["SegConfig", "VARIANTS", "variant_config", "list_variants", "FitResult", "CVResult",
-           "build_segmenter", "load_init_state", "oracle_priors", "segmentation_loss",
-           "validation_scores", "fit", "predict_samples", "cross_validate"]
+__all__ = ["SegConfig", "VARIANTS", "variant_config", "list_variants"]
 
 
 TASKS = ("single", "multi")
@@ -103,7 +101,7 @@ class SegConfig:
         With ``init="inpainting"``: copy the whole trunk (the paper: everything but the heads), or
         the encoder alone (``encoder_names`` of the network; the decoder starts fresh).
     init_weights : str, optional
-        Pretraining checkpoint (``checkpoints/last.pt`` of :func:`ssinfnet.pretrain.pretrain`), an
+        Pretraining checkpoint (``checkpoints/last.pt`` of :func:`ssinfnet.pretraining.inpainting.pretrain`), an
         exported model or a plain state dict; needed when ``init="inpainting"``.
     loss : {"infnet", "bce"} (single) or {"focal", "bce"} (multi)
         See the module docstring.
@@ -115,7 +113,7 @@ class SegConfig:
     momentum, weight_decay : float
         SGD momentum (0.7) and weight decay (0) of the SGD optimisers; Adam uses ``weight_decay`` too.
     lr_factors : dict
-        Epoch milestone -> lr multiplier (:class:`ssinfnet.train.MilestoneFactor`); default constant.
+        Epoch milestone -> lr multiplier (:class:`ssinfnet.training.optimisers.MilestoneFactor`); default constant.
     epochs, batch_size, image_size : int
         Passes over the training data, slices per batch, training side (pixels).
     cutout : float in [0, 1)
@@ -279,7 +277,7 @@ def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
     ----------
     name : str
         A key of :data:`VARIANTS`.
-    profile : ssinfnet.profiles.Profile, optional
+    profile : ssinfnet.book.profiles.Profile, optional
         Takes ``image_size``, ``batch_size``, ``finetune_epochs`` (single) or ``multi_epochs``
         (multi), ``max_steps_per_epoch``, ``num_workers`` and the network's constructor arguments
         (``infnet_kwargs()`` for InfNet networks, ``baseline_kwargs[network]`` for the baselines).

@@ -11,7 +11,7 @@ Conventions
 * A ratio is a fraction in [0, 1] (not a percentage).
 * Bin edges are increasing thresholds; a value exactly on an edge goes to the *upper* class
   (``edges[i-1] <= ratio < edges[i]`` is class ``i``), as the paper's "< 0.01 → 0" implies.
-* Lung masks that :func:`ssinfnet.lungs.segment_lungs` flagged are refused unless the caller passes
+* Lung masks that :func:`ssinfnet.severity.lungs.segment_lungs` flagged are refused unless the caller passes
   ``allow_flagged=True``: a flagged mask is never scored silently.
 """
 from __future__ import annotations
@@ -46,12 +46,8 @@ def zone_score_map(labels: np.ndarray, per_region: pd.DataFrame, zone_axis: int 
     return score_map
 
 
-__all__ = [
-    "PAPER_BINS", "PAPER_LABELS", "CT_BINS", "CT_LABELS", "REGION_BINS",
-    "severity_ratio", "slice_record", "aggregate_ratios", "classify", "regional_score",
-    "agreement", "agreement_table", "patient_severity",
-    "simulated_prediction", "load_predictions", "find_predictions", "severity_frame", "agreement_suite", "table_vi_layout",
-]
+__all__ = ["PAPER_BINS", "PAPER_LABELS", "CT_BINS", "CT_LABELS", "REGION_BINS", "severity_ratio", "slice_record",
+           "aggregate_ratios", "classify", "regional_score"]
 
 
 #: Paper bins: ratio < 0.01 → 0, 0.01 <= ratio < 0.5 → 1, ratio >= 0.5 → 2.
@@ -111,7 +107,7 @@ def slice_record(infection_prob, lung_mask, *, allow_flagged: bool = False) -> d
     lung_mask : LungMask or bool / integer label array of the same shape
         Lung parenchyma; integer labels > 0 count as lung.
     allow_flagged : bool, default False
-        Score a :class:`~ssinfnet.lungs.LungMask` that carries flags (with a warning) instead of refusing.
+        Score a :class:`~ssinfnet.severity.lungs.LungMask` that carries flags (with a warning) instead of refusing.
 
     Returns
     -------

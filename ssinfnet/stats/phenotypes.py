@@ -1,7 +1,7 @@
 """CT phenotypes for the statistics chapter: radiomic rows from slices and their masks, and patient tables.
 
-Glue between the data layer (:class:`ssinfnet.data.sample.Sample`), :mod:`ssinfnet.radiomics` and
-:mod:`ssinfnet.mediation`:
+Glue between the data layer (:class:`ssinfnet.data.sample.Sample`), :mod:`ssinfnet.stats.radiomics` and
+:mod:`ssinfnet.stats.mediation`:
 
 * :func:`slice_radiomics` extracts the features of the overall, GGO and consolidation regions of each
   slice, from its ground-truth classes or from predicted class maps (:func:`load_class_maps`);
@@ -79,7 +79,7 @@ def load_class_maps(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def slice_items(samples: Sequence, class_maps: Mapping[str, np.ndarray] | None = None,
                 mask_source: str | None = None) -> list[dict]:
-    """:func:`ssinfnet.radiomics.extract_table` items, three per slice (overall, ggo, consolidation).
+    """:func:`ssinfnet.stats.radiomics.extract_table` items, three per slice (overall, ggo, consolidation).
 
     Parameters
     ----------
@@ -125,12 +125,12 @@ def slice_radiomics(samples: Sequence, class_maps: Mapping[str, np.ndarray] | No
     limit : int, optional
         Use only the first ``limit`` samples (reduced profiles).
     **extract_kwargs
-        Passed to :func:`ssinfnet.radiomics.extract_table` (``settings``, ``min_mask_pixels``,
+        Passed to :func:`ssinfnet.stats.radiomics.extract_table` (``settings``, ``min_mask_pixels``,
         ``n_jobs``, ``cache_dir``, ``progress``).
 
     Returns
     -------
-    pandas.DataFrame from :func:`ssinfnet.radiomics.extract_table`; rows of masks below the minimum
+    pandas.DataFrame from :func:`ssinfnet.stats.radiomics.extract_table`; rows of masks below the minimum
     size are kept with NaN features and a ``reason``.
     """
     samples = list(samples)

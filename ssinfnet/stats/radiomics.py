@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.classes import REGIONS
+
 FEATURE_CLASSES = ("firstorder", "glcm", "gldm", "ngtdm")
 DEFAULT_SETTINGS = {"binWidth": 25.0, "force2D": True, "force2DDimension": 0}
-REGION_LABELS = {"overall": (1, 2), "ggo": (1,), "consolidation": (2,)}
+REGION_LABELS = REGIONS  # region -> class codes (data.classes.REGIONS)
 PROVENANCE_COLUMNS = (
     "pyradiomics_version", "numpy_version", "binWidth", "force2D", "min_mask_pixels",
     "image_sha1", "mask_sha1", "mask_pixels", "reason",

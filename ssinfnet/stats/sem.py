@@ -262,7 +262,7 @@ def mediator_groups(
     Parameters
     ----------
     results : DataFrame with columns ``x``, ``mediator``, ``significant`` (univariate mediation results
-        of several exposures stacked, e.g. ``pd.concat`` of :func:`ssinfnet.mediation.univariate_mediation`)
+        of several exposures stacked, e.g. ``pd.concat`` of :func:`ssinfnet.stats.mediation.univariate_mediation`)
     exposures : the SEM's exogenous variables, default ("age", "n_diseases")
     kept : mediators surviving the correlation filter (default: all); others are left out
 

@@ -188,7 +188,7 @@ def load_models(
     Parameters
     ----------
     path : str or PathLike
-        A ``last.pt`` or ``best_<phase>.pt`` written by :func:`ssinfnet.train.train`.
+        A ``last.pt`` or ``best_<phase>.pt`` written by :func:`ssinfnet.training.loop.train`.
     models : Mapping[str, nn.Module]
         Modules to fill, keyed like the checkpoint; every key must be present in the checkpoint.
     map_location : str, torch.device or None, default="cpu"

@@ -104,7 +104,7 @@ def mean_output_loss(model: nn.Module, batch: Any) -> torch.Tensor:
 
 
 def _resolve(amp: bool | None, channels_last: bool | None, device: torch.device) -> tuple[bool, bool]:
-    """The training loop's defaults (:func:`ssinfnet.train.default_amp` / ``default_channels_last``) for None."""
+    """The training loop's defaults (:func:`ssinfnet.training.device.default_amp` / ``default_channels_last``) for None."""
     return (default_amp(device) if amp is None else bool(amp),
             default_channels_last(device) if channels_last is None else bool(channels_last))
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 import torch
 from .checkpoint import safe_load
+from ..data.classes import CLASS_LABELS
 from ..data.io import DataError
 from ..models.registry import build_model
 
@@ -21,7 +22,7 @@ TASKS = {"single": "single (infection) segmentation", "multi": "multi (GGO/conso
          "inpainting": "inpainting (pretraining)", "coach": "coach (pretraining)"}
 
 
-TASK_CLASSES = {"single": ("infection",), "multi": ("background", "GGO", "consolidation"),
+TASK_CLASSES = {"single": ("infection",), "multi": CLASS_LABELS,
                 "inpainting": (), "coach": ()}
 
 

@@ -24,9 +24,9 @@ Example: coach-adversarial pretraining
 --------------------------------------
 The paper trains the inpainter alone (random masks), then the coach alone against the frozen
 inpainter, then alternates. With ``inpaint_random``, ``inpaint_coached`` and ``coach_loss`` loss
-callables (from :mod:`ssinfnet.losses`), the schedule is only configuration::
+callables (from :mod:`ssinfnet.training.losses`), the schedule is only configuration::
 
-    from ssinfnet.train import Phase, alternate, make_loader, sgd, adam, train
+    from ssinfnet.training.loop import Phase, alternate, make_loader, sgd, adam, train
 
     ladder = {10: 0.1, 20: 0.01, 30: 0.001}  # lr 0.1 -> 0.01 -> 0.001 -> 0.0001 within a phase
     inpaint = Phase("inpainter", epochs=40, trainable=["inpainter"], frozen=["coach"],
@@ -47,10 +47,10 @@ with the trained weights loaded.
 Provenance
 ----------
 A run folder is keyed on the data it trains on, its settings and the training code
-(:mod:`ssinfnet.provenance`): by default the content of the training loader's dataset
-(:func:`~ssinfnet.provenance.loader_fingerprint`) and :func:`~ssinfnet.provenance.code_fingerprint`;
+(:mod:`ssinfnet.training.provenance`): by default the content of the training loader's dataset
+(:func:`~ssinfnet.training.provenance.loader_fingerprint`) and :func:`~ssinfnet.training.provenance.code_fingerprint`;
 callers add their configuration through ``provenance=``. Resuming a folder trained with another key
-raises :class:`~ssinfnet.provenance.StaleRunError` instead of reusing it. Every checkpoint holds the
+raises :class:`~ssinfnet.training.provenance.StaleRunError` instead of reusing it. Every checkpoint holds the
 record of who trained it (key, commit, dirty flag, time), also written to ``run_dir/provenance.json``.
 
 Host synchronisation
@@ -92,19 +92,7 @@ from .history import History
 from .phases import Phase, check_phases, enter_phase, make_scheduler
 
 
-__all__ = [
-    "Phase",
-    "StepContext",
-    "TrainResult",
-    "NonFiniteLossError",
-    "train",
-    "alternate",
-    "adam",
-    "sgd",
-    "MilestoneFactor",
-    "make_loader",
-    "seed_worker",
-]
+__all__ = ["Phase", "StepContext", "TrainResult", "NonFiniteLossError", "train"]
 
 
 _CHECKPOINT_FORMAT = 1
@@ -214,10 +202,10 @@ def train(
         the run started, summed over resumed sessions).
     provenance : Mapping[str, str or None], optional
         The key of this run: short hashes of what determines it, e.g. ``{"data", "config", "code"}``
-        (:mod:`ssinfnet.provenance`). Default ``{"data": loader_fingerprint(train_loader), "code":
+        (:mod:`ssinfnet.training.provenance`). Default ``{"data": loader_fingerprint(train_loader), "code":
         code_fingerprint()}`` (``data`` is None, so not keyed, for a dataset of an unknown kind).
         Resuming a checkpoint whose key differs raises
-        :class:`~ssinfnet.provenance.StaleRunError` (unless ``SSINFNET_ALLOW_STALE=1``).
+        :class:`~ssinfnet.training.provenance.StaleRunError` (unless ``SSINFNET_ALLOW_STALE=1``).
 
     Returns
     -------

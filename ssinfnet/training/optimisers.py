@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from torch import nn
 
-__all__ = ["Lookahead", "make_sgd_paper", "make_lookahead_sgd", "step_lr"]
+__all__ = ["Lookahead", "make_lookahead_sgd", "adam", "sgd", "MilestoneFactor", "OptimizerFactory", "SchedulerFactory"]
 
 
 class Lookahead(Optimizer):

@@ -31,7 +31,7 @@ that trained it (``trained_at``). ``train`` stores it in every checkpoint and in
 ``run_dir/provenance.json`` (:func:`write_record`), a small file that stays readable without the
 weights; fine-tuning also keeps it in ``config.json``. Every ``train`` call also notes in this process what it did with its folder
 (:func:`note_run`: ``"trained"``, ``"resumed"`` or ``"reused"``, the last when the checkpoint was
-already complete), and :meth:`ssinfnet.pipeline.RunContext.record` moves those notes into the stage
+already complete), and :meth:`ssinfnet.book.context.RunContext.record` moves those notes into the stage
 entry of the manifest (:func:`take_runs`), so a chapter that reloaded a cached model says so, and
 which commit trained it.
 """
@@ -70,7 +70,7 @@ NOT_RECORDED = "not recorded"
 #: made), the book, plots and statistics. Every pattern must match a file (a test checks it).
 CODE_FILES: tuple[str, ...] = (
     "models/*.py",
-    "data/dataset.py", "data/transforms.py", "data/sample.py",
+    "data/dataset.py", "data/transforms.py", "data/sample.py", "data/classes.py",
     "data/io.py", "data/semiseg.py", "data/medseg.py", "data/phantoms.py",
     "training/losses.py", "training/optimisers.py", "training/loop.py", "training/phases.py",
     "training/device.py", "training/loader.py", "training/history.py",

@@ -1,4 +1,4 @@
-"""ssinfnet.checks: reference numbers with a tolerance (the notebooks' hidden checks)."""
+"""ssinfnet.book.checks: reference numbers with a tolerance (the notebooks' hidden checks)."""
 
 import math
 from types import SimpleNamespace

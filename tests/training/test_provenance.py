@@ -1,4 +1,4 @@
-"""Tests for ssinfnet.provenance: fingerprints of data, settings and code, the stale-run check, run notes."""
+"""Tests for ssinfnet.training.provenance: fingerprints of data, settings and code, the stale-run check, run notes."""
 
 import hashlib
 import json

@@ -1,4 +1,4 @@
-"""Tests for ssinfnet.finetune: variants, initialisation, priors, fit/export, validation Dice, CV.
+"""Tests for ssinfnet.segmentation.fit: variants, initialisation, priors, fit/export, validation Dice, CV.
 
 Everything is tiny: 64 px synthetic phantoms, a narrow ResNet-18 InfNet or a 4-channel U-Net,
 one epoch of two steps.

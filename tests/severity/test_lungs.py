@@ -1,4 +1,4 @@
-"""Tests for ssinfnet.lungs: synthetic phantoms with known lungs, flags, bad input, real COVID-SemiSeg crops."""
+"""Tests for ssinfnet.severity.lungs: synthetic phantoms with known lungs, flags, bad input, real COVID-SemiSeg crops."""
 
 from pathlib import Path
 

@@ -1,7 +1,7 @@
 """A network that does not learn fails here: short real trainings on the synthetic phantoms.
 
 The smoke notebooks train for a handful of steps, too few for their scores to mean anything (their
-numbers are checked against references with a tolerance, see ``ssinfnet.checks``). These tests train
+numbers are checked against references with a tolerance, see ``ssinfnet.book.checks``). These tests train
 tiny networks through the same ``fit`` (loop, loss, input path, validation, selection) long enough to
 learn, and check learning with margins that a broken loss, optimiser, input path or selection cannot
 meet. Measured once (2-core CPU): U-Net train Dice 0.61 and best validation Dice 0.54 after 40 steps

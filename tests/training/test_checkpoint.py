@@ -1,4 +1,4 @@
-"""Tests for ssinfnet.checkpoint: atomic writes, weights_only loads, RNG snapshots."""
+"""Tests for ssinfnet.training.checkpoint: atomic writes, weights_only loads, RNG snapshots."""
 
 import os
 import random

@@ -1,4 +1,4 @@
-"""Tests for ssinfnet.train (the one loop) and ssinfnet.plots.training, on tiny toy conv nets."""
+"""Tests for ssinfnet.training.loop (the one loop) and ssinfnet.plots.training, on tiny toy conv nets."""
 
 import math
 

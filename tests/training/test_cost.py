@@ -1,4 +1,4 @@
-"""Tests of ssinfnet.cost: hand-computed FLOPs and parameter counts, timing helpers, the cost table."""
+"""Tests of ssinfnet.training.cost: hand-computed FLOPs and parameter counts, timing helpers, the cost table."""
 
 from __future__ import annotations
 
