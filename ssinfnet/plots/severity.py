@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 
-__all__ = ["lung_mask_grid", "ratio_scatter", "bland_altman", "confusion_heatmap", "regional_score_map",
+__all__ = ["lung_mask_grid", "ratio_scatter", "bland_altman", "confusion_heatmap",
            "regional_score_panels", "regional_examples"]
 
 
@@ -170,32 +170,6 @@ def _draw_scores(ax, score_map, per_region, image, label, axes_off=False):
         ax.set_xlabel("column (px)")
         ax.set_ylabel("row (px)")
     return im
-
-
-def regional_score_map(lung_labels: np.ndarray, per_region: pd.DataFrame, image: np.ndarray | None = None,
-                       zone_axis: int | None = None) -> Figure:
-    """Map of the regional CT-SS: each lung zone coloured by its score 0/1/2 (2-D slices).
-
-    Parameters
-    ----------
-    lung_labels : int array (H, W)
-        0 background, 1/2 lungs (LungMask.labels).
-    per_region : DataFrame
-        Output of :func:`ssinfnet.severity.scores.regional_score` (columns lung, zone, score).
-    image : array (H, W), optional
-        Grey image under the map.
-    zone_axis : int, optional
-        Axis the zones were cut along (as given to regional_score); default: perpendicular to the line
-        joining the lungs.
-    """
-    from ..severity.scores import zone_score_map
-
-    score_map = zone_score_map(lung_labels, per_region, zone_axis)
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    im = _draw_scores(ax, score_map, per_region, image, "")
-    fig.colorbar(im, ax=ax, ticks=[0, 1, 2], fraction=0.046, label="zone score")
-    fig.tight_layout()
-    return fig
 
 
 def regional_score_panels(panels: Sequence[dict], ncols: int = 4, panel_size: float = 3.0) -> Figure:

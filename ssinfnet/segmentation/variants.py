@@ -46,7 +46,7 @@ from typing import Any, Callable
 from ..training.optimisers import adam, sgd
 
 
-__all__ = ["SegConfig", "VARIANTS", "variant_config", "list_variants"]
+__all__ = ["SegConfig", "VARIANTS", "variant_config"]
 
 
 TASKS = ("single", "multi")
@@ -261,13 +261,6 @@ _VARIANT_SETTINGS: dict[str, dict] = {
 VARIANTS: dict[str, Callable[..., SegConfig]] = {
     name: partial(SegConfig, name=name, **settings) for name, settings in _VARIANT_SETTINGS.items()
 }
-
-
-def list_variants(task: str | None = None) -> list[str]:
-    """Variant names (of one ``task``, or all), in the paper's order."""
-    if task is not None and task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
-    return [n for n, s in _VARIANT_SETTINGS.items() if task is None or s["task"] == task]
 
 
 def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:

@@ -109,64 +109,6 @@ def agreement_table(results: Mapping[str, dict]) -> pd.DataFrame:
     return out
 
 
-def patient_severity(table_of_slices: pd.DataFrame, clinical_df: pd.DataFrame, *,
-                     patient_col: str = "patient_id", score_col: str = "severity_score",
-                     bins: Sequence[float] = PAPER_BINS, allow_flagged: bool = False) -> pd.DataFrame:
-    """Per-patient predicted severity next to the clinical 0/1/2 score (the iCTCF path).
-
-    Parameters
-    ----------
-    table_of_slices : DataFrame
-        One row per slice: ``patient_col``, ``infection_sum``, ``lung_area`` (see :func:`slice_record`),
-        optional bool ``flagged``.
-    clinical_df : DataFrame
-        One row per patient with ``patient_col`` and ``score_col`` (0, 1, 2 or NaN).
-    patient_col, score_col : str
-        Column names.
-    bins : sequence of float, default :data:`PAPER_BINS`
-        Edges turning the patient ratio into ``predicted_class``.
-    allow_flagged : bool, default False
-        Passed to :func:`aggregate_ratios`.
-
-    Returns
-    -------
-    DataFrame
-        One row per patient with slices (index ``patient_col``): ``infection_sum``, ``lung_area``,
-        ``ratio``, ``n_slices``, ``n_flagged``, ``predicted_class``, ``clinical_score`` (float, NaN when
-        unknown) and ``reason`` (why the clinical score is missing, else ""); no patient is dropped.
-    """
-    for name, df, cols in (("table_of_slices", table_of_slices, [patient_col]),
-                           ("clinical_df", clinical_df, [patient_col, score_col])):
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise ValueError(f"{name} lacks column(s) {missing}")
-    scores = pd.to_numeric(clinical_df[score_col], errors="coerce")
-    bad = clinical_df[score_col].notna() & ~scores.isin([0, 1, 2])
-    if bad.any():
-        raise ValueError(f"clinical_df[{score_col!r}] must be 0, 1, 2 or NaN; bad values "
-                         f"{sorted(map(str, clinical_df.loc[bad, score_col].unique()))[:5]}")
-    dup = clinical_df[patient_col].duplicated()
-    if dup.any():
-        raise ValueError(f"clinical_df has duplicate {patient_col} {list(clinical_df.loc[dup, patient_col][:5])}")
-    out = aggregate_ratios(table_of_slices, patient_col, allow_flagged=allow_flagged)
-    defined = out["ratio"].notna()
-    out["predicted_class"] = pd.array([pd.NA] * len(out), dtype="Int64")
-    out.loc[defined, "predicted_class"] = classify(out.loc[defined, "ratio"].to_numpy(), bins)
-    lookup = pd.Series(scores.to_numpy(), index=clinical_df[patient_col].to_numpy())
-    known = out.index.isin(lookup.index)
-    out["clinical_score"] = [float(lookup[p]) if k else np.nan for p, k in zip(out.index, known)]
-    reasons = []
-    for k, score, ok in zip(known, out["clinical_score"], defined):
-        why = [] if k else ["patient not in clinical table"]
-        if k and np.isnan(score):
-            why.append("clinical score missing")
-        if not ok:
-            why.append("no lung area")
-        reasons.append("; ".join(why))
-    out["reason"] = reasons
-    return out
-
-
 def agreement_suite(frame: pd.DataFrame, zones: int = 3) -> dict:
     """Agreement of predicted with reference severity on the included slices of :func:`severity_frame`.
 

@@ -248,53 +248,6 @@ def mediation_by_exposure(
     return out
 
 
-class Mediation:
-    """scikit-learn-style wrapper of :func:`univariate_mediation`.
-
-    ``__init__`` stores the settings, :meth:`fit` runs the tests on a table and sets ``results_``
-    (DataFrame), ``indirect_effect_`` (Series by mediator) and ``significant_`` (list of mediators).
-
-    Examples
-    --------
-    >>> med = Mediation("age", ["glcm_Contrast"], "severity_binary", n_boot=200).fit(table)  # doctest: +SKIP
-    >>> med.summary()  # doctest: +SKIP
-    """
-
-    def __init__(self, x: str, mediators: Sequence[str], y: str, covariates: Sequence[str] = (),
-                 n_boot: int = 1000, seed: int = 0, outcome: str = "logistic", alpha: float = 0.05,
-                 adjust: str = "bh", rule: str = "paper"):
-        self.x = x
-        self.mediators = mediators
-        self.y = y
-        self.covariates = covariates
-        self.n_boot = n_boot
-        self.seed = seed
-        self.outcome = outcome
-        self.alpha = alpha
-        self.adjust = adjust
-        self.rule = rule
-
-    def fit(self, df: pd.DataFrame) -> Mediation:
-        """Run the mediation tests on ``df``; returns self."""
-        self.results_ = univariate_mediation(
-            df, self.x, self.mediators, self.y, covariates=self.covariates, n_boot=self.n_boot, seed=self.seed,
-            outcome=self.outcome, alpha=self.alpha, adjust=self.adjust, rule=self.rule)
-        self.indirect_effect_ = self.results_.set_index("mediator")["indirect"]
-        self.significant_ = self.results_.loc[self.results_["significant"], "mediator"].tolist()
-        return self
-
-    def summary(self) -> pd.DataFrame:
-        """Key columns, significant mediators first, then by decreasing |indirect effect|."""
-        if not hasattr(self, "results_"):
-            raise RuntimeError("Mediation is not fitted yet: call fit(df) first")
-        cols = ["mediator", "n", "beta11", "beta21", "beta31", "beta32", "indirect", "ci_low", "ci_high",
-                "p_indirect", "p_adj", "significant"]
-        out = self.results_[cols].copy()
-        out["_abs"] = out["indirect"].abs()
-        out = out.sort_values(["significant", "_abs"], ascending=[False, False]).drop(columns="_abs")
-        return out.reset_index(drop=True)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # correlation filter
 def correlation_filter(

@@ -287,9 +287,3 @@ def mediator_groups(
     specific = {x: [m for m in order if of[m] == {x}] for x in exposures}
     return common, specific
 
-
-def path_diagram(result: SEMResult, standardized: bool = True, alpha: float = 0.05):
-    """Path diagram of a fitted model as a matplotlib Figure (see :func:`ssinfnet.plots.stats.sem_path_diagram`)."""
-    from ..plots.stats import sem_path_diagram
-
-    return sem_path_diagram(result, standardized=standardized, alpha=alpha)

@@ -33,7 +33,6 @@ from torch import nn
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
-    "load_models",
     "safe_load",
     "capture_rng_state",
     "restore_rng_state",
@@ -173,43 +172,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
     state = safe_load(path, map_location)
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
-    return state
-
-
-def load_models(
-    path: str | os.PathLike,
-    models: Mapping[str, nn.Module],
-    *,
-    map_location: str | torch.device | None = "cpu",
-    strict: bool = True,
-) -> dict:
-    """Load the model weights of a checkpoint (``state["models"]``) into ``models`` in place.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        A ``last.pt`` or ``best_<phase>.pt`` written by :func:`ssinfnet.training.loop.train`.
-    models : Mapping[str, nn.Module]
-        Modules to fill, keyed like the checkpoint; every key must be present in the checkpoint.
-    map_location : str, torch.device or None, default="cpu"
-        Passed to :func:`torch.load`.
-    strict : bool, default=True
-        Passed to :meth:`nn.Module.load_state_dict`.
-
-    Returns
-    -------
-    dict
-        The whole checkpoint state (for its metadata: phase, epoch, metric).
-    """
-    state = load_checkpoint(path, map_location=map_location)
-    saved = state.get("models")
-    if not isinstance(saved, dict):
-        raise ValueError(f"checkpoint {path} has no 'models' entry")
-    missing = sorted(set(models) - set(saved))
-    if missing:
-        raise ValueError(f"checkpoint {path} lacks models {missing}; it has {sorted(saved)}")
-    for name, module in models.items():
-        module.load_state_dict(saved[name], strict=strict)
     return state
 
 

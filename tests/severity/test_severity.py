@@ -142,23 +142,6 @@ def test_agreement_against_sklearn_scipy():
         sv_agreement.agreement(ref, pred[:-1])
 
 
-def test_patient_severity_fixture():
-    slices = pd.DataFrame({"patient_id": [1, 1, 2, 3, 4], "infection_sum": [0.0, 2.0, 60.0, 1.0, 0.0],
-                           "lung_area": [100, 100, 100, 100, 0]})
-    clinical = pd.DataFrame({"patient_id": [1, 2, 3, 5], "severity_score": [1, 2, np.nan, 0]})
-    out = sv_agreement.patient_severity(slices, clinical)
-    assert list(out.index) == [1, 2, 3, 4]  # no patient dropped
-    assert out.loc[1, "ratio"] == pytest.approx(0.01) and out.loc[1, "predicted_class"] == 1
-    assert out.loc[2, "predicted_class"] == 2 and out.loc[2, "clinical_score"] == 2
-    assert np.isnan(out.loc[3, "clinical_score"]) and out.loc[3, "reason"] == "clinical score missing"
-    assert out.loc[4, "reason"] == "patient not in clinical table; no lung area"
-    assert out.loc[1, "reason"] == ""
-    with pytest.raises(ValueError, match="severity_score"):
-        sv_agreement.patient_severity(slices, clinical.assign(severity_score=[1, 2, 3, 0]))
-    with pytest.raises(ValueError, match="lacks"):
-        sv_agreement.patient_severity(slices, clinical.drop(columns="severity_score"))
-
-
 def test_plots_return_figures_without_titles():
     import matplotlib
 
@@ -178,7 +161,7 @@ def test_plots_return_figures_without_titles():
     figs = [ps.lung_mask_grid([img, img], [ok, bad], names=["a", "b"]),
             ps.ratio_scatter(ref, pred, bins=sv_scores.PAPER_BINS), ps.bland_altman(ref, pred),
             ps.confusion_heatmap(res["confusion"], sv_scores.PAPER_LABELS),
-            ps.regional_score_map(labels, table, image=img)]
+            ps.regional_score_panels([{"labels": labels, "per_region": table, "image": img}])]
     for fig in figs:
         assert isinstance(fig, matplotlib.figure.Figure)
         assert all(ax.get_title() == "" for ax in fig.axes)

@@ -174,19 +174,6 @@ def test_bad_arguments(kwargs, match):
         M.univariate_mediation(df, **args)
 
 
-def test_estimator_api():
-    df = _toy()
-    med = M.Mediation("x", ["m2", "m1"], "y", n_boot=100)
-    assert med.x == "x" and not hasattr(med, "results_")
-    with pytest.raises(RuntimeError, match="fit"):
-        med.summary()
-    assert med.fit(df) is med
-    assert list(med.indirect_effect_.index) == ["m2", "m1"]
-    assert med.significant_ == ["m1"]
-    s = med.summary()
-    assert s.loc[0, "mediator"] == "m1" and bool(s.loc[0, "significant"])
-
-
 def test_correlation_filter_keep_rules():
     rng = np.random.default_rng(0)
     a = rng.normal(size=300)

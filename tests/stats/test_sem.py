@@ -6,6 +6,7 @@ import pytest
 import statsmodels.api as sm
 from matplotlib.figure import Figure
 
+from ssinfnet.plots import stats as sem_plots
 from ssinfnet.stats import sem
 from ssinfnet.stats.simulation import simulate_cohort
 
@@ -141,7 +142,7 @@ def test_bad_arguments(cohort, kwargs, match):
 
 
 def test_path_diagram(fitted):
-    fig = sem.path_diagram(fitted)
+    fig = sem_plots.sem_path_diagram(fitted)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     assert ax.get_title() == ""

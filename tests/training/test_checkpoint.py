@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssinfnet.training.checkpoint import (capture_rng_state, load_checkpoint, load_models, new_file_mode,
+from ssinfnet.training.checkpoint import (capture_rng_state, load_checkpoint, new_file_mode,
                                           restore_rng_state, save_checkpoint)
 
 
@@ -96,18 +96,6 @@ def test_restore_unknown_generator_name_raises():
     snapshot = capture_rng_state({"a": torch.Generator()})
     with pytest.raises(ValueError, match="'b'"):
         restore_rng_state(snapshot, {"b": torch.Generator()})
-
-
-def test_load_models(tmp_path):
-    torch.manual_seed(0)
-    src = nn.Linear(3, 2)
-    save_checkpoint(tmp_path / "m.pt", {"models": {"net": src.state_dict()}, "epoch": 4})
-    dst = nn.Linear(3, 2)
-    state = load_models(tmp_path / "m.pt", {"net": dst})
-    assert state["epoch"] == 4
-    assert torch.equal(dst.weight, src.weight) and torch.equal(dst.bias, src.bias)
-    with pytest.raises(ValueError, match="coach"):
-        load_models(tmp_path / "m.pt", {"coach": nn.Linear(3, 2)})
 
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from ssinfnet.training import provenance
 from ssinfnet.training import loop as train_module
-from ssinfnet.training.checkpoint import load_checkpoint, load_models
+from ssinfnet.training.checkpoint import load_checkpoint
 from ssinfnet.training.optimisers import MilestoneFactor, sgd
 from ssinfnet.training.loop import NonFiniteLossError, train
 from ssinfnet.training.phases import Phase, alternate
@@ -382,7 +382,7 @@ def test_best_weights_are_those_of_the_best_epoch(tmp_path):
 
     result, _ = _run(tmp_path, _phases(epochs=3, val_fn=val_fn, monitor="score"), val_loader=[0])
     net = ToyNet()
-    load_models(result.best["net"]["path"], {"net": net, "coach": ToyNet()})
+    net.load_state_dict(load_checkpoint(result.best["net"]["path"])["models"]["net"])
     for k, v in net.state_dict().items():
         assert torch.equal(v, kept[1][k])
 
