@@ -7,6 +7,7 @@ be re-run alone. Chapters can be executed at different commits, so each stage en
 provenance (commit, dirty flag, data and code fingerprints, time) and names the trained run folders
 it reused, with the commit that trained them (:mod:`ssinfnet.training.provenance`).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -17,10 +18,11 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from ..training import provenance
+
 from ..data.sources import DataRoot, resolve_data_root
-from .profiles import Profile, get_profile
+from ..training import provenance
 from ..training.device import describe_device, device_name
+from .profiles import Profile, get_profile
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # this file is ssinfnet/book/context.py

@@ -1,12 +1,14 @@
 """Running the book: select notebooks, execute them in a run folder, refresh stored outputs."""
+
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+
 from ..data.sources import resolve_data_root
-from .profiles import get_profile
 from .context import NOTEBOOKS_DIR, REPO_ROOT, RunContext, relative_path
+from .profiles import get_profile
 
 
 # ----------------------------------------------------------------------------- papermill runner

@@ -75,7 +75,7 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
     """Train (or load) each named variant on ``train``, selecting on ``val``.
 
     Inpainting-initialised variants get ``init_weights``; multi variants get ``priors_train`` /
-    ``priors_val``, except the oracle, which :func:`ssinfnet.segmentation.fit.fit` builds from the masks. Returns the fits and a
+    ``priors_val``, except the oracle, which :func:`~ssinfnet.segmentation.fit.fit` builds from the masks. Returns the fits and a
     summary table (variant, label, best epoch, validation Dice, trainable parameters, transfer counts).
     """
     fits, rows = {}, []

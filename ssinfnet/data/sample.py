@@ -1,7 +1,9 @@
 """The one sample structure that every reader returns."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 
 

@@ -2,7 +2,8 @@
 
 Predictions and GT are paired by file stem (``12.png`` <-> ``12.png``). Nothing is written into the
 input folders; unpaired files are counted and listed, never dropped silently. Two protocols
-(see :mod:`ssinfnet.evaluation.paper_metrics` and :mod:`ssinfnet.evaluation.infnet_metrics`): ``"infnet"`` (the Inf-Net MATLAB tool) and ``"paper"`` (per image at
+(see :mod:`~ssinfnet.evaluation.paper_metrics`, :mod:`~ssinfnet.evaluation.infnet_metrics`):
+``"infnet"`` (the Inf-Net MATLAB tool) and ``"paper"`` (per image at
 one threshold, mean +/- 1.96 SE).
 """
 
@@ -17,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import infnet_metrics, paper_metrics
 from ..data.io import DataError, list_images, open_image
+from . import infnet_metrics, paper_metrics
 from .imresize import imresize
 
 PROTOCOLS = ("infnet", "paper")

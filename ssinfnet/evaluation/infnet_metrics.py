@@ -10,10 +10,13 @@ specificity and E-measure curves, S-measure (Fan et al., ICCV 2017), E-measure (
 MAE and an adaptive-threshold Dice. The rules are ported from the tool's behaviour, including its
 quirks (specificity is 0 when TP = 0; E-measure divides by N - 1 + eps so it can exceed 1).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
+
 import numpy as np
+
 from .paper_metrics import EPS
 
 

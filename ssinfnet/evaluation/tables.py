@@ -1,6 +1,7 @@
 """Scoring trained models on the test split in both protocols, and the published numbers beside them.
 
-All scores come from :mod:`ssinfnet.evaluation.paper_metrics` and :mod:`ssinfnet.evaluation.infnet_metrics` (the one metric implementation). The Inf-Net protocol is
+All scores come from :mod:`~ssinfnet.evaluation.paper_metrics` and :mod:`~ssinfnet.evaluation.infnet_metrics`
+(the one metric implementation). The Inf-Net protocol is
 applied to maps quantised to 8 bits, exactly what ``python -m ssinfnet evaluate`` would read from the
 PNGs that ``predict`` writes; the paper protocol thresholds the float maps at 0.5.
 """
@@ -93,7 +94,8 @@ def multi_infnet_table(probs: Mapping[str, Sequence[np.ndarray]], labels: Sequen
     for name, maps in probs.items():
         rows.append({"method": f"{name}{suffix}",
                      MULTI_COLUMNS[0]: infnet_protocol([p[GGO] for p in maps], [g == GGO for g in labels])["meanDic"],
-                     MULTI_COLUMNS[1]: infnet_protocol([p[CONSOLIDATION] for p in maps], [g == CONSOLIDATION for g in labels])["meanDic"]})
+                     MULTI_COLUMNS[1]: infnet_protocol([p[CONSOLIDATION] for p in maps],
+                                                       [g == CONSOLIDATION for g in labels])["meanDic"]})
     return pd.DataFrame(rows)
 
 

@@ -1,7 +1,9 @@
 """The one colour code of the book: GGO red, consolidation green, blended over the grey CT."""
+
 from __future__ import annotations
 
 import numpy as np
+
 from ..data.classes import CLASS_COLOURS
 
 

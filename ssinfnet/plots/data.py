@@ -10,15 +10,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..data.sample import Sample
 from ..data.classes import CLASS_COLOURS, CLASS_LABELS, CLASS_NAMES, CONSOLIDATION, GGO
+from ..data.sample import Sample
 from .colours import overlay
 
 GGO_RGB, CONSOLIDATION_RGB = CLASS_COLOURS[GGO], CLASS_COLOURS[CONSOLIDATION]
+FRACTION_COLUMNS = [f"{CLASS_NAMES[c]}_fraction" for c in (GGO, CONSOLIDATION)]  # data.summary columns
 
 
 def legend_handles() -> list[Patch]:
-    return [Patch(color=GGO_RGB, label=CLASS_LABELS[GGO]), Patch(color=CONSOLIDATION_RGB, label=CLASS_LABELS[CONSOLIDATION])]
+    return [Patch(color=GGO_RGB, label=CLASS_LABELS[GGO]),
+            Patch(color=CONSOLIDATION_RGB, label=CLASS_LABELS[CONSOLIDATION])]
 
 
 def example_grid(samples: Sequence[Sample], n: int = 6, with_raw: bool = True) -> Figure:
@@ -42,7 +44,7 @@ def example_grid(samples: Sequence[Sample], n: int = 6, with_raw: bool = True) -
 def class_balance_plot(balance: pd.DataFrame) -> Figure:
     """Per-slice GGO and consolidation fractions (left) and lesion size distribution (right)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    long = balance.melt(id_vars=["slice_id", "subset"], value_vars=[f"{CLASS_NAMES[c]}_fraction" for c in (GGO, CONSOLIDATION)],
+    long = balance.melt(id_vars=["slice_id", "subset"], value_vars=FRACTION_COLUMNS,
                         var_name="class", value_name="fraction")
     long["class"] = long["class"].map({f"{CLASS_NAMES[c]}_fraction": CLASS_LABELS[c] for c in (GGO, CONSOLIDATION)})
     for i, (subset, g) in enumerate(long.groupby("subset", sort=False)):

@@ -12,9 +12,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..data.classes import CLASS_COLOURS
-from .colours import overlay as _overlay
-
 from ..evaluation.paper_metrics import roc_auc, roc_curve
+from .colours import overlay as _overlay
 
 # Overlay colours (RGB in [0, 1]): the palette of the COVID-SemiSeg multi-class GT.
 

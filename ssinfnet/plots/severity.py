@@ -1,8 +1,10 @@
 """Figures for lung masks and severity agreement.  Every function returns a Figure; captions come from the notebook."""
+
 from __future__ import annotations
 
-from collections.abc import Sequence
 import textwrap
+from collections.abc import Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -17,22 +17,25 @@ folder is keyed on the configuration, the pool the loader reads (pixels, size, t
 size) and the training code (:func:`pretraining_key`): a folder trained with another key is refused,
 never resumed (:class:`ssinfnet.training.provenance.StaleRunError`).
 """
+
 from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
 import torch
 from torch.utils.data import default_collate
-from ..training.losses import coach_loss, inpainting_loss
+
+from ..data.transforms import network_input
 from ..models.coach import Coach, random_masks
 from ..models.modes import eval_mode
 from ..models.registry import build_model
-from ..training.provenance import code_fingerprint, config_fingerprint, loader_fingerprint
-from ..training.phases import Phase, alternate
 from ..training.loop import TrainResult, train
+from ..training.losses import coach_loss, inpainting_loss
 from ..training.optimisers import adam, sgd
-from ..data.transforms import network_input
+from ..training.phases import Phase, alternate
+from ..training.provenance import code_fingerprint, config_fingerprint, loader_fingerprint
 
 
 @dataclass

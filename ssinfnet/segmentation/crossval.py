@@ -1,13 +1,16 @@
 """Grouped k-fold cross-validation of a segmentation variant (one fit per fold, scores on the held-out fold)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
+
 from ..data.sample import Sample
 from ..data.splits import grouped_kfold, validation_split
 from .fit import fit, priors_for, scores_table

@@ -35,6 +35,7 @@ network never trains on priors better than those it meets at test time); ``"grou
 *oracle* prior, the infection mask itself (what the authors' cross-validation used); results with
 it are an upper bound and are labelled ``(oracle prior)``.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,30 +45,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from functools import partial
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as F
-from ..training.checkpoint import load_checkpoint
+
 from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ..data.dataset import SliceDataset
 from ..data.sample import Sample
-from ..data.transforms import train_transform
-from ..training.losses import (SEG_KEYS, edge_loss, focal_loss, infnet_loss, multi_infnet_loss,
-                               multiclass_structure_loss, structure_loss)
+from ..data.transforms import network_input, train_transform
 from ..evaluation.paper_metrics import paper_scores
 from ..models.registry import build_model
 from ..models.transfer import TransferReport, transfer_weights
-from ..training.optimisers import make_lookahead_sgd
+from ..training.checkpoint import load_checkpoint
 from ..training.export import EXPORT_FORMAT, export_model
-from .predict import predict_probabilities
-from ..data.transforms import network_input
-from ..training.provenance import (check_key, code_fingerprint, config_fingerprint, note_stale, samples_fingerprint,
-                                   stamp)
-from ..training.phases import Phase
-from ..training.optimisers import adam, sgd
 from ..training.loader import make_loader
 from ..training.loop import train
+from ..training.losses import (SEG_KEYS, edge_loss, focal_loss, infnet_loss, multi_infnet_loss,
+                               multiclass_structure_loss, structure_loss)
+from ..training.optimisers import adam, make_lookahead_sgd, sgd
+from ..training.phases import Phase
+from ..training.provenance import (check_key, code_fingerprint, config_fingerprint, note_stale, samples_fingerprint,
+                                   stamp)
+from .predict import predict_probabilities
 from .variants import MODEL_KEY, PHASE_NAME, SegConfig, TASKS
 
 

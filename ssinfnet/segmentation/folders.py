@@ -19,6 +19,7 @@ with the ``reason``. It writes only into a new or empty folder or one it wrote b
 Exit codes: 0 some slice predicted, 1 nothing predicted (or writing failed), 2 refused (arguments,
 device, models, inputs or output folder), with one ``error:`` line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,14 +28,16 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
 import numpy as np
 from PIL import Image
-from ..data.io import DataError, IMAGE_SUFFIXES, read_image
+
 from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO, class_rgb
+from ..data.io import DataError, IMAGE_SUFFIXES, read_image
 from ..data.phantoms import LUNG_WINDOW, window_hu
-from .predict import predict_probabilities
-from ..training.export import LoadedModel, TASK_CLASSES, TASK_IN_CHANS, check_task, load_exported
 from ..training.device import resolve_device
+from ..training.export import LoadedModel, TASK_CLASSES, TASK_IN_CHANS, check_task, load_exported
+from .predict import predict_probabilities
 
 
 DICOM_SUFFIXES = (".dcm", ".dicom")

@@ -1,16 +1,19 @@
 """Class probabilities of a trained segmenter on slices or samples (batched, device-aware)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch.nn import functional as F
+
 from ..data.sample import Sample
-from ..models.modes import eval_mode
-from ..training.export import LoadedModel
-from typing import Sequence
 from ..data.transforms import normalize
+from ..models.modes import eval_mode
 from ..training.device import default_amp, default_channels_last
+from ..training.export import LoadedModel
 
 
 # ------------------------------------------------------------------------------------------ predict

@@ -35,6 +35,7 @@ network never trains on priors better than those it meets at test time); ``"grou
 *oracle* prior, the infection mask itself (what the authors' cross-validation used); results with
 it are an upper bound and are labelled ``(oracle prior)``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -43,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from typing import Any, Callable
+
 from ..training.optimisers import adam, sgd
 
 

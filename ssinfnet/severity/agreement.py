@@ -1,9 +1,12 @@
 """Agreement of predicted and reference severity: confusion, weighted kappa, Spearman, the Table VI layout."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
+
 from .scores import CT_BINS, PAPER_BINS, aggregate_ratios, check_bins, classify
 
 

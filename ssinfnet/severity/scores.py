@@ -14,14 +14,16 @@ Conventions
 * Lung masks that :func:`ssinfnet.severity.lungs.segment_lungs` flagged are refused unless the caller passes
   ``allow_flagged=True``: a flagged mask is never scored silently.
 """
+
 from __future__ import annotations
 
-from collections.abc import Sequence
 import warnings
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+
 from .lungs import LungMask
-from collections.abc import Sequence
 
 
 def zone_score_map(labels: np.ndarray, per_region: pd.DataFrame, zone_axis: int | None) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Per-slice severity table of a test set, from saved or simulated predictions."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from .lungs import LungParams, segment_lungs
 from .scores import check_prob, regional_score, slice_record
 

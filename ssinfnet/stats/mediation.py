@@ -31,13 +31,16 @@ are a few stacked matrix products (least squares) or a few stacked Newton steps 
 the full-data estimate); 1000 resamples of 1,500 rows take ~0.05 s (linear) to ~0.3 s (logistic) per
 mediator on one CPU core.
 """
+
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 from scipy import stats
+
 from .regression import (ADJUST, adjust_pvalues, batched_logit, batched_ols, bootstrap_pvalue, bootstrap_weights,
                          logit, ols)
 

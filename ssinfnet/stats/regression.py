@@ -31,9 +31,11 @@ are a few stacked matrix products (least squares) or a few stacked Newton steps 
 the full-data estimate); 1000 resamples of 1,500 rows take ~0.05 s (linear) to ~0.3 s (logistic) per
 mediator on one CPU core.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 from scipy import stats
 

@@ -1,13 +1,14 @@
 """Device policy shared by training and inference: device choice, mixed precision, channels-last, batch moves."""
+
 from __future__ import annotations
 
 import os
 import platform
 import re
-import torch
-
 from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 
 def device_name(device: str = "auto") -> str:

@@ -1,14 +1,17 @@
 """Exported model files: one checkpoint format for every trained network (save, check and load)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
 import torch
-from .checkpoint import safe_load
+
 from ..data.classes import CLASS_LABELS
 from ..data.io import DataError
 from ..models.registry import build_model
+from .checkpoint import safe_load
 
 
 EXPORT_FORMAT = "ssinfnet-model-v2"

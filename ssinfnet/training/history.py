@@ -1,10 +1,12 @@
 """Per-epoch training history (``history.csv``) kept by the training loop."""
+
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
 from typing import Any
+
 import pandas as pd
 
 

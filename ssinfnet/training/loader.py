@@ -1,7 +1,9 @@
 """Seeded, reproducible data loaders for the training loop."""
+
 from __future__ import annotations
 
 import random
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset

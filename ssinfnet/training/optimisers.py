@@ -9,25 +9,16 @@ resumed run continues exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import math
+import math
+import math
+import math
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
+from torch import nn
 from torch.optim import SGD, Optimizer
-import math
-from collections.abc import Callable, Iterable, Mapping
-from torch import nn
-import math
-from collections.abc import Callable, Iterable, Mapping
-from torch import nn
-import math
-from collections.abc import Callable, Iterable, Mapping
-from torch import nn
-import math
-from collections.abc import Callable, Iterable, Mapping
-from torch import nn
-import math
-from collections.abc import Callable, Iterable, Mapping
-from torch import nn
 
 __all__ = ["Lookahead", "make_lookahead_sgd", "adam", "sgd", "MilestoneFactor", "OptimizerFactory", "SchedulerFactory"]
 

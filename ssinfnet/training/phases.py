@@ -1,14 +1,63 @@
 """Training phases: which models train, on which loss, with which optimiser and schedule.
 
-See ``ssinfnet.training.loop`` for the loop that runs them."""
+Phases
+------
+A *phase* says which networks learn, which are frozen, what the loss is and how the optimiser and
+learning rate behave, for a number of epochs. :func:`~ssinfnet.training.loop.train` runs phases in order over the same
+training loader. Nothing else changes between the paper's stages: self-supervised pretraining,
+single-class and multi-class segmentation are all ``train(phases, models, loader, ...)`` calls
+(the nnU-Net habit of "one loop, variants change one thing").
+
+``models`` is a ``dict`` of named ``nn.Module`` objects. In a phase,
+
+* ``trainable`` modules are put in ``train()`` mode and their parameters are optimised by a fresh
+  optimiser built by ``make_optimizer`` (the paper restarts the learning-rate ladder in each phase);
+* ``frozen`` modules are put in ``eval()`` mode with ``requires_grad=False`` (used, not learnt);
+* other modules are left as they are and are not optimised.
+
+The loss is a callable ``loss_fn(models, batch, ctx) -> (loss, logs)``: ``loss`` a 0-d tensor to
+minimise, ``logs`` a ``dict`` of extra scalars (floats or 0-d tensors) written to the history;
+``ctx`` is a :class:`~ssinfnet.training.loop.StepContext` (phase, epoch, step, a seeded ``torch.Generator`` for masks and
+other randomness, the device).
+
+Example: coach-adversarial pretraining
+--------------------------------------
+The paper trains the inpainter alone (random masks), then the coach alone against the frozen
+inpainter, then alternates. With ``inpaint_random``, ``inpaint_coached`` and ``coach_loss`` loss
+callables (from :mod:`ssinfnet.training.losses`), the schedule is only configuration::
+
+    from ssinfnet.training.loader import make_loader
+    from ssinfnet.training.loop import train
+    from ssinfnet.training.optimisers import adam, sgd
+    from ssinfnet.training.phases import Phase, alternate
+
+    ladder = {10: 0.1, 20: 0.01, 30: 0.001}  # lr 0.1 -> 0.01 -> 0.001 -> 0.0001 within a phase
+    inpaint = Phase("inpainter", epochs=40, trainable=["inpainter"], frozen=["coach"],
+                    loss_fn=inpaint_random, make_optimizer=sgd(0.1, momentum=0.9, weight_decay=5e-4),
+                    lr_factors=ladder)
+    coach = Phase("coach", epochs=10, trainable=["coach"], frozen=["inpainter"],
+                  loss_fn=coach_loss, make_optimizer=adam(1e-5))
+    inpaint_adv = Phase("inpainter_adv", epochs=10, trainable=["inpainter"], frozen=["coach"],
+                        loss_fn=inpaint_coached, make_optimizer=sgd(0.1), lr_factors=ladder)
+    phases = [inpaint, coach, *alternate(inpaint_adv, coach, rounds=3)]
+    loader = make_loader(unlabelled, batch_size=16, shuffle=True, seed=0)
+    result = train(phases, {"inpainter": net, "coach": coach_net}, loader,
+                   device="cuda", seed=0, run_dir="runs/paper/pretrain")
+
+Run it again and it resumes from ``run_dir/checkpoints/last.pt``; a finished run returns at once
+with the trained weights loaded.
+"""
+
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
 import torch
 from torch import nn
+
 from .optimisers import MilestoneFactor, OptimizerFactory, SchedulerFactory, adam
 
 
