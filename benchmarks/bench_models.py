@@ -6,7 +6,7 @@ Usage::
     python benchmarks/bench_models.py --quick --output /tmp/bench.json            # 64 px, 2 repeats
     python benchmarks/bench_models.py --models infnet_light unet --sizes 352 --device cuda
 
-A thin command line over :func:`ssinfnet.cost.cost_table` (see that module for what each number
+A thin command line over :func:`ssinfnet.training.cost.cost_table` (see that module for what each number
 means): per model and size, parameters, forward GFLOPs per image (batch 1, multiply-add = 2 FLOPs),
 training ms/image and images/s (forward + backward + SGD step on synthetic tensors, batch
 ``--batch``), inference ms/image (eval, no grad) and peak memory, with the training loop's defaults:
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ssinfnet.cost import cost_table, device_description
-from ssinfnet.train import default_amp, default_channels_last
+from ssinfnet.training.cost import cost_table, device_description
+from ssinfnet.training.device import default_amp, default_channels_last
 
 MODELS = {
     "infnet_res2net50": ("infnet", {}),

@@ -8,9 +8,9 @@ Usage::
 
 Three measurements, in one process and one run:
 
-1. ``loop``: images/s of the REAL training loop, :func:`ssinfnet.train.train` with one
-   :class:`~ssinfnet.train.Phase` (``losses.infnet_loss``, Adam 1e-4), fed by
-   :func:`~ssinfnet.train.make_loader` over a :class:`~ssinfnet.data.dataset.SliceDataset` of synthetic
+1. ``loop``: images/s of the REAL training loop, :func:`ssinfnet.training.loop.train` with one
+   :class:`~ssinfnet.training.phases.Phase` (``losses.infnet_loss``, Adam 1e-4), fed by
+   :func:`~ssinfnet.training.loader.make_loader` over a :class:`~ssinfnet.data.dataset.SliceDataset` of synthetic
    phantoms with the training augmentation (random resized crop to ``--size``, flip, rotation), and
    of a BARE loop (same network, loss and optimiser, one synthetic batch already on the device).
    ``real_over_bare`` = real images/s / bare images/s; >= 0.9 means the input pipeline, logging and
@@ -21,7 +21,7 @@ Three measurements, in one process and one run:
    per training step and 257 ms per image for inference on these 2-core CPUs. Ours
    (``backbone="res2net50_26w_4s"``, otherwise the class defaults) is timed on CPU in the same setting
    (Adam, ``infnet_loss``, fp32) in the memory format the training loop uses by default on CPU
-   (PyTorch's layout; :func:`ssinfnet.train.default_channels_last` says why not channels_last);
+   (PyTorch's layout; :func:`ssinfnet.training.device.default_channels_last` says why not channels_last);
    ``speedup_* = anchor ms / our ms`` (target >= 1.5). Only ``--quick`` runs it at a small size, and
    then reports no speed-up.
 3. ``anchor.cpu_variants``: the same anchor network's training step and inference in the other
@@ -45,14 +45,18 @@ from pathlib import Path
 
 import torch
 
-from ssinfnet.cost import count_flops, count_parameters, device_description, time_inference, time_training_step
+from ssinfnet.training.cost import count_flops, count_parameters, device_description, time_inference, time_training_step
 from ssinfnet.data.dataset import SliceDataset
 from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.transforms import train_transform
-from ssinfnet.losses import infnet_loss
+from ssinfnet.training.losses import infnet_loss
 from ssinfnet.models.registry import build_model
-from ssinfnet.profiles import get_profile
-from ssinfnet.train import Phase, adam, default_amp, default_channels_last, make_loader, train
+from ssinfnet.book.profiles import get_profile
+from ssinfnet.training.phases import Phase
+from ssinfnet.training.optimisers import adam
+from ssinfnet.training.device import default_amp, default_channels_last
+from ssinfnet.training.loader import make_loader
+from ssinfnet.training.loop import train
 
 #: The authors' single InfNet on the 2-core CPUs (Res2Net-50, 352 px, batch 4, fp32), ms per image.
 ANCHOR = {"size": 352, "batch": 4, "train_ms_per_image": 1056.0, "infer_ms_per_image": 257.0}
@@ -73,7 +77,7 @@ def _synthetic_batch(batch: int, size: int, seed: int) -> dict:
 
 def real_loop(kwargs: dict, size: int, batch: int, steps: int, device: torch.device, seed: int,
               phantom_size: int, workers: int) -> dict:
-    """Images/s of :func:`ssinfnet.train.train` over phantoms (``steps + 1`` steps, the first untimed)."""
+    """Images/s of :func:`ssinfnet.training.loop.train` over phantoms (``steps + 1`` steps, the first untimed)."""
     samples = synthetic_subset("train", n=batch * (steps + 1), size=phantom_size, seed=seed)
     dataset = SliceDataset(samples, size, train_transform(size), require=("infection",))
     loader = make_loader(dataset, batch, shuffle=True, seed=seed, num_workers=workers,

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 def probe_loss(steps: int = 5) -> float:
     """Loss after ``steps`` Adam steps of the smoke InfNet (64 px, batch 4) on seeded random tensors."""
     from ssinfnet.models.registry import build_model
-    from ssinfnet.profiles import get_profile
+    from ssinfnet.book.profiles import get_profile
 
     torch.manual_seed(0)
     model = build_model("infnet", **get_profile("smoke").infnet_kwargs())

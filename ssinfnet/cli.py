@@ -12,21 +12,21 @@ import sys
 
 
 def _cmd_run(args) -> int:
-    from .pipeline import run_book
+    from .book.runner import run_book
 
     run_dir = run_book(args.profile, args.data_root, only=args.only, start=args.start, run_dir=args.run_dir,
                        progress=not args.no_progress)
     print(f"[ssinfnet] run written to {run_dir}")
     if args.book:
-        from .book import build
+        from .book.render import build
 
         print(f"[ssinfnet] book rendered: {build(run_dir) / 'index.html'}")
     return 0
 
 
 def _cmd_book(args) -> int:
-    from .book import build
-    from .pipeline import RUNS_DIR
+    from .book.render import build
+    from .book.context import RUNS_DIR
 
     html = build(args.run_dir or RUNS_DIR / args.profile)
     print(f"[ssinfnet] book rendered: {html / 'index.html'}")
@@ -34,10 +34,11 @@ def _cmd_book(args) -> int:
 
 
 def _cmd_refresh(args) -> int:
-    from .pipeline import NOTEBOOKS_DIR, list_notebooks, select_notebooks
+    from .book.context import NOTEBOOKS_DIR
+    from .book.runner import list_notebooks, select_notebooks
 
     for p in select_notebooks(list_notebooks(NOTEBOOKS_DIR), only=args.only):
-        from .pipeline import refresh_outputs
+        from .book.runner import refresh_outputs
 
         refresh_outputs([p])
         print(f"[ssinfnet] refreshed stored outputs of {p.name}")
@@ -45,7 +46,7 @@ def _cmd_refresh(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .predict import main as predict_main  # imported here: torch and timm load slowly
+    from .segmentation.folders import main as predict_main
 
     return predict_main(args)
 
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="where to unpack (default: the project's data/)")
     p.set_defaults(func=_cmd_fetch)
 
-    from . import evaluate as _evaluate  # light: numpy and PIL only
+    from .evaluation import folders as _evaluate
 
     p = sub.add_parser("evaluate", help="score saved prediction maps against ground truth")
     _evaluate.add_arguments(p)
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
-        from .pipeline import ChapterFailed
+        from .book.runner import ChapterFailed
 
         if not isinstance(exc, ChapterFailed):
             raise

@@ -5,6 +5,7 @@ transforms -> torch datasets.
 """
 
 from .io import DataError
-from .sample import BACKGROUND, CLASS_NAMES, CONSOLIDATION, GGO, Sample
+from .classes import BACKGROUND, CLASS_LABELS, CLASS_NAMES, CONSOLIDATION, GGO
+from .sample import Sample
 
-__all__ = ["DataError", "Sample", "BACKGROUND", "GGO", "CONSOLIDATION", "CLASS_NAMES"]
+__all__ = ["DataError", "Sample", "BACKGROUND", "GGO", "CONSOLIDATION", "CLASS_NAMES", "CLASS_LABELS"]

@@ -6,10 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Class codes of the multi-class masks (MedSeg / COVID-SemiSeg convention).
-BACKGROUND, GGO, CONSOLIDATION = 0, 1, 2
-CLASS_NAMES = ("background", "GGO", "consolidation")
-
 
 @dataclass
 class Sample:

@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .sample import CONSOLIDATION, GGO, Sample
+from .classes import CLASS_LABELS, CLASS_NAMES, CONSOLIDATION, GGO
+from .sample import Sample
 from .sources import SOURCES
 
 
@@ -41,8 +42,8 @@ def class_balance(samples: Sequence[Sample]) -> pd.DataFrame:
         n = s.classes.size
         inf = s.classes > 0
         rows.append({"slice_id": s.slice_id, "subset": s.subset,
-                     "ggo_fraction": float((s.classes == GGO).sum() / n),
-                     "consolidation_fraction": float((s.classes == CONSOLIDATION).sum() / n),
+                     f"{CLASS_NAMES[GGO]}_fraction": float((s.classes == GGO).sum() / n),
+                     f"{CLASS_NAMES[CONSOLIDATION]}_fraction": float((s.classes == CONSOLIDATION).sum() / n),
                      "infection_fraction": float(inf.sum() / n), "infection_pixels": int(inf.sum()),
                      "lesions": int(ndimage.label(inf)[1])})
     return pd.DataFrame(rows)
@@ -54,7 +55,7 @@ def pixel_shares(samples: Sequence[Sample]) -> pd.Series:
     for s in samples:
         if s.classes is not None:
             counts += np.bincount(s.classes.ravel(), minlength=3)[:3]
-    return pd.Series(counts / counts.sum(), index=["background", "GGO", "consolidation"])
+    return pd.Series(counts / counts.sum(), index=list(CLASS_LABELS))
 
 
 def size_table(subsets: dict[str, Sequence[Sample]]) -> pd.DataFrame:

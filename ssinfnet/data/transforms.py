@@ -78,3 +78,13 @@ def train_transform(size: int, cutout: float = 0.0, rotation: float = 15.0, scal
 def eval_transform(size: int) -> v2.Compose:
     """Deterministic resize to ``size`` x ``size`` px (bilinear for images, nearest for masks)."""
     return v2.Compose([v2.Resize((size, size), antialias=True)])
+
+
+def network_input(batch: dict, with_prior: bool) -> torch.Tensor:
+    """The tensor the network sees: image (B, 1, H, W), or image and prior (B, 2, H, W)."""
+    x = batch["image"]
+    if with_prior:
+        if "prior" not in batch:
+            raise ValueError("with_prior=True but the batch has no 'prior'")
+        x = torch.cat([x, batch["prior"]], dim=1)
+    return x

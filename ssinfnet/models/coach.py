@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Coach", "BasicBlock", "mask_from_scores", "random_masks", "set_trainable"]
+__all__ = ["Coach", "BasicBlock", "mask_from_scores", "random_masks"]
 
 
 def mask_from_scores(scores: torch.Tensor, keep: float, alpha: float,
@@ -78,14 +78,6 @@ def mask_from_scores(scores: torch.Tensor, keep: float, alpha: float,
         kwargs = {} if upsample == "nearest" else {"align_corners": False}
         mask = F.interpolate(mask, size=tuple(size), mode=upsample, **kwargs)
     return mask
-
-
-def set_trainable(module: nn.Module, trainable: bool) -> nn.Module:
-    """Set ``requires_grad`` of every parameter of ``module`` (freeze the inpainter while the
-    coach trains, and the coach while the inpainter trains); returns the module."""
-    for p in module.parameters():
-        p.requires_grad_(trainable)
-    return module
 
 
 def random_masks(shape: Sequence[int], keep: float = 0.75, patch: int = 16,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Class code -> RGB in [0, 1]: 1 GGO (or binary infection) red, 2 consolidation green.
-CLASS_COLOURS = {1: (1.0, 0.0, 0.0), 2: (0.0, 0.8, 0.0)}
+from ..data.classes import CLASS_COLOURS
 
 
 def overlay(image: np.ndarray, labels: np.ndarray | None, alpha: float = 0.45) -> np.ndarray:
@@ -34,12 +33,3 @@ def overlay(image: np.ndarray, labels: np.ndarray | None, alpha: float = 0.45) -
         m = lab == code
         rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(colour)
     return np.clip(rgb, 0, 1)
-
-
-def class_rgb(labels: np.ndarray) -> np.ndarray:
-    """uint8 RGB (H, W, 3) of a label map on black: GGO red, consolidation green."""
-    lab = np.asarray(labels)
-    rgb = np.zeros(lab.shape + (3,), dtype=np.uint8)
-    for code, colour in CLASS_COLOURS.items():
-        rgb[lab == code] = np.round(np.asarray(colour) * 255).astype(np.uint8)
-    return rgb

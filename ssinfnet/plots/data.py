@@ -10,14 +10,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..data.classes import CLASS_COLOURS, CLASS_LABELS, CLASS_NAMES, CONSOLIDATION, GGO
 from ..data.sample import Sample
-from .colours import CLASS_COLOURS, overlay
+from .colours import overlay
 
-GGO_RGB, CONSOLIDATION_RGB = CLASS_COLOURS[1], CLASS_COLOURS[2]
+GGO_RGB, CONSOLIDATION_RGB = CLASS_COLOURS[GGO], CLASS_COLOURS[CONSOLIDATION]
+FRACTION_COLUMNS = [f"{CLASS_NAMES[c]}_fraction" for c in (GGO, CONSOLIDATION)]  # data.summary columns
 
 
 def legend_handles() -> list[Patch]:
-    return [Patch(color=GGO_RGB, label="GGO"), Patch(color=CONSOLIDATION_RGB, label="consolidation")]
+    return [Patch(color=GGO_RGB, label=CLASS_LABELS[GGO]),
+            Patch(color=CONSOLIDATION_RGB, label=CLASS_LABELS[CONSOLIDATION])]
 
 
 def example_grid(samples: Sequence[Sample], n: int = 6, with_raw: bool = True) -> Figure:
@@ -41,14 +44,14 @@ def example_grid(samples: Sequence[Sample], n: int = 6, with_raw: bool = True) -
 def class_balance_plot(balance: pd.DataFrame) -> Figure:
     """Per-slice GGO and consolidation fractions (left) and lesion size distribution (right)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    long = balance.melt(id_vars=["slice_id", "subset"], value_vars=["ggo_fraction", "consolidation_fraction"],
+    long = balance.melt(id_vars=["slice_id", "subset"], value_vars=FRACTION_COLUMNS,
                         var_name="class", value_name="fraction")
-    long["class"] = long["class"].map({"ggo_fraction": "GGO", "consolidation_fraction": "consolidation"})
+    long["class"] = long["class"].map({f"{CLASS_NAMES[c]}_fraction": CLASS_LABELS[c] for c in (GGO, CONSOLIDATION)})
     for i, (subset, g) in enumerate(long.groupby("subset", sort=False)):
         for k, (cls, gg) in enumerate(g.groupby("class")):
             x = i * 3 + k + np.random.default_rng(0).uniform(-0.2, 0.2, len(gg))
             a.scatter(x, 100 * gg.fraction, s=10, alpha=0.7,
-                      color=GGO_RGB if cls == "GGO" else CONSOLIDATION_RGB, label=cls if i == 0 else None)
+                      color=GGO_RGB if cls == CLASS_LABELS[GGO] else CONSOLIDATION_RGB, label=cls if i == 0 else None)
     subsets = list(long.subset.unique())
     a.set_xticks([i * 3 + 0.5 for i in range(len(subsets))], subsets)
     a.set_ylabel("share of slice pixels (%)")

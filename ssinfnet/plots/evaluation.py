@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .colours import CLASS_COLOURS  # noqa: F401  (re-exported)
+from ..data.classes import CLASS_COLOURS
+from ..evaluation.paper_metrics import roc_auc, roc_curve
 from .colours import overlay as _overlay
-
-from ssinfnet.metrics import roc_auc, roc_curve
 
 # Overlay colours (RGB in [0, 1]): the palette of the COVID-SemiSeg multi-class GT.
 
@@ -79,7 +78,7 @@ def plot_metric_distributions(scores: pd.DataFrame, metric: str = "dice", model_
     Parameters
     ----------
     scores : long DataFrame, one row per image (x class), columns ``model_col`` and ``metric``
-        (e.g. :func:`ssinfnet.metrics.paper_scores` outputs concatenated with a model column);
+        (e.g. :func:`ssinfnet.evaluation.paper_metrics.paper_scores` outputs concatenated with a model column);
         NaN values are left out and their count shown in the tick label.
     metric : column to plot (values in [0, 1])
     model_col : column naming the model

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import textwrap
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["lung_mask_grid", "ratio_scatter", "bland_altman", "confusion_heatmap", "regional_score_map",
+
+__all__ = ["lung_mask_grid", "ratio_scatter", "bland_altman", "confusion_heatmap",
            "regional_score_panels", "regional_examples"]
 
 
@@ -154,25 +155,6 @@ def confusion_heatmap(confusion, labels: Sequence[str] | None = None) -> Figure:
     return fig
 
 
-def _score_map(labels: np.ndarray, per_region: pd.DataFrame, zone_axis: int | None) -> np.ndarray:
-    from ssinfnet.severity import _separation_axis, _zone_bands
-
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"lung_labels must be 2-D, got shape {labels.shape}")
-    need = {"lung", "zone", "score"}
-    if not need <= set(per_region.columns):
-        raise ValueError(f"per_region lacks column(s) {sorted(need - set(per_region.columns))}")
-    zones = int(per_region["zone"].max()) + 1
-    axis = (1 - _separation_axis(labels)) if zone_axis is None else zone_axis
-    score_map = np.full(labels.shape, np.nan)
-    for row in per_region.itertuples():
-        lung = labels == row.lung
-        if lung.any():
-            score_map[lung & (_zone_bands(lung, axis, zones) == row.zone)] = row.score
-    return score_map
-
-
 def _draw_scores(ax, score_map, per_region, image, label, axes_off=False):
     if image is not None:
         ax.imshow(image, cmap="gray")
@@ -192,30 +174,6 @@ def _draw_scores(ax, score_map, per_region, image, label, axes_off=False):
     return im
 
 
-def regional_score_map(lung_labels: np.ndarray, per_region: pd.DataFrame, image: np.ndarray | None = None,
-                       zone_axis: int | None = None) -> Figure:
-    """Map of the regional CT-SS: each lung zone coloured by its score 0/1/2 (2-D slices).
-
-    Parameters
-    ----------
-    lung_labels : int array (H, W)
-        0 background, 1/2 lungs (LungMask.labels).
-    per_region : DataFrame
-        Output of :func:`ssinfnet.severity.regional_score` (columns lung, zone, score).
-    image : array (H, W), optional
-        Grey image under the map.
-    zone_axis : int, optional
-        Axis the zones were cut along (as given to regional_score); default: perpendicular to the line
-        joining the lungs.
-    """
-    score_map = _score_map(lung_labels, per_region, zone_axis)
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    im = _draw_scores(ax, score_map, per_region, image, "")
-    fig.colorbar(im, ax=ax, ticks=[0, 1, 2], fraction=0.046, label="zone score")
-    fig.tight_layout()
-    return fig
-
-
 def regional_score_panels(panels: Sequence[dict], ncols: int = 4, panel_size: float = 3.0) -> Figure:
     """Several regional CT-SS maps side by side (e.g. reference and predicted for a few slices).
 
@@ -223,7 +181,7 @@ def regional_score_panels(panels: Sequence[dict], ncols: int = 4, panel_size: fl
     ----------
     panels : sequence of dict
         Each with ``labels`` (int (H, W) lung labels), ``per_region`` (DataFrame from
-        :func:`ssinfnet.severity.regional_score`), optional ``image`` (H, W), ``infection`` (bool (H, W),
+        :func:`ssinfnet.severity.scores.regional_score`), optional ``image`` (H, W), ``infection`` (bool (H, W),
         drawn as a blue contour) and ``label`` (str).
     ncols : int, default 4
     panel_size : float, default 3.0
@@ -237,11 +195,13 @@ def regional_score_panels(panels: Sequence[dict], ncols: int = 4, panel_size: fl
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols + 0.8, (panel_size + 0.3) * nrows),
                              squeeze=False, layout="constrained")
     im = None
+    from ..severity.scores import zone_score_map
+
     for ax, panel in zip(axes.flat, panels):
         missing = {"labels", "per_region"} - set(panel)
         if missing:
             raise ValueError(f"a panel lacks {sorted(missing)}")
-        score_map = _score_map(panel["labels"], panel["per_region"], panel.get("zone_axis"))
+        score_map = zone_score_map(panel["labels"], panel["per_region"], panel.get("zone_axis"))
         im = _draw_scores(ax, score_map, panel["per_region"], panel.get("image"), panel.get("label", ""),
                           axes_off=True)
         if panel.get("infection") is not None and np.any(panel["infection"]):
@@ -262,14 +222,14 @@ def regional_examples(samples: Sequence, predictions: Sequence, masks: dict, sli
     samples, predictions : sequences aligned with each other
         Slices (with ``infection``) and their soft predictions (H, W) in [0, 1].
     masks : dict
-        ``slice_id → (automatic LungMask, reference LungMask)`` from :func:`ssinfnet.severity.severity_frame`.
+        ``slice_id → (automatic LungMask, reference LungMask)`` from :func:`ssinfnet.severity.slices.severity_frame`.
     slice_ids : sequence of str
         Slices to show.
     zones : int, default 3
     prediction_label : str
         Label of the predicted panels.
     """
-    from ssinfnet.severity import regional_score
+    from ..severity.scores import regional_score
 
     by_id = {s.slice_id: (s, p) for s, p in zip(samples, predictions)}
     unknown = [i for i in slice_ids if i not in by_id or i not in masks]

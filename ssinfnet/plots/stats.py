@@ -36,7 +36,7 @@ def forest_plot(
 
     Parameters
     ----------
-    results : DataFrame, e.g. from :func:`ssinfnet.mediation.univariate_mediation` (several x stacked)
+    results : DataFrame, e.g. from :func:`ssinfnet.stats.mediation.univariate_mediation` (several x stacked)
     label, effect, low, high : column names
     group : column name or None
         Rows are grouped (and coloured) by it, e.g. the exposure ``x``.
@@ -138,7 +138,7 @@ def _node_layout(groups: dict) -> dict[str, tuple[float, float]]:
 
 
 def sem_path_diagram(result, standardized: bool = True, alpha: float = 0.05) -> Figure:
-    """Path diagram of a :class:`ssinfnet.sem.SEMResult`: exogenous left, mediators middle, outcome right.
+    """Path diagram of a :class:`ssinfnet.stats.sem.SEMResult`: exogenous left, mediators middle, outcome right.
 
     Arrows are labelled with the (standardised) estimate; width grows with |estimate|, red positive,
     blue negative, dashed when ``p >= alpha``. Drawn with matplotlib only (no graphviz).
@@ -200,7 +200,7 @@ def power_curve_plot(df: pd.DataFrame, label: str | None = "rule") -> Figure:
 
 
 def coverage_plot(df: pd.DataFrame, alpha: float = 0.05) -> Figure:
-    """Intervals of every replicate of :func:`ssinfnet.simulation.coverage_study`, sorted by estimate.
+    """Intervals of every replicate of :func:`ssinfnet.stats.simulation.coverage_study`, sorted by estimate.
 
     Intervals missing the truth (horizontal line) are red; the legend gives the observed coverage
     against the nominal ``1 - alpha``.
@@ -231,14 +231,14 @@ def feature_distributions(
 
     Parameters
     ----------
-    table : DataFrame, one row per slice and region (e.g. :func:`ssinfnet.phenotypes.slice_radiomics`)
+    table : DataFrame, one row per slice and region (e.g. :func:`ssinfnet.stats.phenotypes.slice_radiomics`)
     features : mapping display name -> column, or sequence of columns
     region : column on the x axis, default="region"
     hue : column splitting each region (e.g. ``"subset"`` or ``"mask_source"``), or None
     ncols : panels per row
 
     Rows with NaN (masks too small to describe) are left out of the panels; count them with
-    :func:`ssinfnet.phenotypes.region_summary`.
+    :func:`ssinfnet.stats.phenotypes.region_summary`.
     """
     features = dict(features) if isinstance(features, dict) else {c: c for c in features}
     if not features:

@@ -1,4 +1,4 @@
-"""Training curves from the history written by :func:`ssinfnet.train.train`."""
+"""Training curves from the history written by :func:`ssinfnet.training.loop.train`."""
 
 from __future__ import annotations
 

@@ -5,16 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ssinfnet.data.ictcf import (
-    BINARY_SEVERITY,
-    SEVERITY_SCORE,
-    SYNTHETIC_EFFECTS,
-    clinical_from_frame,
-    load_clinical,
-    parse_diseases,
-    read_ictcf_images,
-    synthetic_clinical,
-)
+from ssinfnet.data.ictcf import (BINARY_SEVERITY, SEVERITY_SCORE, SYNTHETIC_EFFECTS, clinical_from_frame,
+                                 load_clinical, parse_diseases, read_ictcf_images, synthetic_clinical)
 from ssinfnet.data.io import DataError
 
 from .conftest import save_grey, truncate

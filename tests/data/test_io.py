@@ -4,16 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssinfnet.data.io import (
-    DataError,
-    list_images,
-    natural_key,
-    read_binary_mask,
-    read_image,
-    read_label_mask,
-    read_soft_mask,
-    to_uint8_grey,
-)
+from ssinfnet.data.io import (DataError, list_images, natural_key, read_binary_mask, read_image, read_label_mask,
+                              read_soft_mask, to_uint8_grey)
 
 from .conftest import save_grey, save_palette, truncate
 

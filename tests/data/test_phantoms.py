@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ssinfnet.data.phantoms import (
-    DEFAULT_COUNTS, LUNG_WINDOW, edge_of, make_phantom, make_phantom_hu, synthetic_subset, window_hu,
-)
+from ssinfnet.data.phantoms import (DEFAULT_COUNTS, LUNG_WINDOW, edge_of, make_phantom, make_phantom_hu,
+                                    synthetic_subset, window_hu)
 
 
 @pytest.mark.parametrize("hu, grey", [(-600, 128), (-1350, 0), (150, 255), (-2000, 0), (3000, 255), (-975, 64)])

@@ -13,10 +13,8 @@ import pytest
 from ssinfnet.data import sources
 from ssinfnet.data.io import DataError
 from ssinfnet.data.semiseg import read_semiseg
-from ssinfnet.data.sources import (
-    ENV_VAR, RUN_REQUIRES, SOURCES, DataRoot, check_source, fetch, get_source, locate, resolve_data_root,
-    safe_extract, sha256_of, validate_data_root,
-)
+from ssinfnet.data.sources import (ENV_VAR, RUN_REQUIRES, SOURCES, DataRoot, check_source, fetch, get_source, locate,
+                                   resolve_data_root, safe_extract, sha256_of, validate_data_root)
 
 from .conftest import FAKE_TEST, FAKE_TRAIN, POOL, SEMISEG, TEST, TRAIN, real_data_root, write_semiseg_tree
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ssinfnet.losses import coach_loss
-from ssinfnet.models.coach import Coach, mask_from_scores, random_masks, set_trainable
+from ssinfnet.training.losses import coach_loss
+from ssinfnet.models.coach import Coach, mask_from_scores, random_masks
 from ssinfnet.models.registry import build_model
 
 
@@ -134,7 +134,7 @@ def test_random_masks_bad_args(kwargs, match):
 def test_coach_loss_trains_coach_not_frozen_inpainter():
     torch.manual_seed(0)
     coach = Coach(width=4, reduction=4)
-    inpainter = set_trainable(build_model("unet", head="inpaint", base_width=4, depth=2), False)
+    inpainter = build_model("unet", head="inpaint", base_width=4, depth=2).requires_grad_(False)
     x = torch.randn(2, 1, 32, 32)
     mask = coach(x, alpha=1.0)
     loss = coach_loss(inpainter(x * mask), x, mask)
@@ -144,8 +144,8 @@ def test_coach_loss_trains_coach_not_frozen_inpainter():
     assert all(g is not None for g in grads)
     assert sum(g.abs().sum().item() for g in grads) > 0
     # the other phase: the inpainter learns, the coach's mask is a fixed input
-    set_trainable(inpainter, True)
-    set_trainable(coach, False)
+    inpainter.requires_grad_(True)
+    coach.requires_grad_(False)
     coach.zero_grad(set_to_none=True)
     with torch.no_grad():
         hard = coach(x, alpha=100.0)

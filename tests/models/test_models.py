@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ssinfnet.losses import structure_loss
+from ssinfnet.training.losses import structure_loss
 from ssinfnet.models.infnet import InfNet, load_backbone_weights
 from ssinfnet.models.multi import MultiInfNet
 from ssinfnet.models.registry import build_model, list_models
@@ -186,7 +186,7 @@ def test_fcn8s_encoder_is_vgg16():
 @pytest.mark.parametrize("head", ["seg", "inpaint"])
 def test_every_infnet_parameter_gets_a_gradient(head):
     # unused parameters would break DistributedDataParallel and mean dead branches
-    from ssinfnet.losses import infnet_loss, inpainting_loss
+    from ssinfnet.training.losses import infnet_loss, inpainting_loss
 
     torch.manual_seed(0)
     model = MultiInfNet(head=head, **TINY_INFNET) if head == "inpaint" else InfNet(**TINY_INFNET)

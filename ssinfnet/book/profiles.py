@@ -1,0 +1,124 @@
+"""The profile table: one switch that sizes every chapter (papermill parameter ``profile``).
+
+* ``smoke``: seconds to minutes on 2 CPU cores; tiny phantoms, a light backbone, a few steps.
+  What CI executes under nbval.
+* ``cpu``: real data on a 2-core CPU in about an hour for the whole book: smaller images, fewer
+  epochs and a lighter backbone than the paper (each chapter states what was reduced).
+* ``paper``: the paper's settings (352 px, Res2Net-50, the paper's schedules) on one GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size, count and schedule a run depends on. Override fields with :meth:`with_overrides`."""
+
+    name: str
+    image_size: int                 # training/inference side in pixels
+    backbone: str                   # timm name of the InfNet encoder
+    batch_size: int
+    # extra InfNet constructor arguments (narrow encoder and decoder for the CPU profiles)
+    model_kwargs: dict = field(default_factory=dict)
+    # constructor arguments of the baselines, by registry name (e.g. a narrower U-Net on CPU)
+    baseline_kwargs: dict = field(default_factory=dict)
+    # which fine-tuning variants run (names of ssinfnet.segmentation.variants.VARIANTS), and which are cross-validated
+    single_variants: tuple = ("sinfnet", "ssinfnet", "sinfnet_cutout40", "sinfnet_cutout50",
+                              "ssinfnet_cutout40", "ssinfnet_cutout50", "unet", "ssinfnet_encoder")
+    multi_variants: tuple = ("multi_ssinfnet", "multi_sinfnet", "multi_ssinfnet_no_inpainting",
+                             "multi_ssinfnet_no_focal", "multi_ssinfnet_no_lookahead", "multi_unet",
+                             "multi_fcn8s", "multi_ssinfnet_gt_prior", "multi_ssinfnet_encoder")
+    cv_variants: tuple = ("sinfnet", "ssinfnet", "multi_ssinfnet")
+    # synthetic embedded default (ignored on real data)
+    synthetic_size: int = 128
+    synthetic_counts: dict = field(default_factory=lambda: {"train": 24, "test": 12, "unlabelled": 48})
+    unlabelled_limit: int | None = None   # evenly spaced subsample of the unlabelled pool (None: all 1,600)
+    # self-supervised pretraining (epochs per phase; the paper: 200 / 200 / 100+100 alternating)
+    pretrain_inpainter_epochs: int = 1
+    pretrain_coach_epochs: int = 1
+    pretrain_alternations: int = 1
+    pretrain_alternate_epochs: int = 1
+    keep_fraction: float = 0.75
+    # fine-tuning
+    finetune_epochs: int = 2
+    multi_epochs: int = 2
+    max_steps_per_epoch: int | None = None
+    cv_folds: int = 3
+    val_fraction: float = 0.2
+    # statistics
+    n_boot: int = 200
+    simulation_replicates: int = 20
+    radiomics_slice_limit: int | None = None  # slices per subset for radiomics (None: all)
+    num_workers: int = 0
+    seed: int = 0
+
+    def with_overrides(self, **overrides) -> "Profile":
+        """A copy with some fields replaced; unknown names raise ValueError listing the valid ones."""
+        valid = set(self.__dataclass_fields__)
+        unknown = sorted(set(overrides) - valid)
+        if unknown:
+            raise ValueError(f"unknown profile fields {unknown}; valid: {sorted(valid)}")
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def infnet_kwargs(self) -> dict:
+        """Constructor arguments of the InfNet family for this profile (backbone included)."""
+        return {"backbone": self.backbone, **self.model_kwargs}
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(name="smoke", image_size=64, backbone="resnet18", batch_size=4, synthetic_size=96,
+                     model_kwargs={"backbone_kwargs": {"channels": (8, 16, 32, 64)},
+                                   "channels": 8, "edge_channels": 16, "ra_widths": (32, 16, 16)},
+                     synthetic_counts={"train": 12, "test": 6, "unlabelled": 16}, unlabelled_limit=32,
+                     baseline_kwargs={"unet": {"base_width": 4, "depth": 3}, "unet_multi": {"base_width": 4, "depth": 3},
+                                      "fcn8s": {"fc_width": 32}},
+                     single_variants=("sinfnet", "ssinfnet", "unet", "ssinfnet_encoder"),
+                     multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_fcn8s", "multi_ssinfnet_gt_prior",
+                                     "multi_ssinfnet_encoder"),
+                     cv_variants=("ssinfnet",),
+                     max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2,
+                     radiomics_slice_limit=6),
+    "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8, unlabelled_limit=800,
+                   baseline_kwargs={"unet": {"base_width": 32}, "unet_multi": {"base_width": 32},
+                                    "fcn8s": {"fc_width": 512}},
+
+                   pretrain_inpainter_epochs=4, pretrain_coach_epochs=1, pretrain_alternations=1,
+                   pretrain_alternate_epochs=1, finetune_epochs=30, multi_epochs=30, n_boot=1000,
+                   cv_variants=("ssinfnet", "multi_ssinfnet"),
+                   simulation_replicates=200),
+    "paper": Profile(name="paper", image_size=352, backbone="res2net50_26w_4s", batch_size=16,
+                     synthetic_size=256, pretrain_inpainter_epochs=200, pretrain_coach_epochs=200,
+                     pretrain_alternations=1, pretrain_alternate_epochs=100, finetune_epochs=100,
+                     multi_epochs=100, n_boot=5000, simulation_replicates=1000, num_workers=4),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The named profile with optional overrides; unknown names list the valid choices."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name].with_overrides(**overrides) if overrides else PROFILES[name]
+
+
+#: The fields a reader needs to judge how reduced a profile is, with plain names.
+SUMMARY_FIELDS = {
+    "image_size": "input size (px)", "backbone": "InfNet encoder", "unlabelled_limit": "unlabelled slices used",
+    "pretrain_inpainter_epochs": "pretraining: inpainter epochs", "pretrain_coach_epochs": "pretraining: coach epochs",
+    "pretrain_alternations": "pretraining: alternation rounds", "pretrain_alternate_epochs": "pretraining: epochs per alternation phase",
+    "finetune_epochs": "stage-1 epochs", "multi_epochs": "stage-2 epochs", "max_steps_per_epoch": "steps per epoch (cap)",
+    "cv_folds": "cross-validation folds", "n_boot": "bootstrap resamples", "simulation_replicates": "simulation replicates",
+}
+
+
+def profile_table(names=("smoke", "cpu", "paper")):
+    """A table (rows: settings, columns: profiles) of what each profile runs; ``None`` shown as "all"."""
+    import pandas as pd
+
+    rows = {label: {n: ("all" if getattr(PROFILES[n], f) is None else getattr(PROFILES[n], f)) for n in names}
+            for f, label in SUMMARY_FIELDS.items()}
+    return pd.DataFrame(rows).T

@@ -1,0 +1,1 @@
+"""Lesion segmentation: the paper's variants, fitting, cross-validation, prediction and the ``predict`` command."""

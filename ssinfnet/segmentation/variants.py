@@ -1,0 +1,311 @@
+"""Segmentation training: single-class (stage 1) and multi-class (stage 2), the paper's variants, CV.
+
+Stage 1 (*single*) learns the overall infection from the CT slice; stage 2 (*multi*) learns
+background / GGO / consolidation from the slice plus a *prior*, the stage-1 infection probability,
+given to the network as a second input channel scaled like the image (both go through the one
+normalisation of :mod:`ssinfnet.data.transforms`, and get the same crop and flips).
+
+Every variant of the paper is a :class:`SegConfig`, named in :data:`VARIANTS`; each ablation changes
+one setting of ``multi_ssinfnet``. :func:`fit` trains one config with ONE call of
+:func:`ssinfnet.training.loop.train` (a single phase), selects the best epoch on a validation split carved
+from the training data (never on the test split; the authors' code selected on the test fold),
+reloads those weights and exports the model (:func:`ssinfnet.training.export.export_model`).
+
+Validation score (``val_dice`` in the history): paper protocol, per image at threshold 0.5 with
+:func:`ssinfnet.evaluation.paper_metrics.paper_scores`, maps predicted at each slice's own size; images whose ground
+truth of a class is empty are left out of that class's mean (``ignore_empty``). Single: mean Dice
+of the infection class over images. Multi: mean over images of the GGO Dice and of the
+consolidation Dice, then the mean of those two (background excluded). Dice is per image, not
+pooled per batch as in the authors' code.
+
+Losses (``SegConfig.loss``):
+
+* single ``"infnet"``: InfNet's structure loss (weighted IoU + weighted BCE) on every region output
+  plus the edge BCE (:func:`ssinfnet.training.losses.infnet_loss`); on the one output of U-Net-like models.
+* single ``"bce"``: plain BCE on every region output (plus the edge BCE when the model has one).
+* multi ``"focal"``: weighted IoU on softmax probabilities + softmax focal loss (alpha 1, gamma 2)
+  on every output, plus the edge BCE (:func:`ssinfnet.training.losses.multi_infnet_loss`).
+* multi ``"bce"``: the same weighted IoU with the focal term replaced by a per-class binary
+  cross-entropy of the raw (softmax-free) logits against the one-hot labels; so the focal
+  ablation changes only that term. Predictions are softmax probabilities either way.
+
+Priors (``SegConfig.prior_source``, multi only): ``"predicted"`` takes the maps the caller passes
+(stage-1 predictions; for training use the out-of-fold maps of :func:`cross_validate`, so the
+network never trains on priors better than those it meets at test time); ``"ground_truth"`` is the
+*oracle* prior, the infection mask itself (what the authors' cross-validation used); results with
+it are an upper bound and are labelled ``(oracle prior)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from typing import Any, Callable
+
+from ..training.optimisers import adam, sgd
+
+
+__all__ = ["SegConfig", "VARIANTS", "variant_config"]
+
+
+TASKS = ("single", "multi")
+
+
+NETWORKS = {"single": ("infnet", "unet"), "multi": ("infnet_multi", "unet_multi", "fcn8s")}
+
+
+LOSSES = {"single": ("infnet", "bce"), "multi": ("focal", "bce")}
+
+
+OPTIMIZERS = ("adam", "sgd", "lookahead_sgd")
+
+
+DEFAULT_LR = {"adam": 1e-4, "sgd": 0.01, "lookahead_sgd": 0.01}
+
+
+INITS = ("scratch", "inpainting")
+
+
+TRANSFERS = ("all", "encoder")
+
+
+PRIOR_SOURCES = ("predicted", "ground_truth")
+
+
+PHASE_NAME = "seg"
+
+
+MODEL_KEY = "net"
+
+
+PAPER_BACKBONE = "res2net50_26w_4s"
+
+
+@dataclass
+class SegConfig:
+    """Settings of one segmentation training run (sizes in pixels).
+
+    Parameters
+    ----------
+    task : {"single", "multi"}
+        Stage 1 (infection, 1 output) or stage 2 (image + prior -> background/GGO/consolidation).
+    network : str
+        Registry name: ``infnet``/``unet`` (single), ``infnet_multi``/``unet_multi``/``fcn8s`` (multi).
+    model_kwargs : dict
+        Constructor arguments (``backbone``, ``backbone_kwargs``, widths, ...); ``in_chans`` defaults
+        to 1 (single) or 2 (multi).
+    init : {"scratch", "inpainting"}
+        Random initialisation, or the trunk of a pretrained inpainter (``init_weights``).
+    transfer : {"all", "encoder"}
+        With ``init="inpainting"``: copy the whole trunk (the paper: everything but the heads), or
+        the encoder alone (``encoder_names`` of the network; the decoder starts fresh).
+    init_weights : str, optional
+        Pretraining checkpoint (``checkpoints/last.pt`` of :func:`ssinfnet.pretraining.inpainting.pretrain`), an
+        exported model or a plain state dict; needed when ``init="inpainting"``.
+    loss : {"infnet", "bce"} (single) or {"focal", "bce"} (multi)
+        See the module docstring.
+    optimizer : {"adam", "sgd", "lookahead_sgd"}
+        Adam (paper single: lr 1e-4), SGD (paper multi: lr 0.01, momentum 0.7) or Lookahead(k=5,
+        alpha=0.5) around that SGD.
+    lr : float, optional
+        Learning rate; default 1e-4 for Adam, 0.01 for the SGDs.
+    momentum, weight_decay : float
+        SGD momentum (0.7) and weight decay (0) of the SGD optimisers; Adam uses ``weight_decay`` too.
+    lr_factors : dict
+        Epoch milestone -> lr multiplier (:class:`ssinfnet.training.optimisers.MilestoneFactor`); default constant.
+    epochs, batch_size, image_size : int
+        Passes over the training data, slices per batch, training side (pixels).
+    cutout : float in [0, 1)
+        Side of the grey cutout square as a fraction of the image side (paper: 0, 0.4, 0.5).
+    prior_source : {"predicted", "ground_truth"}
+        Multi only (ignored for single): caller's stage-1 maps, or the oracle infection mask.
+    max_steps_per_epoch : int, optional
+        Cap on batches per epoch (smoke runs).
+    grad_clip : float, optional
+        Clip of the global gradient L2 norm.
+    num_workers : int
+        DataLoader workers.
+    name : str
+        Variant name, for labels and the exported model.
+    """
+
+    task: str = "single"
+    network: str = "infnet"
+    model_kwargs: dict = field(default_factory=dict)
+    init: str = "scratch"
+    transfer: str = "all"
+    init_weights: str | None = None
+    loss: str = "infnet"
+    optimizer: str = "adam"
+    lr: float | None = None
+    momentum: float = 0.7
+    weight_decay: float = 0.0
+    lr_factors: dict = field(default_factory=dict)
+    epochs: int = 100
+    batch_size: int = 16
+    image_size: int = 352
+    cutout: float = 0.0
+    prior_source: str = "predicted"
+    max_steps_per_epoch: int | None = None
+    grad_clip: float | None = None
+    num_workers: int = 0
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.network not in NETWORKS[self.task]:
+            raise ValueError(f"network must be one of {NETWORKS[self.task]} for task {self.task!r}, "
+                             f"got {self.network!r}")
+        if not isinstance(self.model_kwargs, Mapping):
+            raise ValueError(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
+        self.model_kwargs = dict(self.model_kwargs)
+        if "head" in self.model_kwargs:
+            raise ValueError("model_kwargs must not set 'head' (segmentation models use head='seg')")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.transfer not in TRANSFERS:
+            raise ValueError(f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
+        if self.loss not in LOSSES[self.task]:
+            raise ValueError(f"loss must be one of {LOSSES[self.task]} for task {self.task!r}, got {self.loss!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0 or None, got {self.lr}")
+        for name in ("epochs", "batch_size", "image_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be >= 32 pixels (stride-32 encoders), got {self.image_size}")
+        if not 0.0 <= self.cutout < 1.0:
+            raise ValueError(f"cutout must be in [0, 1), got {self.cutout}")
+        if self.prior_source not in PRIOR_SOURCES:
+            raise ValueError(f"prior_source must be one of {PRIOR_SOURCES}, got {self.prior_source!r}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {self.num_workers!r}")
+
+    @property
+    def in_chans(self) -> int:
+        """Input channels: image (1), or image and prior (2) for multi."""
+        return 2 if self.task == "multi" else 1
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or the paper's default of the optimiser."""
+        return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
+
+    @property
+    def label(self) -> str:
+        """Name for tables and captions; oracle-prior runs say so."""
+        oracle = self.task == "multi" and self.prior_source == "ground_truth"
+        return f"{self.name} (oracle prior)" if oracle else self.name
+
+    def network_kwargs(self) -> dict:
+        """Constructor arguments of the segmentation model (``in_chans`` filled in)."""
+        kwargs = dict(self.model_kwargs)
+        kwargs.setdefault("in_chans", self.in_chans)
+        if kwargs["in_chans"] != self.in_chans:
+            raise ValueError(f"model_kwargs in_chans={kwargs['in_chans']} but task {self.task!r} "
+                             f"feeds {self.in_chans} channels")
+        return kwargs
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able settings."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+# ------------------------------------------------------------------------------------------ variants
+
+_INFNET = {"backbone": PAPER_BACKBONE}
+
+
+_SINGLE = dict(task="single", network="infnet", model_kwargs=_INFNET, loss="infnet", optimizer="adam")
+
+
+_MULTI = dict(task="multi", network="infnet_multi", model_kwargs=_INFNET, init="inpainting", loss="focal",
+              optimizer="lookahead_sgd")
+
+
+_VARIANT_SETTINGS: dict[str, dict] = {
+    # stage 1: SInfNet = InfNet from scratch; SSInfNet = InfNet initialised from the inpainter
+    "sinfnet": dict(_SINGLE),
+    "ssinfnet": dict(_SINGLE, init="inpainting"),
+    "sinfnet_cutout40": dict(_SINGLE, cutout=0.4),
+    "sinfnet_cutout50": dict(_SINGLE, cutout=0.5),
+    "ssinfnet_cutout40": dict(_SINGLE, init="inpainting", cutout=0.4),
+    "ssinfnet_cutout50": dict(_SINGLE, init="inpainting", cutout=0.5),
+    # ours: only the inpainter's encoder is transferred; the decoder starts from scratch
+    "ssinfnet_encoder": dict(_SINGLE, init="inpainting", transfer="encoder"),
+    "unet": dict(_SINGLE, network="unet", model_kwargs={}),
+    # stage 2: the full recipe, the scratch/BCE/SGD baseline and one-change ablations
+    "multi_ssinfnet": dict(_MULTI),
+    "multi_sinfnet": dict(_MULTI, init="scratch", loss="bce", optimizer="sgd"),
+    "multi_ssinfnet_no_inpainting": dict(_MULTI, init="scratch"),
+    "multi_ssinfnet_no_focal": dict(_MULTI, loss="bce"),
+    "multi_ssinfnet_no_lookahead": dict(_MULTI, optimizer="sgd"),
+    "multi_ssinfnet_gt_prior": dict(_MULTI, prior_source="ground_truth"),
+    "multi_ssinfnet_encoder": dict(_MULTI, transfer="encoder"),
+    # baselines: other networks with the stage-2 recipe, from scratch, same prior
+    "multi_unet": dict(_MULTI, network="unet_multi", model_kwargs={}, init="scratch"),
+    "multi_fcn8s": dict(_MULTI, network="fcn8s", model_kwargs={}, init="scratch"),
+}
+
+
+#: Variant name -> factory returning its :class:`SegConfig` (keyword arguments override fields).
+VARIANTS: dict[str, Callable[..., SegConfig]] = {
+    name: partial(SegConfig, name=name, **settings) for name, settings in _VARIANT_SETTINGS.items()
+}
+
+
+def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
+    """The :class:`SegConfig` of a named variant, sized by a profile and with field overrides.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`VARIANTS`.
+    profile : ssinfnet.book.profiles.Profile, optional
+        Takes ``image_size``, ``batch_size``, ``finetune_epochs`` (single) or ``multi_epochs``
+        (multi), ``max_steps_per_epoch``, ``num_workers`` and the network's constructor arguments
+        (``infnet_kwargs()`` for InfNet networks, ``baseline_kwargs[network]`` for the baselines).
+    **overrides
+        Any :class:`SegConfig` field (applied after the profile). ``model_kwargs`` is merged into
+        the variant's (when ``network`` is overridden too, the variant's model kwargs are dropped).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name`` (the message lists the variants) or an unknown field.
+    """
+    if name not in VARIANTS:
+        close = difflib.get_close_matches(str(name), list(VARIANTS), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"name {name!r} is not a variant; variants: {', '.join(VARIANTS)}{hint}")
+    valid = {f.name for f in fields(SegConfig)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ValueError(f"unknown SegConfig fields {unknown}; valid: {sorted(valid)}")
+    settings = dict(_VARIANT_SETTINGS[name], name=name)
+    kwargs = {} if "network" in overrides else dict(settings["model_kwargs"])
+    if profile is not None:
+        multi = settings["task"] == "multi"
+        settings.update(image_size=profile.image_size, batch_size=profile.batch_size,
+                        epochs=profile.multi_epochs if multi else profile.finetune_epochs,
+                        max_steps_per_epoch=profile.max_steps_per_epoch, num_workers=profile.num_workers)
+        network = overrides.get("network", settings["network"])
+        if network.startswith("infnet"):
+            kwargs.update(profile.infnet_kwargs())
+        else:
+            kwargs.update(profile.baseline_kwargs.get(network, {}))
+    kwargs.update(overrides.pop("model_kwargs", None) or {})
+    settings.update(overrides)
+    settings["model_kwargs"] = kwargs
+    return SegConfig(**settings)

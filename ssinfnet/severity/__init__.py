@@ -1,0 +1,1 @@
+"""Severity: lung masks, infection ratios and CT severity scores, agreement with references."""

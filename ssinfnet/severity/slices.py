@@ -1,0 +1,199 @@
+"""Per-slice severity table of a test set, from saved or simulated predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .lungs import LungParams, segment_lungs
+from .scores import check_prob, regional_score, slice_record
+
+
+# ----------------------------------------------------------------------------- test-slice severity
+
+
+def simulated_prediction(mask, sigma: float = 2.0, seed: int = 0, noise: float = 0.2) -> np.ndarray:
+    """A stand-in for a model's soft prediction: the ground-truth mask blurred, with seeded noise.
+
+    Used only when no model prediction is available; every figure built on it must say so.
+
+    Parameters
+    ----------
+    mask : array of bool, shape (H, W)
+        Ground-truth infection.
+    sigma : float, default 2.0
+        Gaussian blur, pixels (soft, slightly spread edges like a network's output).
+    seed : int, default 0
+        Seed of the noise.
+    noise : float, default 0.2
+        Relative amplitude of smooth multiplicative noise (``blur * (1 + noise * n)``, n smooth with unit
+        SD); 0 gives the plain blur.  Multiplicative, so an empty mask stays exactly 0.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W), values in [0, 1]
+    """
+    from scipy import ndimage as ndi
+
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    p = m.astype(np.float64)
+    p = ndi.gaussian_filter(p, sigma) if sigma > 0 else p
+    if noise > 0:
+        n = ndi.gaussian_filter(np.random.default_rng(seed).standard_normal(m.shape), max(sigma, 1.0))
+        sd = n.std()
+        p = p * (1 + noise * (n / sd if sd > 0 else n))
+    return np.clip(p, 0.0, 1.0).astype(np.float32)
+
+
+def load_predictions(npz_path, samples) -> list[np.ndarray]:
+    """Infection probability maps from an ``.npz`` (one array per slice id), aligned with ``samples``.
+
+    Parameters
+    ----------
+    npz_path : path
+        ``.npz`` with key = ``slice_id``, value = float (H, W) probability at the slice's own size (as
+        written by the evaluation chapter).  Keys of other slices are ignored.
+    samples : sequence of Sample
+        The slices to score, in order.
+
+    Returns
+    -------
+    list of ndarray of float32, shape (H, W) each, values in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        Missing file, slice ids absent from the file (listed), a map whose shape differs from its
+        image, NaN/Inf or values outside [0, 1] (naming the slice).
+    """
+    from pathlib import Path
+
+    path = Path(npz_path)
+    if not path.is_file():
+        raise ValueError(f"{path}: prediction file not found")
+    with np.load(path, allow_pickle=False) as data:
+        keys = set(data.files)
+        missing = [s.slice_id for s in samples if s.slice_id not in keys]
+        if missing:
+            raise ValueError(f"{path}: no prediction for {len(missing)} slice(s): {missing[:5]}")
+        out = []
+        for s in samples:
+            p = np.asarray(data[s.slice_id], dtype=np.float32)
+            if p.shape != s.image.shape:
+                raise ValueError(f"{path}: prediction of {s.slice_id} has shape {p.shape}, image {s.image.shape}")
+            if not np.all(np.isfinite(p)):
+                raise ValueError(f"{path}: prediction of {s.slice_id} contains NaN or Inf")
+            if p.size and (p.min() < 0 or p.max() > 1):
+                raise ValueError(f"{path}: prediction of {s.slice_id} outside [0, 1] "
+                                 f"([{p.min():.3g}, {p.max():.3g}])")
+            out.append(p)
+    return out
+
+
+def find_predictions(npz_path, samples) -> tuple[list[np.ndarray] | None, str]:
+    """Predictions of an earlier stage for ``samples`` if they exist and belong to these slices.
+
+    Parameters
+    ----------
+    npz_path : path or None
+        The artifact (e.g. ``ctx.artifact("05_evaluation", "test_predictions")``); None when absent.
+    samples : sequence of Sample
+
+    Returns
+    -------
+    predictions : list of float32 arrays, or None
+        As :func:`load_predictions`; None when there is no file or it holds *none* of these slice ids
+        (written for another data root, e.g. the synthetic phantoms, in the same run folder).
+    note : str
+        Why the predictions are absent ("" when found), for the page to print.
+
+    Raises
+    ------
+    ValueError
+        The file holds some but not all of the slice ids, or a map is malformed (see
+        :func:`load_predictions`): a partial or broken artifact is an error, not a reason to fall back.
+    """
+    from pathlib import Path
+
+    if npz_path is None or not Path(npz_path).is_file():
+        return None, "no predictions recorded by the evaluation stage in this run folder"
+    with np.load(npz_path, allow_pickle=False) as data:
+        keys = set(data.files)
+    if not any(s.slice_id in keys for s in samples):
+        return None, (f"{Path(npz_path).name} holds none of these {len(samples)} slice ids "
+                      "(written for another data root in this run folder)")
+    return load_predictions(npz_path, samples), ""
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    den = a.sum() + b.sum()
+    return float(2 * np.logical_and(a, b).sum() / den) if den else float("nan")
+
+
+def severity_frame(samples, predictions, *, params: LungParams | None = None, zones: int = 3):
+    """Reference and predicted severity of labelled slices, with lung-mask quality, one row per slice.
+
+    Two lung masks per slice: the *automatic* one (image only: what a deployed pipeline has) and the
+    *reference* one (automatic ∪ ground-truth infection, so no labelled lesion falls outside the
+    denominator).  Reference severity = ground truth over the reference mask; predicted severity =
+    prediction over the automatic mask.  Slices whose automatic mask is flagged stay in the table with
+    ``included`` False and a ``reason``.
+
+    Parameters
+    ----------
+    samples : sequence of Sample
+        Slices with ``infection`` (bool (H, W)); ``meta["lungs"]`` (true lungs, phantoms) is used when
+        present.
+    predictions : sequence of arrays (H, W)
+        Soft infection predictions in [0, 1], aligned with ``samples``.
+    params : LungParams, optional
+        Lung segmentation parameters.
+    zones : int, default 3
+        Zones per lung of the regional CT severity score.
+
+    Returns
+    -------
+    frame : DataFrame
+        Columns ``slice_id``, ``included``, ``reason``, ``lung_flags``, ``lung_fraction`` (automatic mask /
+        image), ``gt_coverage`` (share of GT infection inside the automatic mask, NaN without infection),
+        ``lung_dice`` (automatic vs true lungs, NaN when unknown), ``ratio_reference``,
+        ``ratio_predicted``, ``ratio_gt_auto`` (GT over the automatic mask: the lung-mask effect alone),
+        ``ctss_reference``, ``ctss_predicted`` (regional scores, 0..4*zones).
+    masks : dict
+        ``slice_id → (automatic LungMask, reference LungMask)``.
+    """
+    if len(samples) != len(predictions):
+        raise ValueError(f"samples ({len(samples)}) and predictions ({len(predictions)}) differ in length")
+    if len(samples) == 0:
+        raise ValueError("samples is empty")
+    rows, masks = [], {}
+    for s, pred in zip(samples, predictions):
+        if s.infection is None:
+            raise ValueError(f"{s.slice_id}: no ground-truth infection mask")
+        gt = np.asarray(s.infection, bool)
+        pred = check_prob(pred, gt.shape, name=f"prediction of {s.slice_id}")
+        auto = segment_lungs(s.image, params=params)
+        ref = segment_lungs(s.image, params=params, include=gt)
+        masks[s.slice_id] = (auto, ref)
+        truth = s.meta.get("lungs") if isinstance(s.meta, dict) else None
+        row = {"slice_id": s.slice_id, "included": auto.ok, "reason": "" if auto.ok else "lung mask flagged",
+               "lung_flags": "; ".join(auto.flags), "lung_fraction": auto.area_fraction,
+               "gt_coverage": float(auto.mask[gt].mean()) if gt.any() else float("nan"),
+               "lung_dice": _dice(auto.mask, np.asarray(truth, bool)) if truth is not None else float("nan")}
+        if auto.mask.any():
+            row["ratio_reference"] = slice_record(gt.astype(float), ref.mask)["ratio"]
+            row["ratio_predicted"] = slice_record(pred, auto.mask)["ratio"]
+            row["ratio_gt_auto"] = slice_record(gt.astype(float), auto.mask)["ratio"]
+            row["ctss_reference"] = regional_score(gt.astype(float), ref.labels, zones=zones)[0]
+            row["ctss_predicted"] = regional_score(pred, auto.labels, zones=zones)[0]
+        else:
+            row.update(ratio_reference=np.nan, ratio_predicted=np.nan, ratio_gt_auto=np.nan,
+                       ctss_reference=np.nan, ctss_predicted=np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows), masks

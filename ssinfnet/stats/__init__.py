@@ -1,0 +1,1 @@
+"""Statistics: radiomics features, phenotypes, regression, mediation, SEM and simulations."""

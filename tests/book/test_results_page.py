@@ -1,0 +1,56 @@
+from ssinfnet.book.results_page import results_markdown
+
+
+def test_results_page_carries_provenance_and_numbers():
+    manifest = {"profile": "cpu", "data_root": "/data (parameter)", "data_fingerprint": "abc (3 files)",
+                "device": "cpu (2 cores)", "git_commit": "deadbeef",
+                "stages": {"notebook:01_data": {"wall_time_s": 12.5},
+                           "03_single": {"validation": {"ssinfnet": 0.71234}},
+                           "05_evaluation": {"infnet_multi": {"GGO meanDic": {"m": 0.5},
+                                                              "consolidation meanDic": {"m": 0.25}}}}}
+    page = results_markdown(manifest)
+    assert "| profile | `cpu` |" in page and "| git commit | `deadbeef` |" in page
+    assert "| 01_data | 12.5 |" in page
+    assert "| ssinfnet | 0.712 |" in page
+    assert "| m | 0.500 | 0.250 |" in page
+    assert "optimistic for unseen patients" in page
+
+
+def test_results_page_without_stages_has_only_provenance():
+    page = results_markdown({"profile": "smoke"})
+    assert "## Stage" not in page and "| profile | `smoke` |" in page
+
+
+def test_provenance_table_per_chapter_with_reused_models():
+    a, b = "a" * 40, "b" * 40
+    manifest = {"profile": "cpu", "git_commit": b, "stages": {
+        "notebook:02_pretraining": {"wall_time_s": 1.0},
+        "02_pretraining": {"provenance": {"git_commit": a, "dirty": False, "data_fingerprint": "d1 (5 files)",
+                                          "code_fingerprint": "c1", "time": "t"},
+                           "trained": ["pretrain/single"], "reused": {}},
+        "03_single": {"provenance": {"git_commit": b, "dirty": True, "data_fingerprint": "d1 (5 files)",
+                                     "code_fingerprint": "c2", "time": "t"},
+                      "trained": [],
+                      "reused": {"finetune/sinfnet": {"trained_at_commit": a, "dirty": False},
+                                 "finetune/unet": {"trained_at_commit": a, "dirty": False},
+                                 "cv/ssinfnet/fold0": {"trained_at_commit": b, "dirty": True,
+                                                       "stale": [{"differs": ["data d0 -> d1"]}]}}},
+    }}
+    page = results_markdown(manifest)
+    assert "| chapter | commit | dirty | data fingerprint | code fingerprint | reused trained models |" in page
+    assert "| 02_pretraining | `aaaaaaa` | no | `d1 (5 files)` | `c1` | none |" in page
+    assert ("| 03_single | `bbbbbbb` | yes | `d1 (5 files)` | `c2` | `cv/ssinfnet/fold0` (**stale: reused despite "
+            "data d0 -> d1**) (trained at bbbbbbb, dirty); `finetune/sinfnet`, `finetune/unet` (trained at aaaaaaa) |"
+            ) in page
+    assert "| notebook:02_pretraining |" not in page  # wall-time rows are not chapters
+    assert "executed at 2 different commits" in page and "not recorded" not in page
+
+
+def test_provenance_table_reads_old_manifests_as_not_recorded():
+    manifest = {"profile": "cpu", "git_commit": "c" * 40,
+                "stages": {"02_pretraining": {"config": {}}, "03_single": {"validation": {"x": 0.5}}}}
+    page = results_markdown(manifest)
+    row = "| not recorded | not recorded | not recorded | not recorded | not recorded |"
+    assert f"| 02_pretraining {row}" in page and f"| 03_single {row}" in page
+    assert "2 chapter(s) were executed before chapters recorded their own provenance" in page
+    assert "| x | 0.500 |" in page  # the numbers are still shown
