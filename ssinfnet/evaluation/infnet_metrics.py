@@ -1,14 +1,10 @@
-"""Segmentation metrics under the two evaluation protocols of the book.
+"""Segmentation metrics under the Inf-Net protocol (the MATLAB ``EvaluationTool`` of Fan et al., IEEE TMI 2020).
 
-*Paper protocol* (Fung et al. 2021): per image and class at one threshold (0.5): Dice (F1), IoU,
-recall, precision and pixel ROC AUC; mean +/- 1.96 SE over images. Functions return one row per
-image x class and aggregate only in :func:`summarise`.
-
-*Inf-Net protocol* (the MATLAB ``EvaluationTool`` of Fan et al., IEEE TMI 2020): min-max normalised
-maps compared with the binary GT at the 256 thresholds of MATLAB's ``1:-1/255:0``; Dice, sensitivity,
-specificity and E-measure curves, S-measure (Fan et al., ICCV 2017), E-measure (Fan et al., IJCAI 2018),
-MAE and an adaptive-threshold Dice. The rules are ported from the tool's behaviour, including its
-quirks (specificity is 0 when TP = 0; E-measure divides by N - 1 + eps so it can exceed 1).
+Min-max normalised maps are compared with the binary GT at the 256 thresholds of MATLAB's ``1:-1/255:0``;
+Dice, sensitivity, specificity and E-measure curves, S-measure (Fan et al., ICCV 2017), E-measure
+(Fan et al., IJCAI 2018), MAE and an adaptive-threshold Dice. The rules are ported from the tool's
+behaviour, including its quirks (specificity is 0 when TP = 0; E-measure divides by N - 1 + eps so it
+can exceed 1). The paper's per-image protocol is :mod:`ssinfnet.evaluation.paper_metrics`.
 """
 
 from __future__ import annotations

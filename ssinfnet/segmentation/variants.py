@@ -1,39 +1,9 @@
-"""Segmentation training: single-class (stage 1) and multi-class (stage 2), the paper's variants, CV.
+"""The paper's segmentation variants as configurations: :class:`SegConfig` and :data:`VARIANTS`.
 
-Stage 1 (*single*) learns the overall infection from the CT slice; stage 2 (*multi*) learns
-background / GGO / consolidation from the slice plus a *prior*, the stage-1 infection probability,
-given to the network as a second input channel scaled like the image (both go through the one
-normalisation of :mod:`ssinfnet.data.transforms`, and get the same crop and flips).
-
-Every variant of the paper is a :class:`SegConfig`, named in :data:`VARIANTS`; each ablation changes
-one setting of ``multi_ssinfnet``. :func:`fit` trains one config with ONE call of
-:func:`ssinfnet.training.loop.train` (a single phase), selects the best epoch on a validation split carved
-from the training data (never on the test split; the authors' code selected on the test fold),
-reloads those weights and exports the model (:func:`ssinfnet.training.export.export_model`).
-
-Validation score (``val_dice`` in the history): paper protocol, per image at threshold 0.5 with
-:func:`ssinfnet.evaluation.paper_metrics.paper_scores`, maps predicted at each slice's own size; images whose ground
-truth of a class is empty are left out of that class's mean (``ignore_empty``). Single: mean Dice
-of the infection class over images. Multi: mean over images of the GGO Dice and of the
-consolidation Dice, then the mean of those two (background excluded). Dice is per image, not
-pooled per batch as in the authors' code.
-
-Losses (``SegConfig.loss``):
-
-* single ``"infnet"``: InfNet's structure loss (weighted IoU + weighted BCE) on every region output
-  plus the edge BCE (:func:`ssinfnet.training.losses.infnet_loss`); on the one output of U-Net-like models.
-* single ``"bce"``: plain BCE on every region output (plus the edge BCE when the model has one).
-* multi ``"focal"``: weighted IoU on softmax probabilities + softmax focal loss (alpha 1, gamma 2)
-  on every output, plus the edge BCE (:func:`ssinfnet.training.losses.multi_infnet_loss`).
-* multi ``"bce"``: the same weighted IoU with the focal term replaced by a per-class binary
-  cross-entropy of the raw (softmax-free) logits against the one-hot labels; so the focal
-  ablation changes only that term. Predictions are softmax probabilities either way.
-
-Priors (``SegConfig.prior_source``, multi only): ``"predicted"`` takes the maps the caller passes
-(stage-1 predictions; for training use the out-of-fold maps of :func:`cross_validate`, so the
-network never trains on priors better than those it meets at test time); ``"ground_truth"`` is the
-*oracle* prior, the infection mask itself (what the authors' cross-validation used); results with
-it are an upper bound and are labelled ``(oracle prior)``.
+A variant is one :class:`SegConfig` (task, network, initialisation, loss, optimiser, schedule); each
+ablation changes one setting of ``multi_ssinfnet``. :func:`variant_config` builds a named variant
+sized by a profile. Training them is :mod:`ssinfnet.segmentation.fit`; cross-validation
+:mod:`ssinfnet.segmentation.crossval`.
 """
 
 from __future__ import annotations

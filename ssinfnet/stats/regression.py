@@ -1,35 +1,10 @@
-"""Univariate mediation analysis (x -> m -> y) with a vectorised bootstrap, as in SSInfNet.
+"""Regressions behind the mediation analysis: OLS and logistic fits, vectorised bootstraps, p-values.
 
-For one exposure ``x`` (age, male, number of underlying diseases) and each candidate mediator ``m``
-(a patient-level radiomic feature) SSInfNet (Fung et al. 2021) fits three regressions (Baron & Kenny):
-
-* (1) ``y ~ x``        slope ``beta11``
-* (2) ``m ~ x``        slope ``beta21`` (always linear least squares)
-* (3) ``y ~ x + m``    slopes ``beta31`` (x) and ``beta32`` (m)
-
-with optional covariates added to every regression. ``y`` is the binary severity, fitted by logistic
-regression (``outcome="logistic"``; slopes on the log-odds scale, Wald z p-values) or by least squares
-(``outcome="linear"``; t p-values), the two giving statsmodels' ``Logit`` / ``OLS`` results. The indirect
-effect is ``beta21 * beta32`` (the product of coefficients; with a logistic outcome it mixes the
-mediator's scale and the log-odds scale, as the paper does).
-
-Inference on the indirect effect: a percentile bootstrap over rows (``n_boot`` resamples drawn with a
-seeded ``numpy.random.Generator``), with the bootstrap p-value
-``p = min(1, 2 * min((1 + #{theta* <= 0}) / (B + 1), (1 + #{theta* >= 0}) / (B + 1)))``, i.e. twice the
-smaller tail of the bootstrap distribution beyond zero, so ``p < alpha`` agrees with the
-``1 - alpha`` percentile interval excluding zero.
-
-Multiple testing: within one call (one ``x``), each of ``p11, p21, p31, p32, p_indirect`` is adjusted
-separately across the mediators with Benjamini-Hochberg (columns ``*_adj``). The paper rule calls a
-mediator significant when ``p11_adj, p21_adj, p32_adj`` are all ``< alpha`` (``p_adj`` is their maximum)
-and ``|beta11| > |beta31|``. Rows with a missing x, m, y or covariate are dropped per test
-(``n_dropped``), never imputed. The bootstrap p-value cannot fall below ``2 / (B + 1)``, so after BH over
-k mediators the ``"bootstrap"`` rule needs roughly ``B > 2 k / alpha`` resamples to call anything.
-
-Speed: a resample is the original rows weighted by their draw counts, so all B fits of one regression
-are a few stacked matrix products (least squares) or a few stacked Newton steps (logistic, started from
-the full-data estimate); 1000 resamples of 1,500 rows take ~0.05 s (linear) to ~0.3 s (logistic) per
-mediator on one CPU core.
+:func:`ols` and :func:`logit` fit one design matrix (standardised internally, slopes returned on the
+original scale; statsmodels' ``OLS`` / ``Logit`` give the same estimates); :func:`batched_ols` and
+:func:`batched_logit` fit all bootstrap resamples at once from :func:`bootstrap_weights` (multinomial
+resample counts as weights); :func:`bootstrap_pvalue` and :func:`adjust_pvalues` (Benjamini–Hochberg,
+Bonferroni) turn them into tests. Used by :mod:`ssinfnet.stats.mediation`.
 """
 
 from __future__ import annotations
