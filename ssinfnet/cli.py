@@ -1,6 +1,7 @@
 """Command line: ``python -m ssinfnet <command>``; every command calls the same functions as the notebooks.
 
-Commands: ``run`` (execute the book with papermill), ``book`` (render a run), ``data locate``,
+Commands: ``run`` (execute the book with papermill), ``stage NN`` (run one chapter's computation without
+its notebook), ``book`` (render a run), ``data locate``,
 ``data fetch NAME``, ``evaluate`` (score saved prediction maps), ``predict`` (segment images).
 """
 
@@ -21,6 +22,22 @@ def _cmd_run(args) -> int:
         from .book.render import build
 
         print(f"[ssinfnet] book rendered: {build(run_dir) / 'index.html'}")
+    return 0
+
+
+def _cmd_stage(args) -> int:
+    from .book import artifacts
+    from .book.context import RunContext
+    from .book.stages import run_stage, stage_number
+
+    number = stage_number(args.number)
+    ctx = RunContext.open(args.profile, args.data_root, args.run_dir, device=args.device)
+    run_stage(number, ctx, progress=not args.no_progress)
+    stage = artifacts.STAGE_NAMES[number]
+    written = ctx.manifest().get("stages", {}).get(stage, {}).get("artifacts", {})
+    print(f"[ssinfnet] stage {stage} done in {ctx.run_dir}")
+    for name, rel in sorted(written.items()):
+        print(f"  {name:<28} {rel}")
     return 0
 
 
@@ -84,6 +101,12 @@ def _cmd_fetch(args) -> int:
     return 0
 
 
+def _profile_names() -> list[str]:
+    from .book.profiles import PROFILES
+
+    return list(PROFILES)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ssinfnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "complete (see `data locate`); iCTCF and MedSeg are optional.",
         epilog="exit codes: 0 the run was written; 2 a bad option or an incomplete data root (one error line, "
                "nothing created); a chapter that fails stops the run with papermill's error (1).")
-    p.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "paper"])
+    p.add_argument("--profile", default="smoke", choices=_profile_names())
     p.add_argument("--data-root", default=None, help="data root (default: $SSINFNET_DATA, data/, synthetic)")
     p.add_argument("--only", default=None, help="run one chapter, e.g. 03")
     p.add_argument("--from", dest="start", default=None, help="run this chapter and the later ones")
@@ -104,6 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--book", action="store_true", help="render the run's book to _build/html afterwards")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "stage", help="run one chapter's stage (its training or analysis) without the notebook",
+        description="Compute one chapter's results into the run folder and record its artifacts: the same "
+                    "function its notebook calls. A stage reads what earlier chapters wrote; a missing input "
+                    "names the chapter to run first.",
+        epilog="stages: 01 data, 02 pretraining, 03 single, 04 multi, 05 evaluation, 06 severity, "
+               "07 statistics. Exit codes: 0 done; 2 a bad option, data root or missing input (one error line).")
+    p.add_argument("number", help="chapter number or name, e.g. 03 or single")
+    p.add_argument("--profile", default="smoke", choices=_profile_names())
+    p.add_argument("--data-root", default=None, help="data root (default: $SSINFNET_DATA, data/, synthetic)")
+    p.add_argument("--run-dir", default=None,
+                   help="run folder (default runs/<profile>, or runs/<profile>-synthetic on the embedded default)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_stage)
 
     p = sub.add_parser("book", help="render the executed notebooks of a run to _build/html")
     p.add_argument("--profile", default="cpu", help="renders runs/<profile> (default: the published cpu run)")

@@ -131,6 +131,14 @@ class RunContext:
         """A figure caption ending with the data kind and the profile."""
         return f"{text} ({self.data_label}, profile `{self.profile.name}`)"
 
+    def samples(self, subset: str, limit: int | None = None) -> list:
+        """The slices of ``subset`` ("train", "test", "unlabelled") of this run's data: COVID-SemiSeg,
+        or the profile's phantoms on the embedded default (:func:`ssinfnet.data.catalog.load_samples`)."""
+        from ..data import catalog
+
+        return catalog.load_samples(self.data, subset, synthetic_n=self.profile.synthetic_counts[subset],
+                                    synthetic_size=self.profile.synthetic_size, limit=limit, seed=self.seed)
+
     def path(self, *parts: str) -> Path:
         """A path inside the run folder (parents created)."""
         p = self.run_dir.joinpath(*parts)

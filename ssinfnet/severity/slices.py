@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.maps import load_maps, map_ids
 from .lungs import LungParams, segment_lungs
 from .scores import check_prob, regional_score, slice_record
 
@@ -51,51 +52,6 @@ def simulated_prediction(mask, sigma: float = 2.0, seed: int = 0, noise: float =
     return np.clip(p, 0.0, 1.0).astype(np.float32)
 
 
-def load_predictions(npz_path, samples) -> list[np.ndarray]:
-    """Infection probability maps from an ``.npz`` (one array per slice id), aligned with ``samples``.
-
-    Parameters
-    ----------
-    npz_path : path
-        ``.npz`` with key = ``slice_id``, value = float (H, W) probability at the slice's own size (as
-        written by the evaluation chapter).  Keys of other slices are ignored.
-    samples : sequence of Sample
-        The slices to score, in order.
-
-    Returns
-    -------
-    list of ndarray of float32, shape (H, W) each, values in [0, 1]
-
-    Raises
-    ------
-    ValueError
-        Missing file, slice ids absent from the file (listed), a map whose shape differs from its
-        image, NaN/Inf or values outside [0, 1] (naming the slice).
-    """
-    from pathlib import Path
-
-    path = Path(npz_path)
-    if not path.is_file():
-        raise ValueError(f"{path}: prediction file not found")
-    with np.load(path, allow_pickle=False) as data:
-        keys = set(data.files)
-        missing = [s.slice_id for s in samples if s.slice_id not in keys]
-        if missing:
-            raise ValueError(f"{path}: no prediction for {len(missing)} slice(s): {missing[:5]}")
-        out = []
-        for s in samples:
-            p = np.asarray(data[s.slice_id], dtype=np.float32)
-            if p.shape != s.image.shape:
-                raise ValueError(f"{path}: prediction of {s.slice_id} has shape {p.shape}, image {s.image.shape}")
-            if not np.all(np.isfinite(p)):
-                raise ValueError(f"{path}: prediction of {s.slice_id} contains NaN or Inf")
-            if p.size and (p.min() < 0 or p.max() > 1):
-                raise ValueError(f"{path}: prediction of {s.slice_id} outside [0, 1] "
-                                 f"([{p.min():.3g}, {p.max():.3g}])")
-            out.append(p)
-    return out
-
-
 def find_predictions(npz_path, samples) -> tuple[list[np.ndarray] | None, str]:
     """Predictions of an earlier stage for ``samples`` if they exist and belong to these slices.
 
@@ -108,7 +64,7 @@ def find_predictions(npz_path, samples) -> tuple[list[np.ndarray] | None, str]:
     Returns
     -------
     predictions : list of float32 arrays, or None
-        As :func:`load_predictions`; None when there is no file or it holds *none* of these slice ids
+        Probabilities (float32, (H, W), [0, 1]) aligned with ``samples``; None when there is no file or it holds *none* of these slice ids
         (written for another data root, e.g. the synthetic phantoms, in the same run folder).
     note : str
         Why the predictions are absent ("" when found), for the page to print.
@@ -117,18 +73,17 @@ def find_predictions(npz_path, samples) -> tuple[list[np.ndarray] | None, str]:
     ------
     ValueError
         The file holds some but not all of the slice ids, or a map is malformed (see
-        :func:`load_predictions`): a partial or broken artifact is an error, not a reason to fall back.
+        the one map reader, :func:`ssinfnet.data.maps.load_maps`): a partial or broken artifact is an error, not a reason to fall back.
     """
     from pathlib import Path
 
     if npz_path is None or not Path(npz_path).is_file():
         return None, "no predictions recorded by the evaluation stage in this run folder"
-    with np.load(npz_path, allow_pickle=False) as data:
-        keys = set(data.files)
+    keys = map_ids(npz_path)
     if not any(s.slice_id in keys for s in samples):
         return None, (f"{Path(npz_path).name} holds none of these {len(samples)} slice ids "
                       "(written for another data root in this run folder)")
-    return load_predictions(npz_path, samples), ""
+    return load_maps(npz_path, samples, kind="probability"), ""
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -4,7 +4,7 @@ Glue between the data layer (:class:`ssinfnet.data.sample.Sample`), :mod:`ssinfn
 :mod:`ssinfnet.stats.mediation`:
 
 * :func:`slice_radiomics` extracts the features of the overall, GGO and consolidation regions of each
-  slice, from its ground-truth classes or from predicted class maps (:func:`load_class_maps`);
+  slice, from its ground-truth classes or from predicted class maps (:func:`ssinfnet.data.maps.load_maps` with ``kind="labels"``);
 * :func:`region_summary` counts valid rows and takes medians per region;
 * :func:`patient_phenotypes` averages slices per patient and joins the clinical table, giving the
   one-row-per-patient mediator table the mediation tests need (iCTCF, where slices carry patient ids).
@@ -47,34 +47,6 @@ def ictcf_image_root(data_root: Path | str | None) -> Path | None:
         return None
     path = Path(data_root) / ICTCF_IMAGE_FOLDER
     return path if path.is_dir() else None
-
-
-def load_class_maps(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Predicted class maps saved as ``.npz``: one array per slice, keyed by ``slice_id``.
-
-    Returns
-    -------
-    dict slice_id -> uint8 ndarray (H, W) with values in {0, 1, 2} (background, GGO, consolidation).
-
-    Raises
-    ------
-    ValueError
-        Unreadable file, an array that is not 2-D, or labels outside {0, 1, 2} (naming the slice).
-    """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            maps = {str(k): np.asarray(data[k]) for k in data.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read class maps ({err})") from err
-    for key, arr in maps.items():
-        if arr.ndim != 2:
-            raise ValueError(f"{path}: class map {key!r} must be 2-D, got shape {arr.shape}")
-        bad = np.setdiff1d(np.unique(arr), (0, 1, 2))
-        if bad.size:
-            raise ValueError(f"{path}: class map {key!r} has labels {bad[:5].tolist()} outside {{0, 1, 2}}")
-        maps[key] = arr.astype(np.uint8)
-    return maps
 
 
 def slice_items(samples: Sequence, class_maps: Mapping[str, np.ndarray] | None = None,

@@ -4,36 +4,6 @@ import pytest
 
 from ssinfnet.evaluation import tables as evaluation
 from ssinfnet.evaluation import infnet_metrics
-from ssinfnet.book import stages
-from ssinfnet.data.sample import Sample
-
-
-def _samples(shapes):
-    return [Sample(image=np.zeros(s, np.uint8), slice_id=f"s{i}", source="t", subset="test") for i, s in enumerate(shapes)]
-
-
-def test_maps_round_trip_keeps_order_shape_and_dtype(tmp_path):
-    samples = _samples([(4, 5), (3, 3)])
-    probs = [np.full((4, 5), 0.25, np.float32), np.linspace(0, 1, 9, dtype=np.float32).reshape(3, 3)]
-    p = stages.save_maps(tmp_path / "p.npz", samples, probs)
-    back = stages.load_maps(p, samples[::-1])
-    assert back[0].dtype == np.float32 and back[0].shape == (3, 3)
-    np.testing.assert_allclose(back[1], 0.25)
-    np.testing.assert_allclose(back[0], probs[1], atol=1e-3)  # float16 storage
-    labels = [np.array([[0, 1, 2, 1, 0]] * 4), np.zeros((3, 3), int)]
-    lp = stages.save_maps(tmp_path / "l.npz", samples, labels)
-    assert stages.load_maps(lp, samples)[0].dtype == np.uint8
-
-
-def test_maps_errors_name_the_slice(tmp_path):
-    samples = _samples([(4, 5)])
-    p = stages.save_maps(tmp_path / "p.npz", samples, [np.zeros((4, 5))])
-    with pytest.raises(KeyError, match="s9"):
-        stages.load_maps(p, [Sample(image=np.zeros((4, 5), np.uint8), slice_id="s9", source="t", subset="t")])
-    with pytest.raises(ValueError, match="shape"):
-        stages.load_maps(p, [Sample(image=np.zeros((5, 5), np.uint8), slice_id="s0", source="t", subset="t")])
-    with pytest.raises(ValueError, match="maps"):
-        stages.save_maps(tmp_path / "x.npz", samples, [])
 
 
 def test_as_saved_png_quantises_like_an_8bit_file():

@@ -567,7 +567,7 @@ def test_fit_exports_its_task(tmp_path):
 
 
 def test_stages_predict_with_refuses_a_pretraining_export(pretrained, models):
-    from ssinfnet.book import stages
+    from ssinfnet.book.stages import variants as stages
     from ssinfnet.data.phantoms import synthetic_subset
 
     samples = synthetic_subset("train", 1, size=32, seed=0)

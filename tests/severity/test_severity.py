@@ -201,27 +201,6 @@ def test_simulated_prediction():
         sv_slices.simulated_prediction(np.zeros(5))
 
 
-def test_load_predictions_aligned_and_checked(tmp_path):
-    img = np.zeros((4, 6), np.uint8)
-    samples = [_sample("a", img, np.zeros((4, 6), bool)), _sample("b", img, np.zeros((4, 6), bool))]
-    pa, pb = np.full((4, 6), 0.25, np.float32), np.full((4, 6), 0.75, np.float32)
-    path = tmp_path / "pred.npz"
-    np.savez(path, b=pb, a=pa, extra=np.zeros((2, 2)))
-    out = sv_slices.load_predictions(path, samples)
-    assert [float(p[0, 0]) for p in out] == [0.25, 0.75] and out[0].dtype == np.float32
-    np.savez(tmp_path / "missing.npz", a=pa)
-    with pytest.raises(ValueError, match=r"no prediction for 1 slice.*'b'"):
-        sv_slices.load_predictions(tmp_path / "missing.npz", samples)
-    np.savez(tmp_path / "shape.npz", a=pa, b=np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="b has shape"):
-        sv_slices.load_predictions(tmp_path / "shape.npz", samples)
-    np.savez(tmp_path / "range.npz", a=pa, b=pb * 2)
-    with pytest.raises(ValueError, match=r"b outside \[0, 1\]"):
-        sv_slices.load_predictions(tmp_path / "range.npz", samples)
-    with pytest.raises(ValueError, match="not found"):
-        sv_slices.load_predictions(tmp_path / "nope.npz", samples)
-
-
 def test_severity_frame_on_phantoms():
     from ssinfnet.data.phantoms import synthetic_subset
     from ssinfnet.severity.lungs import segment_lungs
@@ -309,7 +288,7 @@ def test_find_predictions_falls_back_only_for_other_data(tmp_path):
     preds, note = sv_slices.find_predictions(tmp_path / "other.npz", samples)
     assert preds is None and "none of these 2 slice ids" in note
     np.savez(tmp_path / "partial.npz", a=np.zeros((4, 6)))
-    with pytest.raises(ValueError, match="no prediction for 1"):
+    with pytest.raises(ValueError, match="no map for 1"):
         sv_slices.find_predictions(tmp_path / "partial.npz", samples)
     np.savez(tmp_path / "ok.npz", a=np.zeros((4, 6)), b=np.ones((4, 6)))
     preds, note = sv_slices.find_predictions(tmp_path / "ok.npz", samples)

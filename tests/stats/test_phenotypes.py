@@ -6,6 +6,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from ssinfnet.stats import phenotypes as PH
+from ssinfnet.data.maps import load_maps
 from ssinfnet.data.sample import Sample
 from ssinfnet.plots import stats as P
 
@@ -39,7 +40,7 @@ def test_slice_radiomics_predicted_maps_and_errors(tmp_path):
     samples = [_sample(0), _sample(1)]
     pred = {s.slice_id: np.where(s.classes > 0, 1, 0).astype(np.uint8) for s in samples}  # everything GGO
     np.savez(tmp_path / "pred.npz", **pred)
-    maps = PH.load_class_maps(tmp_path / "pred.npz")
+    maps = load_maps(tmp_path / "pred.npz", kind="labels")
     assert set(maps) == {"s0", "s1"} and maps["s0"].dtype == np.uint8
     t = PH.slice_radiomics(samples, maps)
     assert set(t["mask_source"]) == {"predicted"}
@@ -52,12 +53,6 @@ def test_slice_radiomics_predicted_maps_and_errors(tmp_path):
         PH.slice_items(samples, {"s0": maps["s0"]})
     with pytest.raises(ValueError, match="shape"):
         PH.slice_items(samples[:1], {"s0": maps["s0"][:10]})
-    np.savez(tmp_path / "bad.npz", s0=np.full((4, 4), 3, np.uint8))
-    with pytest.raises(ValueError, match="outside"):
-        PH.load_class_maps(tmp_path / "bad.npz")
-    (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="cannot read"):
-        PH.load_class_maps(tmp_path / "junk.npz")
     unlabelled = Sample(image=np.zeros((8, 8), np.uint8), slice_id="u", source="toy", subset="unlabelled")
     with pytest.raises(ValueError, match="no ground-truth classes"):
         PH.slice_items([unlabelled])

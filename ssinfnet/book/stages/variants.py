@@ -1,15 +1,8 @@
-"""The book's stages as functions: what chapters 3-5 run, with their artifacts on disk.
+"""Training, cross-validating and predicting the profile's variants: what the stages of chapters 3-5 share.
 
 Each function takes the run context (:class:`ssinfnet.book.context.RunContext`) and writes under its
-run folder, so a chapter is a few calls and any chapter can be re-run alone from the artifacts of
-the earlier ones. Training is resumable: a finished variant is loaded, not retrained.
-
-Artifacts
----------
-* ``finetune/<variant>/model.pt``: exported model (``ssinfnet.training.export.load_exported``).
-* ``finetune/<variant>/history.csv``: the training history.
-* ``cv/<variant>/...`` and ``cv/<variant>_scores.csv``: cross-validation folds and held-out scores.
-* ``priors/*.npz``: probability maps keyed by slice id (:func:`save_maps` / :func:`load_maps`).
+run folder (``finetune/<variant>/``, ``cv/<variant>/``). Training is resumable: a finished variant is
+loaded, not retrained.
 """
 
 from __future__ import annotations
@@ -20,53 +13,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..data.sample import Sample
-from ..segmentation.fit import FitResult, fit, oracle_priors
-from ..segmentation.crossval import cross_validate
-from ..segmentation.predict import predict_samples
-from ..segmentation.variants import variant_config
-from ..training.export import load_exported
-
-
-def save_maps(path: str | Path, samples: Sequence[Sample], maps: Sequence[np.ndarray]) -> Path:
-    """Save maps keyed by slice id as a compressed .npz: probabilities as float16 (to keep it small),
-    integer label maps as uint8."""
-    if len(samples) != len(maps):
-        raise ValueError(f"{len(samples)} samples but {len(maps)} maps")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    def pack(m):
-        m = np.asarray(m)
-        return m.astype(np.uint8) if m.dtype.kind in "biu" else m.astype(np.float16)
-
-    np.savez_compressed(path, **{s.slice_id: pack(m) for s, m in zip(samples, maps)})
-    return path
-
-
-def load_maps(path: str | Path, samples: Sequence[Sample]) -> list[np.ndarray]:
-    """Maps of :func:`save_maps` in the order of ``samples`` (float32, or uint8 label maps); KeyError
-    names a missing slice,
-    ValueError a map whose shape differs from its slice."""
-    with np.load(path) as data:
-        out = []
-        for s in samples:
-            if s.slice_id not in data:
-                raise KeyError(f"{path}: no map for slice {s.slice_id!r}")
-            m = data[s.slice_id]
-            m = m if m.dtype == np.uint8 else m.astype(np.float32)
-            if m.shape[-2:] != s.image.shape:
-                raise ValueError(f"{path}: map of {s.slice_id} has shape {m.shape}, slice {s.image.shape}")
-            out.append(m)
-    return out
-
-
-def require_artifact(ctx, stage: str, name: str, chapter: str) -> Path:
-    """An earlier stage's artifact, or FileNotFoundError telling which chapter to run first."""
-    path = ctx.artifact(stage, name)
-    if path is None:
-        raise FileNotFoundError(f"artifact {name!r} of stage {stage!r} not found in {ctx.run_dir}; "
-                                f"run chapter {chapter} first (python -m ssinfnet run --only {chapter[:2]})")
-    return path
+from ...data.sample import Sample
+from ...segmentation.fit import FitResult, fit, oracle_priors
+from ...segmentation.crossval import cross_validate
+from ...segmentation.predict import predict_samples
+from ...segmentation.variants import variant_config
+from ...training.export import load_exported
 
 
 def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequence[Sample], *,
@@ -142,13 +94,15 @@ def predict_with(path: str | Path, samples: Sequence[Sample], device: str, prior
     return predict_samples(load_exported(path, device, expect_task=task), samples, device=device, priors=priors)
 
 
-def predict_variant(ctx, stage: str, name: str, samples: Sequence[Sample], priors=None) -> tuple[str, list[np.ndarray]]:
-    """Predict ``samples`` with the exported model of variant ``name`` recorded by ``stage``.
+def predict_variant(ctx, reader: str, name: str, samples: Sequence[Sample], priors=None) -> tuple[str, list[np.ndarray]]:
+    """Predict ``samples`` with the exported model of variant ``name``, read by stage ``reader``.
 
     A multi-class model trained with the oracle prior (read from the exported model itself) gets the
     ground-truth infection masks as priors, any other multi model ``priors``. Returns (label, maps).
     """
-    path = require_artifact(ctx, stage, f"model:{name}", stage)
+    from ..artifacts import require
+
+    path = require(ctx, f"model:{name}", reader)
     loaded = load_exported(path, ctx.device, expect_task=("single", "multi"))
     task = loaded.task
     if task == "multi" and loaded.extra.get("prior_source") == "ground_truth":
@@ -168,13 +122,14 @@ def cost_models(ctx) -> dict[str, tuple[str, dict]]:
             "FCN8s (multi)": ("fcn8s", base.get("fcn8s", {}))}
 
 
-def train_val_split(ctx, samples: Sequence[Sample]) -> tuple[list[int], list[int], str]:
+def train_val_split(ctx, samples: Sequence[Sample], reader: str) -> tuple[list[int], list[int], str]:
     """The training/validation split of chapter 1 (its saved manifest), or, when that chapter has not
     run in this run folder, the same deterministic split computed and saved now. Returns
     (train indices, validation indices, where it came from)."""
-    from ..data import splits
+    from ...data import splits
+    from ..artifacts import optional
 
-    path = ctx.artifact("01_data", "split_manifest")
+    path = optional(ctx, "split_manifest", reader)
     if path is not None:
         tr, va = splits.load_split(samples, path)
         return tr, va, f"read from {path.relative_to(ctx.run_dir)}"

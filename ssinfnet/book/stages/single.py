@@ -1,0 +1,68 @@
+"""Chapter 3, stage 1: train the single-class (overall infection) variants and cross-validate them.
+
+Reads the pretrained inpainter (chapter 2) and the validation split (chapter 1, or the same split
+computed here); writes every variant's exported model, the held-out (out-of-fold) SSInfNet
+probabilities of all training slices (the stage-1 priors of chapter 4) and the stage-1 model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ...data.maps import save_maps
+from .. import artifacts
+from .variants import cross_validate_variants, cv_summary, fit_variants, train_val_split
+
+STAGE = "03_single"
+
+
+@dataclass
+class SingleStage:
+    """What chapter 3 shows: the split, the fits (variant -> FitResult), their summary, the
+    cross-validation results and tables, and where the stage-1 priors were written."""
+
+    train_all: list
+    train: list
+    val: list
+    split_source: str
+    pretrained: Path
+    fits: dict
+    summary: pd.DataFrame
+    cv_results: dict
+    cv_scores: pd.DataFrame
+    cv_table: pd.DataFrame
+    priors_path: Path
+
+    def setup(self, ctx) -> pd.Series:
+        """The data and schedule this stage ran with, for the page."""
+        return pd.Series({"training slices": len(self.train), "validation slices": len(self.val),
+                          "split": self.split_source, "image size (px)": ctx.profile.image_size,
+                          "epochs": ctx.profile.finetune_epochs,
+                          "steps per epoch (cap)": ctx.profile.max_steps_per_epoch or "all",
+                          "pretrained inpainter": self.pretrained.relative_to(ctx.run_dir)})
+
+
+def run(ctx, progress: bool = True) -> SingleStage:
+    """Train (or load) ``ctx.profile.single_variants``, cross-validate ``cv_variants``, save the SSInfNet
+    out-of-fold priors and record the stage's artifacts. Resumable: finished variants are loaded."""
+    train_all = ctx.samples("train")
+    tr_idx, va_idx, split_source = train_val_split(ctx, train_all, STAGE)
+    train, val = [train_all[i] for i in tr_idx], [train_all[i] for i in va_idx]
+    pretrained = artifacts.require(ctx, "inpainter", STAGE)
+
+    fits, summary = fit_variants(ctx, ctx.profile.single_variants, train, val, init_weights=pretrained,
+                                 progress=progress)
+    cv_results, cv_scores = cross_validate_variants(ctx, ctx.profile.single_variants, train_all,
+                                                    init_weights=pretrained, progress=progress)
+    cv_table = cv_summary(cv_scores)
+    priors_path = save_maps(ctx.path("priors", "train_oof_ssinfnet.npz"), train_all,
+                            cv_results["ssinfnet"].predictions)
+    artifacts.record(ctx, STAGE,
+                     {**{f"model:{k}": f.export_path for k, f in fits.items()}, "train_oof_priors": priors_path,
+                      "stage1_model": fits["ssinfnet"].export_path},
+                     validation=summary.set_index("variant").val_dice.round(4).to_dict(),
+                     cross_validation=cv_table[cv_table.fold == "all"].set_index("variant").dice.round(4).to_dict())
+    return SingleStage(train_all, train, val, split_source, pretrained, fits, summary, cv_results, cv_scores,
+                       cv_table, priors_path)

@@ -1,0 +1,63 @@
+"""The artifact contract: declared names, one writer, declared readers, errors naming the chapter."""
+import pytest
+
+from ssinfnet.book import artifacts as A
+from ssinfnet.book.context import RunContext
+from ssinfnet.book.profiles import get_profile
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return RunContext.open("smoke", None, str(tmp_path / "run"))
+
+
+def test_every_artifact_has_one_writer_and_known_stages():
+    stages = set(A.STAGE_NAMES.values())
+    for art in A.ARTIFACTS:
+        assert art.writer in stages and set(art.readers) <= stages, art
+        assert art.writer not in art.readers
+        assert art.writer < min(art.readers, default="99"), f"{art.name} is read before it is written"
+    keys = [(a.name, a.writer) for a in A.ARTIFACTS]
+    assert len(keys) == len(set(keys))
+
+
+def test_templates_expand_over_the_profile_variants():
+    smoke = get_profile("smoke")
+    out = A.expected_outputs("03_single", smoke)
+    assert out["model:ssinfnet"] == "finetune/ssinfnet/model.pt"
+    assert {k for k in out if k.startswith("model:")} == {f"model:{v}" for v in smoke.single_variants}
+    assert A.declared("model:multi_unet", writer="04_multi")[1] == {"variant": "multi_unet"}
+
+
+def test_record_refuses_undeclared_names_and_other_paths(ctx):
+    path = ctx.path("splits", "train_val.csv")
+    path.write_text("slice_id,split\n")
+    with pytest.raises(A.UndeclaredArtifact, match="'splits' is not declared for stage '01_data'"):
+        A.record(ctx, "01_data", {"splits": path})
+    other = ctx.path("elsewhere.csv")
+    other.write_text("x\n")
+    with pytest.raises(ValueError, match="contract says .*splits/train_val.csv"):
+        A.record(ctx, "01_data", {"split_manifest": other})
+    with pytest.raises(ValueError, match="unknown stage"):
+        A.record(ctx, "08_extra", {})
+    A.record(ctx, "01_data", {"split_manifest": path})
+    assert A.require(ctx, "split_manifest", "03_single") == path.resolve()
+
+
+def test_reads_name_the_chapter_to_run(ctx):
+    with pytest.raises(A.MissingArtifact, match=r"written by chapter 03_single .*python -m ssinfnet stage 03"):
+        A.require(ctx, "train_oof_priors", "04_multi")
+    assert A.optional(ctx, "train_oof_priors", "04_multi") is None
+    with pytest.raises(A.UndeclaredArtifact, match="'ictcf_predictions' is not declared"):
+        A.require(ctx, "ictcf_predictions", "07_radiomics_mediation")
+    with pytest.raises(A.UndeclaredArtifact, match="reads 'train_oof_priors'.*no artifact"):
+        A.require(ctx, "train_oof_priors", "06_severity")  # not a declared reader
+
+
+def test_a_recorded_file_that_vanished_is_missing(ctx):
+    path = ctx.path("splits", "train_val.csv")
+    path.write_text("x\n")
+    A.record(ctx, "01_data", {"split_manifest": path})
+    path.unlink()
+    with pytest.raises(A.MissingArtifact, match="chapter 01_data"):
+        A.require(ctx, "split_manifest", "04_multi")
