@@ -66,6 +66,11 @@ class PretrainConfig:
     kl_weight: float = 0.0
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = 5.0
+    # the input pipeline of the pool (pool_loader): side in pixels, batch, augmentation, loader workers
+    image_size: int = 64
+    batch_size: int = 4
+    rotation: float = 10.0
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.keep < 1:
@@ -272,7 +277,22 @@ def config_from_profile(profile, with_prior: bool = False, network: str | None =
                           coach_epochs=profile.pretrain_coach_epochs,
                           alternations=profile.pretrain_alternations,
                           alternate_epochs=profile.pretrain_alternate_epochs,
-                          max_steps_per_epoch=profile.max_steps_per_epoch)
+                          max_steps_per_epoch=profile.max_steps_per_epoch, image_size=profile.image_size,
+                          batch_size=profile.batch_size, num_workers=profile.num_workers)
+
+
+def pool_loader(samples, cfg: PretrainConfig, *, seed: int = 0, priors=None, pin_memory: bool = False):
+    """The shuffled, augmented loader of the pretraining pool: ``cfg.image_size`` px crops, flips and
+    ``cfg.rotation`` degrees of rotation, ``cfg.batch_size`` per batch; ``priors`` (one map per sample)
+    add the prior channel of the multi network. Batches are dicts of (B, 1, H, W) tensors."""
+    from ..data.dataset import SliceDataset
+    from ..data.transforms import train_transform
+    from ..training.loader import make_loader
+
+    dataset = SliceDataset(samples, cfg.image_size, train_transform(cfg.image_size, rotation=cfg.rotation),
+                           priors=priors)
+    return make_loader(dataset, cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers,
+                       pin_memory=pin_memory)
 
 
 def strip_labels(samples):
