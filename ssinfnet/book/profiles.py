@@ -4,7 +4,14 @@
   What CI executes under nbval.
 * ``cpu``: real data on a 2-core CPU in about an hour for the whole book: smaller images, fewer
   epochs and a lighter backbone than the paper (each chapter states what was reduced).
-* ``paper``: the paper's settings (352 px, Res2Net-50, the paper's schedules) on one GPU.
+* ``gpu``: the paper's network, resolution and recipe on one GPU with schedules cut so the whole book
+  runs in minutes; each chapter says what was cut (:func:`reductions`).
+* ``paper``: the paper's exact settings and schedules on one GPU: 352 px, Res2Net-50, pretraining
+  inpainter 200 epochs, coach 200, then 9 alternations of inpainter 100 + coach 100 (each inpainter
+  phase's SGD rate 0.1 -> 0.01 -> 0.001 -> 0.0001 at 40/80/90 % of the phase; coach Adam 1e-5),
+  fine-tuning 500 epochs (single: Adam 1e-4; multi: SGD 0.01 momentum 0.7, focal loss, Lookahead k 5,
+  alpha 0.5). The paper's texts call the pretraining "2000 epochs"; its phases add up to 2,200
+  (200 + 200 + 9 x 200), which is what runs here.
 """
 
 from __future__ import annotations
@@ -91,10 +98,22 @@ PROFILES: dict[str, Profile] = {
                    pretrain_alternate_epochs=1, finetune_epochs=30, multi_epochs=30, n_boot=1000,
                    cv_variants=("ssinfnet", "multi_ssinfnet"),
                    simulation_replicates=200),
+    # sized from the H200 timings in ../shared/measurements (about 3.6 ms per training image at batch 16):
+    # about 2 minutes of pretraining, 3 of fine-tuning and 1 of evaluation and statistics; to be confirmed
+    # by benchmarks/gpu_check.sh, which prints the measured per-epoch times.
+    "gpu": Profile(name="gpu", image_size=352, backbone="res2net50_26w_4s", batch_size=16,
+                   synthetic_size=256, unlabelled_limit=400,
+                   single_variants=("sinfnet", "ssinfnet", "unet", "ssinfnet_encoder"),
+                   multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_unet", "multi_ssinfnet_gt_prior",
+                                   "multi_ssinfnet_encoder"),
+                   cv_variants=("ssinfnet", "multi_ssinfnet"),
+                   pretrain_inpainter_epochs=12, pretrain_coach_epochs=6, pretrain_alternations=2,
+                   pretrain_alternate_epochs=6, finetune_epochs=60, multi_epochs=60, n_boot=2000,
+                   simulation_replicates=200, num_workers=4),
     "paper": Profile(name="paper", image_size=352, backbone="res2net50_26w_4s", batch_size=16,
                      synthetic_size=256, pretrain_inpainter_epochs=200, pretrain_coach_epochs=200,
-                     pretrain_alternations=1, pretrain_alternate_epochs=100, finetune_epochs=100,
-                     multi_epochs=100, n_boot=5000, simulation_replicates=1000, num_workers=4),
+                     pretrain_alternations=9, pretrain_alternate_epochs=100, finetune_epochs=500,
+                     multi_epochs=500, n_boot=5000, simulation_replicates=1000, num_workers=4),
 }
 
 
@@ -115,7 +134,21 @@ SUMMARY_FIELDS = {
 }
 
 
-def profile_table(names=("smoke", "cpu", "paper")):
+def reductions(profile: Profile, reference: str = "paper") -> dict[str, str]:
+    """What ``profile`` runs less of than the ``reference`` profile (the paper's settings), as
+    {plain name: "ours vs reference"}; empty for the reference itself. For the page that must say
+    what was reduced."""
+    ref = PROFILES[reference]
+    out = {}
+    for f, label in SUMMARY_FIELDS.items():
+        ours, theirs = getattr(profile, f), getattr(ref, f)
+        if ours != theirs:
+            show = lambda v: "all" if v is None else v  # noqa: E731
+            out[label] = f"{show(ours)} (paper: {show(theirs)})"
+    return out
+
+
+def profile_table(names=("smoke", "cpu", "gpu", "paper")):
     """A table (rows: settings, columns: profiles) of what each profile runs; ``None`` shown as "all"."""
     import pandas as pd
 

@@ -7,13 +7,31 @@ import pytest
 from ssinfnet.book.profiles import PROFILES, Profile, get_profile
 
 
-def test_three_profiles_and_paper_settings():
-    assert list(PROFILES) == ["smoke", "cpu", "paper"]
+def test_four_profiles_and_the_papers_exact_schedule():
+    assert list(PROFILES) == ["smoke", "cpu", "gpu", "paper"]
     paper = get_profile("paper")
     assert paper.image_size == 352 and paper.backbone == "res2net50_26w_4s" and paper.keep_fraction == 0.75
-    assert paper.pretrain_inpainter_epochs == 200 and paper.pretrain_coach_epochs == 200
+    # inpainter 200, coach 200, then 9 x (inpainter 100 + coach 100); fine-tuning 500 epochs
+    assert (paper.pretrain_inpainter_epochs, paper.pretrain_coach_epochs) == (200, 200)
+    assert (paper.pretrain_alternations, paper.pretrain_alternate_epochs) == (9, 100)
+    assert (paper.finetune_epochs, paper.multi_epochs, paper.max_steps_per_epoch) == (500, 500, None)
+    total = (paper.pretrain_inpainter_epochs + paper.pretrain_coach_epochs
+             + 2 * paper.pretrain_alternations * paper.pretrain_alternate_epochs)
+    assert total == 2200
     for name, p in PROFILES.items():
         assert p.name == name
+
+
+def test_gpu_keeps_the_papers_network_and_says_what_it_cuts():
+    from ssinfnet.book.profiles import reductions
+
+    gpu, paper = get_profile("gpu"), get_profile("paper")
+    assert (gpu.image_size, gpu.backbone, gpu.batch_size) == (paper.image_size, paper.backbone, paper.batch_size)
+    cut = reductions(gpu)
+    assert cut["stage-1 epochs"] == "60 (paper: 500)"
+    assert cut["unlabelled slices used"] == "400 (paper: all)"
+    assert "input size (px)" not in cut and "InfNet encoder" not in cut
+    assert reductions(paper) == {}
 
 
 def test_sizes_grow_from_smoke_to_paper():
@@ -24,7 +42,7 @@ def test_sizes_grow_from_smoke_to_paper():
 
 
 def test_get_profile_unknown_lists_choices():
-    with pytest.raises(ValueError, match=r"unknown profile 'fast'; choose one of smoke, cpu, paper"):
+    with pytest.raises(ValueError, match=r"unknown profile 'fast'; choose one of smoke, cpu, gpu, paper"):
         get_profile("fast")
 
 
@@ -62,5 +80,5 @@ def test_profile_table_lists_every_profile_and_summary_field():
     from ssinfnet.book.profiles import SUMMARY_FIELDS, profile_table
 
     t = profile_table()
-    assert list(t.columns) == ["smoke", "cpu", "paper"] and len(t) == len(SUMMARY_FIELDS)
+    assert list(t.columns) == ["smoke", "cpu", "gpu", "paper"] and len(t) == len(SUMMARY_FIELDS)
     assert t.loc["input size (px)", "paper"] == 352 and t.loc["unlabelled slices used", "paper"] == "all"
