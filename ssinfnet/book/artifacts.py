@@ -50,7 +50,8 @@ MODEL = "exported model (ssinfnet-model-v2, training.export.load_exported)"
 MAPS = "per-slice maps (.npz keyed by slice id, data.maps)"
 
 ARTIFACTS: tuple[Artifact, ...] = (
-    Artifact("split_manifest", "01_data", "splits/train_val.csv", "CSV: slice_id, group, split",
+    Artifact("split_manifest", "01_data", "splits/train_val.csv",
+             "CSV: one row per training slice: slice_id, group, source, subset, split (train/val), path",
              ("03_single", "04_multi")),
     Artifact("inpainter", "02_pretraining", "pretrain/single/inpainter.pt", MODEL, ("03_single",)),
     Artifact("coach", "02_pretraining", "pretrain/single/coach.pt", MODEL),
