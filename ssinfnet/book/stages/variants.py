@@ -123,9 +123,9 @@ def cost_models(ctx) -> dict[str, tuple[str, dict]]:
 
 
 def train_val_split(ctx, samples: Sequence[Sample], reader: str) -> tuple[list[int], list[int], str]:
-    """The training/validation split of chapter 1 (its saved manifest), or, when that chapter has not
-    run in this run folder, the same deterministic split computed and saved now. Returns
-    (train indices, validation indices, where it came from)."""
+    """The training/validation split chapter 1 saved (``split_manifest``), or, when that chapter has not
+    run in this run folder, the same deterministic split computed in memory (not written: chapter 1
+    is the file's one writer). Returns (train indices, validation indices, where it came from)."""
     from ...data import splits
     from ..artifacts import optional
 
@@ -134,6 +134,4 @@ def train_val_split(ctx, samples: Sequence[Sample], reader: str) -> tuple[list[i
         tr, va = splits.load_split(samples, path)
         return tr, va, f"read from {path.relative_to(ctx.run_dir)}"
     tr, va = splits.validation_split(samples, fraction=ctx.profile.val_fraction, seed=ctx.seed)
-    assignment = {**{i: "train" for i in tr}, **{i: "val" for i in va}}
-    path = splits.save_manifest(splits.split_manifest(samples, assignment), ctx.path("splits", "train_val.csv"))
-    return tr, va, f"computed (chapter 1 not run here) and saved to {path.relative_to(ctx.run_dir)}"
+    return tr, va, "computed in memory (chapter 1 has not run in this run folder; the same rule and seed)"
