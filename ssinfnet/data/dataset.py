@@ -1,7 +1,9 @@
 """Torch datasets over :class:`~ssinfnet.data.sample.Sample` lists.
 
 Decoded images stay in memory as uint8 (the samples hold them), so an epoch does no file I/O.
-Each item is a dict of tensors at ``size`` x ``size`` pixels:
+Each item is built by :func:`ssinfnet.data.inputs.slice_input`, the one input path that inference
+shares (float values, the transform, then the one normalisation; the prior stays float), and is a
+dict of tensors at ``size`` x ``size`` pixels:
 
 ==============  ======================  ===============================================
 key             shape, dtype            values
@@ -10,7 +12,7 @@ image           (1, S, S) float32       normalised grey, [-1, 1]
 infection       (1, S, S) float32       0 / 1 (absent for unlabelled samples)
 edge            (1, S, S) float32       0 / 1, boundary of the transformed infection mask
 classes         (S, S) int64            0 / 1 / 2
-prior           (1, S, S) float32       normalised like the image, [-1, 1]
+prior           (1, S, S) float32       probability normalised like the image, [-1, 1]
 index           int64                   position of the sample in the list
 ==============  ======================  ===============================================
 """
@@ -22,10 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
 
+from .inputs import slice_input
 from .sample import Sample
-from .transforms import eval_transform, normalize
+from .transforms import eval_transform
 
 
 def mask_edge(mask: torch.Tensor) -> torch.Tensor:
@@ -47,9 +49,11 @@ class SliceDataset(Dataset):
     ----------
     samples : sequence of Sample
     size : int
-        Output side in pixels (used for the default deterministic resize).
+        Output side in pixels; the transform must produce it.
     transform : callable or None
-        A torchvision v2 transform taking and returning a dict of tv_tensors; default resize only.
+        A torchvision v2 transform taking and returning a dict of tv_tensors (image and prior as
+        float Images in [0, 1], masks as uint8 Masks); default the deterministic resize
+        :func:`~ssinfnet.data.transforms.eval_transform`.
     require : tuple of str
         Labels every sample must have (e.g. ``("infection",)``); checked up front, naming the first
         sample that lacks one.
@@ -77,26 +81,15 @@ class SliceDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
-        h, w = s.image.shape
-        item = {"image": tv_tensors.Image(torch.from_numpy(s.image)[None])}
-        if s.infection is not None:
-            item["infection"] = tv_tensors.Mask(torch.from_numpy(s.infection.astype(np.uint8))[None])
-        if s.classes is not None:
-            item["classes"] = tv_tensors.Mask(torch.from_numpy(s.classes)[None])
+        labels = {key: getattr(s, key) for key in ("infection", "classes") if getattr(s, key) is not None}
         prior = self.priors[i] if self.priors is not None else s.prior
-        if prior is not None:
-            p = np.asarray(prior, dtype=np.float32)
-            if p.shape != (h, w):
-                raise ValueError(f"{s.slice_id}: prior shape {p.shape} differs from image {(h, w)}")
-            # The prior is an image-like channel: it gets the image's geometry and interpolation.
-            item["prior"] = tv_tensors.Image(torch.from_numpy(np.round(p * 255).astype(np.uint8))[None])
-        item = self.transform(item)
-        out = {"image": normalize(item["image"].float() / 255.0), "index": torch.tensor(i)}
+        item = slice_input(s.image, self.size, prior, labels, self.transform, name=s.slice_id)
+        out = {"image": item["image"], "index": torch.tensor(i)}
         if "infection" in item:
             out["infection"] = item["infection"].float()
             out["edge"] = mask_edge(out["infection"])
         if "classes" in item:
             out["classes"] = item["classes"][0].long()
         if "prior" in item:
-            out["prior"] = normalize(item["prior"].float() / 255.0)
+            out["prior"] = item["prior"]
         return out

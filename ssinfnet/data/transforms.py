@@ -1,7 +1,9 @@
 """Joint image / mask / edge / prior transforms (torchvision.transforms.v2 with tv_tensors).
 
 Geometric transforms move the image and every label together; intensity transforms (cutout) touch
-the image only. One normalisation serves every stage (pretraining and fine-tuning alike):
+the image only. They receive the image and the prior as float Images in [0, 1] and masks as uint8
+Masks (:func:`ssinfnet.data.inputs.slice_input`, the one input path, builds those and normalises
+after the transform). One normalisation serves every stage (pretraining and fine-tuning alike):
 grey values g in 0..255 become ``(g / 255 - 0.5) / 0.5`` in [-1, 1]; the prior, a probability,
 goes through the same map so that image and prior are scaled alike.
 """
@@ -76,15 +78,6 @@ def train_transform(size: int, cutout: float = 0.0, rotation: float = 15.0, scal
 
 
 def eval_transform(size: int) -> v2.Compose:
-    """Deterministic resize to ``size`` x ``size`` px (bilinear for images, nearest for masks)."""
+    """Deterministic resize to ``size`` x ``size`` px: bilinear with antialiasing for images (and the
+    prior), nearest neighbour for masks. The resize of :func:`ssinfnet.data.inputs.slice_input`."""
     return v2.Compose([v2.Resize((size, size), antialias=True)])
-
-
-def network_input(batch: dict, with_prior: bool) -> torch.Tensor:
-    """The tensor the network sees: image (B, 1, H, W), or image and prior (B, 2, H, W)."""
-    x = batch["image"]
-    if with_prior:
-        if "prior" not in batch:
-            raise ValueError("with_prior=True but the batch has no 'prior'")
-        x = torch.cat([x, batch["prior"]], dim=1)
-    return x

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import default_collate
 
-from ..data.transforms import network_input
+from ..data.inputs import network_input
 from ..models.coach import Coach, random_masks
 from ..models.modes import eval_mode
 from ..models.registry import build_model

@@ -54,7 +54,8 @@ from torch.nn import functional as F
 from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ..data.dataset import SliceDataset
 from ..data.sample import Sample
-from ..data.transforms import network_input, train_transform
+from ..data.inputs import network_input
+from ..data.transforms import train_transform
 from ..evaluation.paper_metrics import paper_scores
 from ..models.registry import build_model
 from ..models.transfer import TransferReport, transfer_weights

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..data.inputs import batch_input
 from ..data.sample import Sample
-from ..data.transforms import normalize
 from ..models.modes import eval_mode
 from ..training.device import default_amp, default_channels_last
 from ..training.export import LoadedModel
@@ -74,10 +74,13 @@ def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], 
                           priors: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
     """Probability maps for uint8 (H, W) images of any size.
 
-    Each image is resized to ``size`` x ``size`` (bilinear, antialiased), normalised like training,
-    passed through ``model`` (with its prior as a second channel when ``priors`` is given), and the
-    output is resized back to the image's own size. Returns float32 arrays: (H, W) lesion
-    probability for one output channel (sigmoid), (C, H, W) class probabilities otherwise (softmax).
+    Each image (and its prior, as a second channel, when ``priors`` is given) becomes the network's
+    input through :func:`ssinfnet.data.inputs.batch_input`, the path training uses without
+    augmentation (resize to ``size`` x ``size``, bilinear antialiased on float values, the one
+    normalisation); the output is resized back to the image's own size. Returns float32 arrays:
+    (H, W) lesion probability for one output channel (sigmoid), (C, H, W) class probabilities
+    otherwise (softmax). ValueError, naming the image's position, for a non-uint8 image or a prior
+    of another shape or outside [0, 1].
     Inputs are channels_last on CUDA only (the training loop's default) and run under bf16
     autocast on CUDA.
     """
@@ -90,15 +93,8 @@ def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], 
     results: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        xs = []
-        for j, img in enumerate(chunk):
-            t = torch.from_numpy(np.ascontiguousarray(img)).float()[None, None] / 255.0
-            chans = [t]
-            if priors is not None:
-                chans.append(torch.from_numpy(np.asarray(priors[start + j], dtype=np.float32))[None, None])
-            t = torch.cat(chans, 1)
-            xs.append(F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
-        x = normalize(torch.cat(xs)).to(device)
+        x = batch_input(chunk, size, None if priors is None else priors[start:start + batch_size], first=start)
+        x = x.to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):

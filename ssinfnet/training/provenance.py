@@ -7,7 +7,7 @@ keyed on short hashes of everything that determines its weights:
 
 * ``data``: what the training read, by content. :func:`samples_fingerprint` hashes, in order, each
   sample's ``slice_id`` and the arrays the training reads (``image``, ``infection``, ``classes``
-  and the prior, quantised to 8 bits as :class:`~ssinfnet.data.dataset.SliceDataset` feeds it);
+  and the prior as float32, as :class:`~ssinfnet.data.dataset.SliceDataset` feeds it);
   not ``path``, ``meta`` or ``group_id``, so a data root moved elsewhere still resumes, and not
   ``edge`` or ``pseudo_label``, which the training does not read. Synthetic phantoms are keyed by
   their pixels, so another generator setting (size, seed, count, generator code) is another key.
@@ -54,8 +54,7 @@ import numpy as np
 __all__ = ["CODE_FILES", "ENV_ALLOW_STALE", "RECORD_NAME", "StaleRunError", "StaleRunWarning",
            "code_files", "code_fingerprint", "samples_fingerprint", "dataset_fingerprint", "loader_fingerprint",
            "config_fingerprint", "git_state", "stamp", "differences", "check_key", "allow_stale",
-           "write_record", "read_record", "note_run", "note_stale", "take_runs", "short", "quantise_prior",
-           "stale_message"]
+           "write_record", "read_record", "note_run", "note_stale", "take_runs", "short", "stale_message"]
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # ssinfnet/ (this file is ssinfnet/training/provenance.py)
 REPO_ROOT = PACKAGE_DIR.parent
@@ -70,7 +69,7 @@ NOT_RECORDED = "not recorded"
 #: made), the book, plots and statistics. Every pattern must match a file (a test checks it).
 CODE_FILES: tuple[str, ...] = (
     "models/*.py",
-    "data/dataset.py", "data/transforms.py", "data/sample.py", "data/classes.py",
+    "data/dataset.py", "data/inputs.py", "data/transforms.py", "data/sample.py", "data/classes.py",
     "data/io.py", "data/semiseg.py", "data/medseg.py", "data/phantoms.py",
     "training/losses.py", "training/optimisers.py", "training/loop.py", "training/phases.py",
     "training/device.py", "training/loader.py", "training/history.py",
@@ -134,16 +133,12 @@ def _update_array(h, name: str, arr) -> None:
     h.update(a.tobytes())
 
 
-def quantise_prior(prior) -> np.ndarray:
-    """A prior as the training reads it: ``round(p * 255)`` as uint8 (what ``SliceDataset`` feeds)."""
-    return np.round(np.asarray(prior, dtype=np.float32) * 255).astype(np.uint8)
-
-
 def samples_fingerprint(samples: Sequence, priors: Sequence | None = None) -> str:
     """Hash of what training reads from ``samples``, in order (16 hex characters).
 
     Per sample: ``slice_id``, ``image``, ``infection``, ``classes`` and the prior (``priors[i]``
-    when given, else ``sample.prior``) quantised by :func:`quantise_prior`. Paths, metadata, group
+    when given, else ``sample.prior``) as float32, the values training reads
+    (:func:`ssinfnet.data.inputs.slice_input` keeps the prior in float). Paths, metadata, group
     ids, edges and pseudo labels are not part of it.
     """
     if priors is not None and len(priors) != len(samples):
@@ -154,7 +149,7 @@ def samples_fingerprint(samples: Sequence, priors: Sequence | None = None) -> st
         for name in ("image", "infection", "classes"):
             _update_array(h, name, getattr(s, name))
         prior = priors[i] if priors is not None else s.prior
-        _update_array(h, "prior", None if prior is None else quantise_prior(prior))
+        _update_array(h, "prior", None if prior is None else np.asarray(prior, dtype=np.float32))
     return h.hexdigest()[:_HEX]
 
 

@@ -76,7 +76,7 @@ def test_samples_fingerprint_of_a_hand_built_sample():
     h.update(b"image:|u1:(2, 3)\n" + image.tobytes())
     h.update(b"infection:none\n")
     h.update(b"classes:none\n")
-    h.update(b"prior:|u1:(2, 3)\n" + np.full((2, 3), 128, dtype=np.uint8).tobytes())  # round(0.5 * 255)
+    h.update(b"prior:<f4:(2, 3)\n" + prior.tobytes())  # float32, as the training reads it
     assert samples_fingerprint([s]) == h.hexdigest()[:16]
 
 
@@ -96,12 +96,13 @@ def test_samples_fingerprint_follows_what_training_reads():
     assert samples_fingerprint([replace(samples[0], infection=~samples[0].infection), *samples[1:]]) != fp
     assert samples_fingerprint(synthetic_subset("train", 3, size=48, seed=1)) != fp  # another generator seed
     assert samples_fingerprint(synthetic_subset("train", 3, size=64, seed=0)) != fp  # another generator size
-    # priors are read at 8 bits: a change below half a grey level keeps the key, one grey level does not
-    priors = [np.full(s.shape, 0.2, np.float32) for s in samples]  # 51 grey levels
+    # priors are read as float32 (not quantised): any change of a float32 value is another key,
+    # a float64 copy of the same values is not
+    priors = [np.full(s.shape, 0.2, np.float32) for s in samples]
     with_priors = samples_fingerprint(samples, priors)
     assert with_priors != fp
-    assert samples_fingerprint(samples, [p + 1e-4 for p in priors]) == with_priors
-    assert samples_fingerprint(samples, [p + 1 / 255 for p in priors]) != with_priors
+    assert samples_fingerprint(samples, [p.astype(np.float64) for p in priors]) == with_priors
+    assert samples_fingerprint(samples, [p + np.float32(1e-4) for p in priors]) != with_priors
     assert samples_fingerprint([replace(s, prior=p) for s, p in zip(samples, priors)]) == with_priors
     with pytest.raises(ValueError, match="priors has 1 maps for 3 samples"):
         samples_fingerprint(samples, priors[:1])

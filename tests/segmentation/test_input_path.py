@@ -1,0 +1,95 @@
+"""One input path: a slice reaches the network as the same tensor, bit for bit, through training-time
+code (SliceDataset without augmentation, a DataLoader, network_input) and inference-time code
+(predict_samples / predict_probabilities, which validation in fit uses, and the predict command)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssinfnet.data.dataset import SliceDataset
+from ssinfnet.data.inputs import network_input
+from ssinfnet.data.io import read_image
+from ssinfnet.data.sample import Sample
+from ssinfnet.models.registry import build_model
+from ssinfnet.segmentation.folders import predict_folder
+from ssinfnet.segmentation.predict import predict_samples
+from ssinfnet.training.export import LoadedModel
+
+TINY = {"base_width": 4, "depth": 2}
+SHAPES = [(96, 80), (512, 512), (48, 48), (37, 61)]  # (H, W) of the slices: down-, up- and no resize
+
+
+def _samples() -> tuple[list[Sample], list[np.ndarray]]:
+    """Noisy slices of several sizes with float priors whose values are not 8-bit grey levels."""
+    rng = np.random.default_rng(0)
+    samples, priors = [], []
+    for k, (h, w) in enumerate(SHAPES):
+        image = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        samples.append(Sample(image=image, slice_id=f"s{k}", source="t", subset="test"))
+        priors.append(rng.random((h, w)).astype(np.float32))
+    return samples, priors
+
+
+def _seen_by(model: torch.nn.Module, run) -> list[torch.Tensor]:
+    """Every input ``model`` receives while ``run()`` runs (a forward pre-hook)."""
+    seen: list[torch.Tensor] = []
+    handle = model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen
+
+
+def _training_input(samples, size: int, priors=None) -> torch.Tensor:
+    """What the training loop feeds the network for these slices: SliceDataset (eval) batches."""
+    ds = SliceDataset(samples, size, priors=priors)
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, shuffle=False)
+    return torch.cat([network_input(batch, priors is not None) for batch in loader])
+
+
+@pytest.mark.parametrize("size", [64, 96])
+@pytest.mark.parametrize("task", ["single", "multi"])
+def test_training_and_inference_feed_the_same_tensor(task, size):
+    samples, priors = _samples()
+    priors = priors if task == "multi" else None
+    torch.manual_seed(0)
+    model = build_model("unet" if task == "single" else "unet_multi", **TINY).eval()
+    seen = _seen_by(model, lambda: predict_samples(model, samples, size, "cpu", priors, batch_size=2))
+    inferred = torch.cat(seen)
+    trained = _training_input(samples, size, priors)
+    assert inferred.shape == trained.shape == (len(SHAPES), 1 if priors is None else 2, size, size)
+    assert inferred.dtype == trained.dtype == torch.float32
+    assert torch.equal(inferred, trained)
+
+
+def test_the_predict_command_feeds_the_same_tensor(tmp_path):
+    """predict_folder (the ``predict`` command): PNG slices read back, the single model's map as the
+    multi model's prior; both networks see what SliceDataset gives for those slices and priors."""
+    samples, _ = _samples()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for s in samples:
+        Image.fromarray(s.image).save(folder / f"{s.slice_id}.png")
+    torch.manual_seed(0)
+    single = LoadedModel(build_model("unet", **TINY).eval(), "unet", 64, TINY, {})
+    multi = LoadedModel(build_model("unet_multi", **TINY).eval(), "unet_multi", 96, TINY, {})
+    seen_single: list[torch.Tensor] = []
+    seen_multi: list[torch.Tensor] = []
+    hooks = [single.model.register_forward_pre_hook(lambda _m, a: seen_single.append(a[0].clone())),
+             multi.model.register_forward_pre_hook(lambda _m, a: seen_multi.append(a[0].clone()))]
+    try:
+        predict_folder(single, folder, tmp_path / "out", multi, batch_size=8, progress=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    # the first call of each model is predict's check on a blank image; then one batch per file
+    read = [Sample(image=read_image(folder / f"{s.slice_id}.png"), slice_id=s.slice_id, source="t", subset="test")
+            for s in samples]
+    assert torch.equal(torch.cat(seen_single[1:]), _training_input(read, 64))
+    # predict reads one slice per PNG file, so the single model ran on batches of one
+    priors = [p for s in read for p in predict_samples(single.model, [s], 64, "cpu")]
+    assert torch.equal(torch.cat(seen_multi[1:]), _training_input(read, 96, priors))
