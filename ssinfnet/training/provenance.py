@@ -73,7 +73,7 @@ CODE_FILES: tuple[str, ...] = (
     "data/io.py", "data/semiseg.py", "data/medseg.py", "data/phantoms.py",
     "training/losses.py", "training/optimisers.py", "training/loop.py", "training/phases.py",
     "training/device.py", "training/loader.py", "training/history.py",
-    "pretraining/inpainting.py", "segmentation/variants.py", "segmentation/fit.py",
+    "pretraining/inpainting.py", "segmentation/variants.py", "segmentation/fit.py", "segmentation/predict.py",
 )
 
 _HEX = 16  # hex characters kept of each sha256 (64 bits)
