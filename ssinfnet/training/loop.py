@@ -14,11 +14,15 @@ record of who trained it (key, commit, dirty flag, time), also written to ``run_
 
 Host synchronisation
 --------------------
-A non-finite loss must stop training inside the step that produced it, before the optimiser
-applies it, so the loop reads the loss back to the host once per step. That one transfer carries
-the loss and every tensor in ``logs`` together (a single ``torch.stack(...).tolist()``), and the
-same numbers feed the history and the progress bar, so no other per-step sync happens. Per-epoch
+One read-back to the host per step, of the loss and every logged tensor together, to stop on a
+non-finite loss before the optimiser applies it (:mod:`ssinfnet.training.callables`). Per-epoch
 means are computed on the host from those values.
+
+Several processes
+-----------------
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same loop runs in every process with
+DistributedDataParallel: sharded batches, averaged gradients and logged values, validation and
+files on process 0 (:mod:`ssinfnet.training.distributed`). Without it nothing changes.
 
 Reproducibility
 ---------------
@@ -53,7 +57,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .checkpoint import capture_rng_state
+from .callables import sync_values, validate_phase
 from .device import resolve_flag, to_device
+from .distributed import World, join, set_epoch, shard_loader
 from .history import History
 from .phases import Phase, check_phases, enter_phase, make_scheduler
 from .provenance import code_fingerprint, loader_fingerprint, note_run, stamp, write_record
@@ -143,10 +150,14 @@ def train(
     train_loader : iterable
         Yields batches (tensors or dicts/lists/tuples of tensors) handed to ``loss_fn`` after being
         moved to ``device``. Its ``generator`` attribute, if any (see :func:`make_loader`), is
-        checkpointed.
+        checkpointed; a sampler with ``set_epoch`` is told the run's epoch number before each
+        epoch. Under torchrun, a DataLoader whose ``batch_size`` (the global batch) divides by the
+        number of processes (:func:`~ssinfnet.training.distributed.shard_loader`).
     device : str or torch.device, default="cpu"
+        Under torchrun, ``cuda`` is the process's own GPU (``LOCAL_RANK``).
     seed : int
-        Seeds ``torch``, ``numpy``, ``random`` and the context generator on a fresh run.
+        Seeds ``torch``, ``numpy``, ``random`` and the context generator on a fresh run (under
+        torchrun, process r > 0 with a seed drawn from (seed, r)).
     run_dir : str or PathLike
         Gets ``history_name`` and ``checkpoints/{last.pt, best_<phase>.pt}``.
     val_loader : iterable, optional
@@ -192,14 +203,18 @@ def train(
     if not history_name or Path(history_name).name != history_name:
         raise ValueError(f"history_name must be a plain file name, got {history_name!r}")
     device = torch.device(device)
+    world = join(device)  # None: a single process, as without torchrun
+    if world is not None:
+        device = world.device(device)
     run_dir = Path(run_dir)
     if provenance is None:
         key = {"data": loader_fingerprint(train_loader), "code": code_fingerprint()}
     else:
         key = dict(provenance)
-    run = _Run(phases, models, train_loader, val_loader, device, seed, resolve_flag(amp, "amp", device),
+    loader = train_loader if world is None else shard_loader(train_loader, world, seed)
+    run = _Run(phases, models, loader, val_loader, device, seed, resolve_flag(amp, "amp", device),
                resolve_flag(channels_last, "channels_last", device), progress, run_dir / "checkpoints",
-               History(run_dir / history_name), torch.Generator(device=device))
+               History(run_dir / history_name), torch.Generator(device=device), world)
     for module in models.values():
         module.to(device)
         if run.channels_last:
@@ -207,7 +222,10 @@ def train(
     original_flags = {name: [p.requires_grad for p in m.parameters()] for name, m in models.items()}
 
     start = _start(run, key, resume)
-    write_record(run_dir, run.record)
+    if run.main:
+        write_record(run_dir, run.record)
+    if world is not None:
+        world.sync_state(models)  # every process starts from process 0's weights
     steps_before = run.global_step
     run.t0 = time.perf_counter()
     try:
@@ -217,13 +235,18 @@ def train(
     except BaseException:
         # Keep the rows run so far for diagnosis; a resume truncates to the checkpoint's length.
         with contextlib.suppress(OSError):  # never mask the original error
-            run.history.write()
+            if run.main:
+                run.history.write()
         raise
     finally:
+        run.nets = models
         for name, module in models.items():
             for p, flag in zip(module.parameters(), original_flags[name]):
                 p.requires_grad_(flag)
-    run.history.write()
+    if run.main:
+        run.history.write()
+    if world is not None:
+        world.barrier()  # process 0's files are complete before any process goes on (or resumes from them)
     if start is None:
         action = "trained"
     else:
@@ -255,6 +278,8 @@ class _Run:
     ckpt_dir: Path
     history: History
     ctx_gen: torch.Generator  # StepContext.generator
+    world: World | None = None  # the processes training together (torchrun); None for one process
+    nets: Mapping[str, nn.Module] = field(default_factory=dict)  # what loss_fn gets: models, DDP-wrapped
     record: dict[str, Any] = field(default_factory=dict)  # provenance, stored in every checkpoint
     global_step: int = 0
     best: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -264,6 +289,11 @@ class _Run:
     @property
     def last_path(self) -> Path:
         return self.ckpt_dir / "last.pt"
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run's files (the only one, or process 0)."""
+        return self.world is None or self.world.main
 
     @property
     def generators(self) -> dict[str, torch.Generator | None]:
@@ -280,14 +310,20 @@ def _start(run: _Run, key: Mapping[str, str | None], resume: bool) -> Resumed | 
     ``run.record`` (the provenance record) either way. Returns where a resumed run continues, None
     for a fresh one."""
     if resume and run.last_path.is_file():
-        start = load_last(run.last_path, run.phases, run.seed, key, run.models, run.generators, run.history)
-        run.record, run.global_step, run.wall_offset, run.best = start.record, start.global_step, start.wall_s, start.best
+        rank, size = (0, 1) if run.world is None else (run.world.rank, run.world.size)
+        start = load_last(run.last_path, run.phases, run.seed, key, run.models, run.generators, run.history,
+                          rank=rank, world_size=size)
+        run.record, run.global_step, run.best = start.record, start.global_step, start.best
+        run.wall_offset = start.wall_s
         return start
     run.record = stamp(key)
-    torch.manual_seed(run.seed)
-    np.random.seed(run.seed % 2**32)
-    random.seed(run.seed)
-    run.ctx_gen.manual_seed(run.seed)
+    if run.world is not None:
+        run.record["processes"] = run.world.size  # trained by torchrun's processes together
+    seed = run.seed if run.world is None else run.world.seed(run.seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    run.ctx_gen.manual_seed(seed)
     return None
 
 
@@ -300,12 +336,14 @@ def _run_phase(run: _Run, pi: int, original_flags: Mapping[str, list[bool]], res
     scheduler = make_scheduler(phase, optimizer)
     if resumed is not None and resumed.optimizer_state is not None:
         restore_optimizer(resumed.optimizer_state, optimizer, scheduler, phase, resumed.path)
+    run.nets = run.models if run.world is None else run.world.wrap(run.models, phase.trainable, run.device)
     for epoch in range(0 if resumed is None else resumed.epoch, phase.epochs):
         lr = optimizer.param_groups[0]["lr"]
         n_steps, loss_sum = _train_epoch(run, pi, epoch, params, optimizer, lr)
         if scheduler is not None:
             scheduler.step()
         _end_epoch(run, pi, epoch, n_steps, loss_sum / n_steps, lr, optimizer, scheduler)
+    run.nets = run.models  # drops this phase's DDP wrappers
 
 
 def _train_epoch(run: _Run, pi: int, epoch: int, params: list, optimizer: torch.optim.Optimizer,
@@ -314,12 +352,13 @@ def _train_epoch(run: _Run, pi: int, epoch: int, params: list, optimizer: torch.
     per step; returns (steps run, sum of their losses)."""
     phase = run.phases[pi]
     n_steps, loss_sum = 0, 0.0
+    set_epoch(run.loader, sum(p.epochs for p in run.phases[:pi]) + epoch)  # a distributed sampler's order
     batches = run.loader if phase.max_steps_per_epoch is None else islice(run.loader, phase.max_steps_per_epoch)
     bar = tqdm(
         batches,
         total=_epoch_length(run.loader, phase.max_steps_per_epoch),
         desc=f"{phase.name} {epoch + 1}/{phase.epochs}",
-        disable=not run.progress,
+        disable=not (run.progress and run.main),
         leave=False,
         dynamic_ncols=True,
     )
@@ -349,8 +388,8 @@ def _step(run: _Run, pi: int, epoch: int, step: int, batch: Any, params: list,
     ctx = StepContext(phase, pi, epoch, step, run.global_step, step, run.ctx_gen, run.device)
     batch = to_device(batch, run.device, run.channels_last)
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
-        loss, logs = phase.loss_fn(run.models, batch, ctx)
-    values = _sync_values(loss, logs, phase.name)
+        loss, logs = phase.loss_fn(run.nets, batch, ctx)
+    values = sync_values(loss, logs, phase.name, run.world)
     if not math.isfinite(values["loss"]):
         raise NonFiniteLossError(phase.name, epoch, step, run.global_step, step, values["loss"])
     optimizer.zero_grad(set_to_none=True)
@@ -368,22 +407,29 @@ def _end_epoch(run: _Run, pi: int, epoch: int, n_steps: int, mean_loss: float, l
     phase = run.phases[pi]
     metrics = {}
     last_epoch = epoch + 1 == phase.epochs
+    if run.world is not None:
+        run.world.sync_buffers(run.models)
     if phase.val_fn is not None and ((epoch + 1) % phase.val_every == 0 or last_epoch):
         ctx = StepContext(phase, pi, epoch, n_steps, run.global_step, -1, run.ctx_gen, run.device)
-        metrics = _validate(phase, run.models, run.val_loader, ctx, run.amp)
-        update_best(phase, pi, epoch, run.global_step, metrics, run.models, run.best, run.ckpt_dir)
+        validate = lambda: validate_phase(phase, run.models, run.val_loader, ctx, run.amp)  # noqa: E731
+        metrics = validate() if run.world is None else run.world.from_main(validate)
+        update_best(phase, pi, epoch, run.global_step, metrics, run.models, run.best, run.ckpt_dir, save=run.main)
     run.history.add(
         phase=phase.name, phase_index=pi, kind="epoch", epoch=epoch, step=n_steps,
         global_step=run.global_step, loss=mean_loss, lr=lr, wall_s=run.wall(),
         **{f"val_{k}": v for k, v in metrics.items()},
     )
+    due = (epoch + 1) % phase.checkpoint_every == 0 or last_epoch
+    rng_by_rank = None if run.world is None or not due else run.world.gather(capture_rng_state(run.generators))
+    if not run.main:
+        return
     # History first: a checkpoint never refers to rows the CSV lacks.
     run.history.write()
-    if (epoch + 1) % phase.checkpoint_every == 0 or last_epoch:
+    if due:
         save_last(run.last_path, seed=run.seed, phases=run.phases, phase_index=pi, epochs_done=epoch + 1,
                   global_step=run.global_step, models=run.models, optimizer=optimizer, scheduler=scheduler,
                   generators=run.generators, best=run.best, history_len=len(run.history), wall_s=run.wall(),
-                  record=run.record)
+                  record=run.record, rng_by_rank=rng_by_rank)
 
 
 def _epoch_length(loader: Iterable, max_steps: int | None) -> int | None:
@@ -392,39 +438,3 @@ def _epoch_length(loader: Iterable, max_steps: int | None) -> int | None:
     except TypeError:
         return max_steps
     return n if max_steps is None else min(n, max_steps)
-
-
-def _sync_values(loss: Any, logs: Mapping[str, Any], phase: str) -> dict[str, float]:
-    """Bring the loss and tensor logs to the host in one transfer (the step's only sync)."""
-    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-        raise ValueError(f"loss_fn of phase {phase!r} must return a 0-d tensor as loss, got {loss!r:.80}")
-    if not isinstance(logs, Mapping):
-        raise ValueError(f"loss_fn of phase {phase!r} must return (loss, dict of logs)")
-    reserved = sorted(set(logs) & set(History._BASE))
-    if reserved:
-        raise ValueError(f"loss_fn of phase {phase!r} logs reserved names {reserved}")
-    tensor_keys = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
-    stacked = torch.stack([loss.detach().float()] + [logs[k].detach().float().reshape(()) for k in tensor_keys])
-    host = stacked.tolist()
-    values = {"loss": host[0]}
-    for k, v in logs.items():
-        values[k] = host[1 + tensor_keys.index(k)] if k in tensor_keys else float(v)
-    return values
-
-
-def _validate(phase: Phase, models: Mapping[str, nn.Module], loader: Any, ctx: StepContext, amp: bool) -> dict:
-    modes = {mod: mod.training for m in models.values() for mod in m.modules()}
-    for m in models.values():
-        m.eval()
-    try:
-        with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
-            metrics = phase.val_fn(models, loader, ctx)
-    finally:
-        for mod, flag in modes.items():
-            mod.training = flag
-    if not isinstance(metrics, Mapping):
-        raise ValueError(f"val_fn of phase {phase.name!r} must return a dict of metrics")
-    metrics = {str(k): float(v) for k, v in metrics.items()}
-    if phase.monitor is not None and phase.monitor not in metrics:
-        raise ValueError(f"val_fn of phase {phase.name!r} returned {sorted(metrics)}, lacks monitor {phase.monitor!r}")
-    return metrics

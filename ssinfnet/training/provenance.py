@@ -73,7 +73,8 @@ CODE_FILES: tuple[str, ...] = (
     "data/dataset.py", "data/transforms.py", "data/sample.py", "data/classes.py",
     "data/io.py", "data/semiseg.py", "data/medseg.py", "data/phantoms.py",
     "training/losses.py", "training/optimisers.py", "training/loop.py", "training/resume.py",
-    "training/phases.py", "training/device.py", "training/loader.py", "training/history.py",
+    "training/callables.py", "training/distributed.py", "training/phases.py", "training/device.py",
+    "training/loader.py", "training/history.py",
     "pretraining/inpainting.py", "segmentation/variants.py", "segmentation/fit.py",
 )
 

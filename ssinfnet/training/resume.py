@@ -48,26 +48,33 @@ class Resumed:
 
 def load_last(path: Path, phases: list[Phase], seed: int, key: Mapping[str, str | None],
               models: Mapping[str, nn.Module], generators: Mapping[str, torch.Generator | None],
-              history: History) -> Resumed:
+              history: History, rank: int = 0, world_size: int = 1) -> Resumed:
     """Restore a run from its ``last.pt`` at ``path``: load the weights into ``models`` and the RNG
-    states into the global generators and ``generators``, truncate ``history`` to the checkpoint's
-    rows; return where to continue.
+    states into the global generators and ``generators`` (process ``rank``'s, for a checkpoint of
+    ``world_size`` processes), truncate ``history`` to the checkpoint's rows; return where to continue.
 
     Raises ValueError when the checkpoint's format, seed or phase names differ (see
-    :func:`check_resume`), and :class:`~ssinfnet.training.provenance.StaleRunError` when its key does.
+    :func:`check_resume`), or when training is left to do and the checkpoint was written by another
+    number of processes; :class:`~ssinfnet.training.provenance.StaleRunError` when its key differs.
     """
     state = load_checkpoint(path, map_location="cpu")
     record, stale = check_resume(state, phases, seed, path, key)
-    if stale is not None:
-        note_stale(path.parent.parent, stale)
-    for name, module in models.items():
-        module.load_state_dict(state["models"][name])
-    restore_rng_state(state["rng"], generators)
-    history.load(state["history_len"])
+    saved_size = int(state.get("world_size", 1))
     phase_index, epoch = state["phase_index"], state["epochs_done"]
     saved_opt = {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
     if epoch >= phases[phase_index].epochs:  # that phase had finished
         phase_index, epoch, saved_opt = phase_index + 1, 0, None
+    if saved_size != world_size and phase_index < len(phases):
+        raise ValueError(f"checkpoint {path} was written by a run of {saved_size} process(es), this one has "
+                         f"{world_size}: continue it with as many (torchrun --nproc-per-node {saved_size}), "
+                         f"or train in a new run folder")
+    if stale is not None:
+        note_stale(path.parent.parent, stale)
+    for name, module in models.items():
+        module.load_state_dict(state["models"][name])
+    by_rank = state.get("rng_by_rank")
+    restore_rng_state(by_rank[rank] if by_rank and saved_size == world_size else state["rng"], generators)
+    history.load(state["history_len"])
     return Resumed(phase_index, epoch, state["global_step"], state["wall_s"],
                    {k: dict(v) for k, v in state["best"].items()}, saved_opt, record, path)
 
@@ -108,9 +115,14 @@ def restore_optimizer(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer
 def save_last(path: Path, *, seed: int, phases: list[Phase], phase_index: int, epochs_done: int,
               global_step: int, models: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer, scheduler,
               generators: Mapping[str, torch.Generator | None], best: Mapping[str, Any], history_len: int,
-              wall_s: float, record: Mapping[str, Any]) -> None:
+              wall_s: float, record: Mapping[str, Any], rng_by_rank: list[dict] | None = None) -> None:
     """Write ``last.pt``: everything :func:`load_last` needs to continue after ``epochs_done`` epochs
-    of phase ``phase_index`` (the history must already hold its ``history_len`` rows on disk)."""
+    of phase ``phase_index`` (the history must already hold its ``history_len`` rows on disk).
+
+    ``rng_by_rank``: with several processes, each one's :func:`capture_rng_state` in rank order
+    (stored with the number of processes; ``rng`` is then process 0's); else the states are captured here.
+    """
+    extra = {} if rng_by_rank is None else {"rng_by_rank": rng_by_rank, "world_size": len(rng_by_rank)}
     save_checkpoint(
         path,
         {
@@ -123,20 +135,22 @@ def save_last(path: Path, *, seed: int, phases: list[Phase], phase_index: int, e
             "models": {n: m.state_dict() for n, m in models.items()},
             "optimizer": optimizer.state_dict(),
             "scheduler": None if scheduler is None else scheduler.state_dict(),
-            "rng": capture_rng_state(generators),
+            "rng": capture_rng_state(generators) if rng_by_rank is None else rng_by_rank[0],
             "best": best,
             "history_len": history_len,
             "wall_s": wall_s,
             "provenance": record,
+            **extra,
         },
     )
 
 
 def update_best(phase: Phase, pi: int, epoch: int, global_step: int, metrics: Mapping[str, float],
-                models: Mapping[str, nn.Module], best: dict[str, dict[str, Any]], ckpt_dir: Path) -> None:
+                models: Mapping[str, nn.Module], best: dict[str, dict[str, Any]], ckpt_dir: Path,
+                save: bool = True) -> None:
     """Write ``ckpt_dir/best_<phase>.pt`` and update ``best[phase.name]`` (``{"value", "epoch", "path"}``)
     when ``metrics[phase.monitor]`` is finite and better than the phase's best so far; a phase without
-    a monitor is left alone."""
+    a monitor is left alone. ``save=False`` only updates ``best`` (processes other than 0)."""
     if phase.monitor is None:
         return
     value = metrics[phase.monitor]
@@ -148,6 +162,13 @@ def update_best(phase: Phase, pi: int, epoch: int, global_step: int, metrics: Ma
         if not better:
             return
     path = ckpt_dir / f"best_{phase.name}.pt"
+    if save:
+        _save_best(path, phase, pi, epoch, global_step, value, models)
+    best[phase.name] = {"value": value, "epoch": epoch, "path": str(path)}
+
+
+def _save_best(path: Path, phase: Phase, pi: int, epoch: int, global_step: int, value: float,
+               models: Mapping[str, nn.Module]) -> None:
     save_checkpoint(
         path,
         {
@@ -161,4 +182,3 @@ def update_best(phase: Phase, pi: int, epoch: int, global_step: int, metrics: Ma
             "models": {n: m.state_dict() for n, m in models.items()},
         },
     )
-    best[phase.name] = {"value": value, "epoch": epoch, "path": str(path)}

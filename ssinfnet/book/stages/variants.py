@@ -18,6 +18,7 @@ from ...segmentation.fit import FitResult, fit, oracle_priors
 from ...segmentation.crossval import cross_validate
 from ...segmentation.predict import predict_samples
 from ...segmentation.variants import variant_config
+from ...training.distributed import on_main
 from ...training.export import load_exported
 
 
@@ -71,7 +72,7 @@ def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample]
         t = res.scores.copy()
         t.insert(0, "variant", cfg.label)
         tables.append(t)
-        t.to_csv(ctx.path("cv", f"{name}_scores.csv"), index=False)
+        on_main(t.to_csv, ctx.path("cv", f"{name}_scores.csv"), index=False)  # torchrun: process 0 writes
     return results, (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame())
 
 
@@ -135,5 +136,6 @@ def train_val_split(ctx, samples: Sequence[Sample], reader: str) -> tuple[list[i
         return tr, va, f"read from {path.relative_to(ctx.run_dir)}"
     tr, va = splits.validation_split(samples, fraction=ctx.profile.val_fraction, seed=ctx.seed)
     assignment = {**{i: "train" for i in tr}, **{i: "val" for i in va}}
-    path = splits.save_manifest(splits.split_manifest(samples, assignment), ctx.path("splits", "train_val.csv"))
+    path = ctx.path("splits", "train_val.csv")
+    on_main(splits.save_manifest, splits.split_manifest(samples, assignment), path)  # torchrun: process 0 writes
     return tr, va, f"computed (chapter 1 not run here) and saved to {path.relative_to(ctx.run_dir)}"
