@@ -26,19 +26,40 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_stage(args) -> int:
+    import torch
+
     from .book import artifacts
     from .book.context import RunContext
     from .book.stages import run_stage, stage_number
+    from .training import distributed
 
     number = stage_number(args.number)
     ctx = RunContext.open(args.profile, args.data_root, args.run_dir, device=args.device)
-    run_stage(number, ctx, progress=not args.no_progress)
+    world = distributed.join(torch.device(ctx.device))  # under torchrun: one process per GPU (or CPU share)
+    if world is not None:
+        world.device(torch.device(ctx.device))  # refuses --device cuda:N, before anything is trained
+    try:
+        run_stage(number, ctx, progress=not args.no_progress)
+    finally:
+        distributed.leave()
+    if world is not None and not world.main:
+        return 0  # process 0 reports
     stage = artifacts.STAGE_NAMES[number]
     written = ctx.manifest().get("stages", {}).get(stage, {}).get("artifacts", {})
     print(f"[ssinfnet] stage {stage} done in {ctx.run_dir}")
     for name, rel in sorted(written.items()):
         print(f"  {name:<28} {rel}")
     return 0
+
+
+def _only_stage_under_torchrun(command: str) -> None:
+    """Several processes (torchrun) train one chapter together: ``stage`` is the one command for them."""
+    from .training.distributed import launched
+
+    env = launched()
+    if env is not None and command != "stage":
+        raise ValueError(f"under torchrun ({env[1]} processes) only `stage NN` runs; "
+                         f"run `python -m ssinfnet {command}` without torchrun")
 
 
 def _cmd_book(args) -> int:
@@ -132,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         "stage", help="run one chapter's stage (its training or analysis) without the notebook",
         description="Compute one chapter's results into the run folder and record its artifacts: the same "
                     "function its notebook calls. A stage reads what earlier chapters wrote; a missing input "
-                    "names the chapter to run first.",
+                    "names the chapter to run first. `torchrun --nproc-per-node N -m ssinfnet stage NN ...` "
+                    "trains on N GPUs (or N CPU processes) together (README, 'Several GPUs').",
         epilog="stages: 01 data, 02 pretraining, 03 single, 04 multi, 05 evaluation, 06 severity, "
                "07 statistics. Exit codes: 0 done; 2 a bad option, data root or missing input (one error line).")
     p.add_argument("number", help="chapter number or name, e.g. 03 or single")
@@ -195,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        _only_stage_under_torchrun(args.command)
         return int(args.func(args) or 0)
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

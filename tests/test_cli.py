@@ -233,3 +233,13 @@ def test_a_chapter_that_stops_is_one_line_naming_it_and_its_notebook(tmp_path, c
     assert err.startswith("error: chapter 02_pretraining stopped: StaleRunError: run folder x holds a run trained "
                           "with other data (the executed notebook, with the traceback: ")
     assert err.endswith("02_pretraining.ipynb)")
+
+
+def test_under_torchrun_only_stage_runs(tmp_path, capsys, monkeypatch, no_notebooks_run):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    run = tmp_path / "run"
+    assert main(["run", "--data-root", "synthetic", "--run-dir", str(run)]) == 2
+    assert _one_error_line(capsys) == ("error: under torchrun (2 processes) only `stage NN` runs; "
+                                       "run `python -m ssinfnet run` without torchrun")
+    assert not run.exists()

@@ -111,8 +111,12 @@ def record(ctx, stage: str, artifacts: dict[str, str | Path], **info) -> dict:
     """Record what ``stage`` wrote (name -> path) in the run manifest, with ``info``.
 
     Every name must be declared for ``stage`` and its path must be the declared one (relative to the
-    run folder) and exist: the contract, not the caller, decides where a file lives.
+    run folder) and exist: the contract, not the caller, decides where a file lives. Under torchrun
+    the files are written and recorded by process 0 (:func:`ssinfnet.training.distributed.on_main`),
+    so the others check names and paths only.
     """
+    from ..training.distributed import is_main
+
     if stage not in STAGE_NAMES.values():
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGE_NAMES.values())}")
     for name, path in artifacts.items():
@@ -121,7 +125,7 @@ def record(ctx, stage: str, artifacts: dict[str, str | Path], **info) -> dict:
         got = Path(path).resolve()
         if got != want:
             raise ValueError(f"stage {stage} wrote {name!r} to {got}, but the contract says {want}")
-        if not got.exists():
+        if is_main() and not got.exists():
             raise MissingArtifact(f"stage {stage} records {name!r} at {got}, which does not exist")
     return ctx.record(stage, artifacts, **info)
 

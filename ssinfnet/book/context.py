@@ -164,7 +164,12 @@ class RunContext:
         ``reused`` (folder -> the commit, dirty flag, start time and key of the session that trained it;
         ``stale`` when it was reused despite another key, with ``SSINFNET_ALLOW_STALE=1``). When
         no run was noted (a record made again without training), the previous lists stay.
+
+        Under torchrun only process 0 writes the manifest (the entry is returned on every process);
+        the entry then says how many processes trained (``processes``).
         """
+        from ..training.distributed import is_main, launched
+
         man = self.manifest()
         stage_provenance = self.current_provenance()
         man.update({
@@ -187,7 +192,12 @@ class RunContext:
             stale = {k: v["stale"] for k, v in runs.items() if v.get("stale")}
             for k, notes in stale.items():  # a stale folder can also have been trained further
                 entry["reused"].setdefault(k, _reused(runs[k]))["stale"] = notes
-        _write_json_atomic(self.manifest_path, _jsonable(man))
+        if launched() is None:
+            entry.pop("processes", None)
+        else:
+            entry["processes"] = launched()[1]
+        if is_main():
+            _write_json_atomic(self.manifest_path, _jsonable(man))
         return entry
 
     def current_provenance(self) -> dict:

@@ -31,6 +31,7 @@ from ..data.inputs import network_input
 from ..models.coach import Coach, random_masks
 from ..models.modes import eval_mode
 from ..models.registry import build_model
+from ..training.distributed import on_main
 from ..training.loop import TrainResult, train
 from ..training.losses import coach_loss, inpainting_loss
 from ..training.optimisers import adam, sgd
@@ -324,10 +325,13 @@ class MaskRecorder:
         device = next(coach.parameters()).device
         self.masks[name] = coach_masks(coach, self.x.to(device), self.alpha).cpu()
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            torch.save({"x": self.x.cpu(), "masks": self.masks}, tmp)
-            tmp.replace(self.path)
+            on_main(self._save)  # under torchrun process 0 writes, the others wait
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"x": self.x.cpu(), "masks": self.masks}, tmp)
+        tmp.replace(self.path)
 
 
 @torch.no_grad()
@@ -352,7 +356,7 @@ def save_pretrained(models, cfg: PretrainConfig, folder: str | Path, image_size:
     """Export the inpainter and the coach (:func:`ssinfnet.training.export.export_model`) into ``folder``.
 
     The files record their task (``"inpainting"``, ``"coach"``), so ``predict`` refuses them as
-    segmentation models.
+    segmentation models. Under torchrun process 0 writes them (the others wait).
     """
     from ..training.export import export_model
 
@@ -361,11 +365,12 @@ def save_pretrained(models, cfg: PretrainConfig, folder: str | Path, image_size:
     from ..training.provenance import read_record
 
     trained = {"provenance": read_record(folder)}  # the commit, code and data that trained them (or None)
-    inp = export_model(folder / "inpainter.pt", models["inpainter"], cfg.network, kwargs, image_size,
-                       extra={"pretrain_config": cfg.to_dict(), **trained}, task="inpainting")
-    coach = export_model(folder / "coach.pt", models["coach"], "coach",
-                         {"in_chans": cfg.in_chans, "width": cfg.coach_width, "keep": cfg.keep,
-                          "variational": cfg.variational}, image_size, extra=trained, task="coach")
+    inp, coach = folder / "inpainter.pt", folder / "coach.pt"
+    on_main(export_model, inp, models["inpainter"], cfg.network, kwargs, image_size,
+            extra={"pretrain_config": cfg.to_dict(), **trained}, task="inpainting")
+    on_main(export_model, coach, models["coach"], "coach",
+            {"in_chans": cfg.in_chans, "width": cfg.coach_width, "keep": cfg.keep,
+             "variational": cfg.variational}, image_size, extra=trained, task="coach")
     return {"inpainter": inp, "coach": coach}
 
 

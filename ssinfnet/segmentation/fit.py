@@ -60,6 +60,7 @@ from ..evaluation.paper_metrics import paper_scores
 from ..models.registry import build_model
 from ..models.transfer import TransferReport, transfer_weights
 from ..training.checkpoint import load_checkpoint
+from ..training.distributed import on_main
 from ..training.export import EXPORT_FORMAT, export_model
 from ..training.loader import make_loader
 from ..training.loop import train
@@ -340,12 +341,12 @@ def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int, train_samples: Sequ
         if note is None:
             return key
         old["provenance"] = {**provenance, "stale_reuse": [*provenance.get("stale_reuse", []), note]}
-        path.write_text(json.dumps(old, indent=2))
+        on_main(path.write_text, json.dumps(old, indent=2))
         note_stale(run_dir, note)
         return dict(provenance.get("key") or {})
     run_dir.mkdir(parents=True, exist_ok=True)
     record["provenance"] = stamp(key)
-    path.write_text(json.dumps(record, indent=2))
+    on_main(path.write_text, json.dumps(record, indent=2))  # under torchrun process 0 writes, the others wait
     return key
 
 
@@ -438,5 +439,6 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
     from ..training.provenance import read_record
 
     extra["provenance"] = read_record(run_dir)  # the commit, code and data that trained these weights
-    path = export_model(run_dir / "model.pt", model, cfg.network, kwargs, cfg.image_size, extra, task=cfg.task)
+    path = run_dir / "model.pt"
+    on_main(export_model, path, model, cfg.network, kwargs, cfg.image_size, extra, task=cfg.task)
     return FitResult(cfg, model, result.history, best, path, report, run_dir)

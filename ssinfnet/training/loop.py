@@ -14,18 +14,28 @@ record of who trained it (key, commit, dirty flag, time), also written to ``run_
 
 Host synchronisation
 --------------------
-A non-finite loss must stop training inside the step that produced it, before the optimiser
-applies it, so the loop reads the loss back to the host once per step. That one transfer carries
-the loss and every tensor in ``logs`` together (a single ``torch.stack(...).tolist()``), and the
-same numbers feed the history and the progress bar, so no other per-step sync happens. Per-epoch
+One read-back to the host per step, of the loss and every logged tensor together, to stop on a
+non-finite loss before the optimiser applies it (:mod:`ssinfnet.training.callables`). Per-epoch
 means are computed on the host from those values.
+
+Several processes
+-----------------
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same loop runs in every process with
+DistributedDataParallel: sharded batches, averaged gradients and logged values, validation and
+files on process 0 (:mod:`ssinfnet.training.distributed`). Without it nothing changes.
 
 Reproducibility
 ---------------
 A fresh run seeds ``torch``, ``numpy`` and ``random`` and the context generator with ``seed``;
 shuffling comes from the loader's own generator (see :func:`make_loader`). Checkpoints store every
 RNG state, so resuming from ``last.pt`` continues exactly as an uninterrupted run would (bitwise on
-CPU with ``num_workers=0``).
+CPU with ``num_workers=0``); what they hold is in :mod:`ssinfnet.training.resume`.
+
+Layout
+------
+:func:`train` checks its arguments, starts or resumes (:func:`_start`), then runs each phase
+(:func:`_run_phase`): an epoch is :func:`_train_epoch` (one :func:`_step` per batch) followed by
+:func:`_end_epoch` (validation, best checkpoint, history row, ``last.pt``).
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ import os
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -47,17 +57,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .checkpoint import capture_rng_state
+from .callables import sync_values, validate_phase
 from .device import resolve_flag, to_device
+from .distributed import World, join, set_epoch, shard_loader
 from .history import History
 from .phases import Phase, check_phases, enter_phase, make_scheduler
-from .provenance import check_key, code_fingerprint, loader_fingerprint, note_run, note_stale, stamp, write_record
+from .provenance import code_fingerprint, loader_fingerprint, note_run, stamp, write_record
+from .resume import Resumed, load_last, restore_optimizer, save_last, update_best
 
 
 __all__ = ["Phase", "StepContext", "TrainResult", "NonFiniteLossError", "train"]
-
-
-_CHECKPOINT_FORMAT = 1
 
 
 class NonFiniteLossError(RuntimeError):
@@ -140,10 +150,14 @@ def train(
     train_loader : iterable
         Yields batches (tensors or dicts/lists/tuples of tensors) handed to ``loss_fn`` after being
         moved to ``device``. Its ``generator`` attribute, if any (see :func:`make_loader`), is
-        checkpointed.
+        checkpointed; a sampler with ``set_epoch`` is told the run's epoch number before each
+        epoch. Under torchrun, a DataLoader whose ``batch_size`` (the global batch) divides by the
+        number of processes (:func:`~ssinfnet.training.distributed.shard_loader`).
     device : str or torch.device, default="cpu"
+        Under torchrun, ``cuda`` is the process's own GPU (``LOCAL_RANK``).
     seed : int
-        Seeds ``torch``, ``numpy``, ``random`` and the context generator on a fresh run.
+        Seeds ``torch``, ``numpy``, ``random`` and the context generator on a fresh run (under
+        torchrun, process r > 0 with a seed drawn from (seed, r)).
     run_dir : str or PathLike
         Gets ``history_name`` and ``checkpoints/{last.pt, best_<phase>.pt}``.
     val_loader : iterable, optional
@@ -189,187 +203,233 @@ def train(
     if not history_name or Path(history_name).name != history_name:
         raise ValueError(f"history_name must be a plain file name, got {history_name!r}")
     device = torch.device(device)
-    use_amp = resolve_flag(amp, "amp", device)
-    use_cl = resolve_flag(channels_last, "channels_last", device)
+    world = join(device)  # None: a single process, as without torchrun
+    if world is not None:
+        device = world.device(device)
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    last_path = ckpt_dir / "last.pt"
-    history = History(run_dir / history_name)
     if provenance is None:
         key = {"data": loader_fingerprint(train_loader), "code": code_fingerprint()}
     else:
         key = dict(provenance)
-
+    loader = train_loader if world is None else shard_loader(train_loader, world, seed)
+    run = _Run(phases, models, loader, val_loader, device, seed, resolve_flag(amp, "amp", device),
+               resolve_flag(channels_last, "channels_last", device), progress, run_dir / "checkpoints",
+               History(run_dir / history_name), torch.Generator(device=device), world)
     for module in models.values():
         module.to(device)
-        if use_cl:
+        if run.channels_last:
             module.to(memory_format=torch.channels_last)
     original_flags = {name: [p.requires_grad for p in m.parameters()] for name, m in models.items()}
-    ctx_gen = torch.Generator(device=device)
-    generators = {"context": ctx_gen, "loader": getattr(train_loader, "generator", None)}
 
-    start_phase, start_epoch, global_step, wall_offset = 0, 0, 0, 0.0
-    best: dict[str, dict[str, Any]] = {}
-    saved_opt: dict | None = None
-    resumed_from = None
-    if resume and last_path.is_file():
-        state = load_checkpoint(last_path, map_location="cpu")
-        record, stale = _check_resume(state, phases, seed, last_path, key)
-        if stale is not None:
-            note_stale(run_dir, stale)
-        for name, module in models.items():
-            module.load_state_dict(state["models"][name])
-        restore_rng_state(state["rng"], generators)
-        history.load(state["history_len"])
-        start_phase, start_epoch = state["phase_index"], state["epochs_done"]
-        global_step, wall_offset = state["global_step"], state["wall_s"]
-        best = {k: dict(v) for k, v in state["best"].items()}
-        saved_opt = {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
-        resumed_from = last_path
-        if start_epoch >= phases[start_phase].epochs:  # that phase had finished
-            start_phase, start_epoch, saved_opt = start_phase + 1, 0, None
-    else:
-        record = stamp(key)
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        random.seed(seed)
-        ctx_gen.manual_seed(seed)
-    write_record(run_dir, record)
-    steps_before = global_step
-
-    t0 = time.perf_counter()
-    wall = lambda: wall_offset + time.perf_counter() - t0  # noqa: E731
+    start = _start(run, key, resume)
+    if run.main:
+        write_record(run_dir, run.record)
+    if world is not None:
+        world.sync_state(models)  # every process starts from process 0's weights
+    steps_before = run.global_step
+    run.t0 = time.perf_counter()
     try:
-        for pi in range(start_phase, len(phases)):
-            phase = phases[pi]
-            params = enter_phase(phase, models, original_flags)
-            optimizer = phase.make_optimizer(params)
-            scheduler = make_scheduler(phase, optimizer)
-            if pi == start_phase and saved_opt is not None:
-                optimizer.load_state_dict(saved_opt["optimizer"])
-                if scheduler is not None:
-                    if saved_opt["scheduler"] is None:
-                        raise ValueError(f"checkpoint {last_path} has no scheduler state for phase {phase.name!r}")
-                    scheduler.load_state_dict(saved_opt["scheduler"])
-            for epoch in range(start_epoch if pi == start_phase else 0, phase.epochs):
-                lr = optimizer.param_groups[0]["lr"]
-                n_steps, loss_sum = 0, 0.0
-                batches = train_loader if phase.max_steps_per_epoch is None else islice(
-                    train_loader, phase.max_steps_per_epoch
-                )
-                bar = tqdm(
-                    batches,
-                    total=_epoch_length(train_loader, phase.max_steps_per_epoch),
-                    desc=f"{phase.name} {epoch + 1}/{phase.epochs}",
-                    disable=not progress,
-                    leave=False,
-                    dynamic_ncols=True,
-                )
-                for step, batch in enumerate(bar):
-                    ctx = StepContext(phase, pi, epoch, step, global_step, step, ctx_gen, device)
-                    batch = to_device(batch, device, use_cl)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                        loss, logs = phase.loss_fn(models, batch, ctx)
-                    values = _sync_values(loss, logs, phase.name)
-                    if not math.isfinite(values["loss"]):
-                        raise NonFiniteLossError(phase.name, epoch, step, global_step, step, values["loss"])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if phase.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(params, phase.grad_clip)
-                    optimizer.step()
-                    history.add(
-                        phase=phase.name, phase_index=pi, kind="step", epoch=epoch, step=step,
-                        global_step=global_step, lr=lr, wall_s=wall(), **values,
-                    )
-                    global_step += 1
-                    n_steps += 1
-                    loss_sum += values["loss"]
-                    bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
-                bar.close()
-                if n_steps == 0:
-                    raise ValueError(f"train_loader yielded no batches (phase {phase.name!r}, epoch {epoch})")
-                if scheduler is not None:
-                    scheduler.step()
-                metrics = {}
-                last_epoch = epoch + 1 == phase.epochs
-                if phase.val_fn is not None and ((epoch + 1) % phase.val_every == 0 or last_epoch):
-                    ctx = StepContext(phase, pi, epoch, n_steps, global_step, -1, ctx_gen, device)
-                    metrics = _validate(phase, models, val_loader, ctx, use_amp)
-                    _update_best(phase, pi, epoch, global_step, metrics, models, best, ckpt_dir)
-                history.add(
-                    phase=phase.name, phase_index=pi, kind="epoch", epoch=epoch, step=n_steps,
-                    global_step=global_step, loss=loss_sum / n_steps, lr=lr, wall_s=wall(),
-                    **{f"val_{k}": v for k, v in metrics.items()},
-                )
-                # History first: a checkpoint never refers to rows the CSV lacks.
-                history.write()
-                if (epoch + 1) % phase.checkpoint_every == 0 or last_epoch:
-                    save_checkpoint(
-                        last_path,
-                        {
-                            "format": _CHECKPOINT_FORMAT,
-                            "seed": seed,
-                            "phase_index": pi,
-                            "phase_names": [p.name for p in phases[: pi + 1]],
-                            "epochs_done": epoch + 1,
-                            "global_step": global_step,
-                            "models": {n: m.state_dict() for n, m in models.items()},
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": None if scheduler is None else scheduler.state_dict(),
-                            "rng": capture_rng_state(generators),
-                            "best": best,
-                            "history_len": len(history),
-                            "wall_s": wall(),
-                            "provenance": record,
-                        },
-                    )
+        for pi in range(0 if start is None else start.phase_index, len(phases)):
+            resumed_here = start is not None and pi == start.phase_index
+            _run_phase(run, pi, original_flags, start if resumed_here else None)
     except BaseException:
         # Keep the rows run so far for diagnosis; a resume truncates to the checkpoint's length.
         with contextlib.suppress(OSError):  # never mask the original error
-            history.write()
+            if run.main:
+                run.history.write()
         raise
     finally:
+        run.nets = models
         for name, module in models.items():
             for p, flag in zip(module.parameters(), original_flags[name]):
                 p.requires_grad_(flag)
-    history.write()
-    if resumed_from is None:
+    if run.main:
+        run.history.write()
+    if world is not None:
+        world.barrier()  # process 0's files are complete before any process goes on (or resumes from them)
+    if start is None:
         action = "trained"
     else:
-        action = "resumed" if global_step > steps_before else "reused"
-    note_run(run_dir, action, record)
+        action = "resumed" if run.global_step > steps_before else "reused"
+    note_run(run_dir, action, run.record)
     return TrainResult(
-        history=history.frame(),
-        history_path=history.path,
-        last_checkpoint=last_path if last_path.is_file() else None,
-        best=best,
-        global_step=global_step,
-        resumed_from=resumed_from,
+        history=run.history.frame(),
+        history_path=run.history.path,
+        last_checkpoint=run.last_path if run.last_path.is_file() else None,
+        best=run.best,
+        global_step=run.global_step,
+        resumed_from=None if start is None else start.path,
     )
 
 
-def _check_resume(state: Mapping[str, Any], phases: list[Phase], seed: int, path: Path,
-                  key: Mapping[str, str | None]) -> tuple[dict[str, Any], dict | None]:
-    """Refuse a checkpoint of another format, seed, phase list or key; return the provenance record
-    the resumed run carries on (the checkpoint's own, plus a note when a stale one is allowed) and
-    that note (None when the keys match).
+@dataclass
+class _Run:
+    """The state of one :func:`train` call, carried from step to step (what ``last.pt`` holds)."""
 
-    A checkpoint written before keys were recorded has an empty key: any key with a part differs from it.
+    phases: list[Phase]
+    models: Mapping[str, nn.Module]
+    loader: Iterable
+    val_loader: Iterable | None
+    device: torch.device
+    seed: int
+    amp: bool
+    channels_last: bool
+    progress: bool
+    ckpt_dir: Path
+    history: History
+    ctx_gen: torch.Generator  # StepContext.generator
+    world: World | None = None  # the processes training together (torchrun); None for one process
+    nets: Mapping[str, nn.Module] = field(default_factory=dict)  # what loss_fn gets: models, DDP-wrapped
+    record: dict[str, Any] = field(default_factory=dict)  # provenance, stored in every checkpoint
+    global_step: int = 0
+    best: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wall_offset: float = 0.0  # seconds run by earlier sessions
+    t0: float = 0.0  # time.perf_counter() when this session started training
+
+    @property
+    def last_path(self) -> Path:
+        return self.ckpt_dir / "last.pt"
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run's files (the only one, or process 0)."""
+        return self.world is None or self.world.main
+
+    @property
+    def generators(self) -> dict[str, torch.Generator | None]:
+        """The explicit generators checkpointed besides the global ones."""
+        return {"context": self.ctx_gen, "loader": getattr(self.loader, "generator", None)}
+
+    def wall(self) -> float:
+        """Seconds of training so far, summed over resumed sessions."""
+        return self.wall_offset + time.perf_counter() - self.t0
+
+
+def _start(run: _Run, key: Mapping[str, str | None], resume: bool) -> Resumed | None:
+    """Continue from ``last.pt`` (when ``resume`` and it exists) or seed a fresh run; set
+    ``run.record`` (the provenance record) either way. Returns where a resumed run continues, None
+    for a fresh one."""
+    if resume and run.last_path.is_file():
+        rank, size = (0, 1) if run.world is None else (run.world.rank, run.world.size)
+        start = load_last(run.last_path, run.phases, run.seed, key, run.models, run.generators, run.history,
+                          rank=rank, world_size=size)
+        run.record, run.global_step, run.best = start.record, start.global_step, start.best
+        run.wall_offset = start.wall_s
+        return start
+    run.record = stamp(key)
+    if run.world is not None:
+        run.record["processes"] = run.world.size  # trained by torchrun's processes together
+    seed = run.seed if run.world is None else run.world.seed(run.seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    run.ctx_gen.manual_seed(seed)
+    return None
+
+
+def _run_phase(run: _Run, pi: int, original_flags: Mapping[str, list[bool]], resumed: Resumed | None) -> None:
+    """Run phase ``pi`` from its first epoch, or from where ``resumed`` stopped, with a fresh optimiser
+    and scheduler (``resumed`` restores their state)."""
+    phase = run.phases[pi]
+    params = enter_phase(phase, run.models, original_flags)
+    optimizer = phase.make_optimizer(params)
+    scheduler = make_scheduler(phase, optimizer)
+    if resumed is not None and resumed.optimizer_state is not None:
+        restore_optimizer(resumed.optimizer_state, optimizer, scheduler, phase, resumed.path)
+    run.nets = run.models if run.world is None else run.world.wrap(run.models, phase.trainable, run.device)
+    for epoch in range(0 if resumed is None else resumed.epoch, phase.epochs):
+        lr = optimizer.param_groups[0]["lr"]
+        n_steps, loss_sum = _train_epoch(run, pi, epoch, params, optimizer, lr)
+        if scheduler is not None:
+            scheduler.step()
+        _end_epoch(run, pi, epoch, n_steps, loss_sum / n_steps, lr, optimizer, scheduler)
+    run.nets = run.models  # drops this phase's DDP wrappers
+
+
+def _train_epoch(run: _Run, pi: int, epoch: int, params: list, optimizer: torch.optim.Optimizer,
+                 lr: float) -> tuple[int, float]:
+    """One pass over the training loader (at most ``max_steps_per_epoch`` batches), a history row
+    per step; returns (steps run, sum of their losses)."""
+    phase = run.phases[pi]
+    n_steps, loss_sum = 0, 0.0
+    set_epoch(run.loader, sum(p.epochs for p in run.phases[:pi]) + epoch)  # a distributed sampler's order
+    batches = run.loader if phase.max_steps_per_epoch is None else islice(run.loader, phase.max_steps_per_epoch)
+    bar = tqdm(
+        batches,
+        total=_epoch_length(run.loader, phase.max_steps_per_epoch),
+        desc=f"{phase.name} {epoch + 1}/{phase.epochs}",
+        disable=not (run.progress and run.main),
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for step, batch in enumerate(bar):
+        values = _step(run, pi, epoch, step, batch, params, optimizer)
+        run.history.add(
+            phase=phase.name, phase_index=pi, kind="step", epoch=epoch, step=step,
+            global_step=run.global_step, lr=lr, wall_s=run.wall(), **values,
+        )
+        run.global_step += 1
+        n_steps += 1
+        loss_sum += values["loss"]
+        bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
+    bar.close()
+    if n_steps == 0:
+        raise ValueError(f"train_loader yielded no batches (phase {phase.name!r}, epoch {epoch})")
+    return n_steps, loss_sum
+
+
+def _step(run: _Run, pi: int, epoch: int, step: int, batch: Any, params: list,
+          optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """One optimiser step on ``batch``; returns the loss and logged values as floats.
+
+    Raises :class:`NonFiniteLossError` before the step when the loss is NaN or infinite.
     """
-    if state.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} has format {state.get('format')!r}, expected {_CHECKPOINT_FORMAT}")
-    if state["seed"] != seed:
-        raise ValueError(f"seed={seed} differs from the checkpoint's seed {state['seed']} ({path})")
-    saved = list(state["phase_names"])
-    current = [p.name for p in phases[: len(saved)]]
-    if saved != current:
-        raise ValueError(f"phases changed since checkpoint {path}: it ran {saved}, now {current}")
-    old = dict(state.get("provenance") or {"key": {}, "trained_at": None})
-    note = check_key(path.parent.parent, old.get("key") or {}, key)
-    if note is not None:
-        old["stale_reuse"] = [*old.get("stale_reuse", []), note]
-    return old, note
+    phase = run.phases[pi]
+    ctx = StepContext(phase, pi, epoch, step, run.global_step, step, run.ctx_gen, run.device)
+    batch = to_device(batch, run.device, run.channels_last)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+        loss, logs = phase.loss_fn(run.nets, batch, ctx)
+    values = sync_values(loss, logs, phase.name, run.world)
+    if not math.isfinite(values["loss"]):
+        raise NonFiniteLossError(phase.name, epoch, step, run.global_step, step, values["loss"])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if phase.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, phase.grad_clip)
+    optimizer.step()
+    return values
+
+
+def _end_epoch(run: _Run, pi: int, epoch: int, n_steps: int, mean_loss: float, lr: float,
+               optimizer: torch.optim.Optimizer, scheduler) -> None:
+    """After an epoch: validate when due (and keep the best), add the epoch's history row, write the
+    history, then ``last.pt`` when due."""
+    phase = run.phases[pi]
+    metrics = {}
+    last_epoch = epoch + 1 == phase.epochs
+    if run.world is not None:
+        run.world.sync_buffers(run.models)
+    if phase.val_fn is not None and ((epoch + 1) % phase.val_every == 0 or last_epoch):
+        ctx = StepContext(phase, pi, epoch, n_steps, run.global_step, -1, run.ctx_gen, run.device)
+        validate = lambda: validate_phase(phase, run.models, run.val_loader, ctx, run.amp)  # noqa: E731
+        metrics = validate() if run.world is None else run.world.from_main(validate)
+        update_best(phase, pi, epoch, run.global_step, metrics, run.models, run.best, run.ckpt_dir, save=run.main)
+    run.history.add(
+        phase=phase.name, phase_index=pi, kind="epoch", epoch=epoch, step=n_steps,
+        global_step=run.global_step, loss=mean_loss, lr=lr, wall_s=run.wall(),
+        **{f"val_{k}": v for k, v in metrics.items()},
+    )
+    due = (epoch + 1) % phase.checkpoint_every == 0 or last_epoch
+    rng_by_rank = None if run.world is None or not due else run.world.gather(capture_rng_state(run.generators))
+    if not run.main:
+        return
+    # History first: a checkpoint never refers to rows the CSV lacks.
+    run.history.write()
+    if due:
+        save_last(run.last_path, seed=run.seed, phases=run.phases, phase_index=pi, epochs_done=epoch + 1,
+                  global_step=run.global_step, models=run.models, optimizer=optimizer, scheduler=scheduler,
+                  generators=run.generators, best=run.best, history_len=len(run.history), wall_s=run.wall(),
+                  record=run.record, rng_by_rank=rng_by_rank)
 
 
 def _epoch_length(loader: Iterable, max_steps: int | None) -> int | None:
@@ -378,67 +438,3 @@ def _epoch_length(loader: Iterable, max_steps: int | None) -> int | None:
     except TypeError:
         return max_steps
     return n if max_steps is None else min(n, max_steps)
-
-
-def _sync_values(loss: Any, logs: Mapping[str, Any], phase: str) -> dict[str, float]:
-    """Bring the loss and tensor logs to the host in one transfer (the step's only sync)."""
-    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-        raise ValueError(f"loss_fn of phase {phase!r} must return a 0-d tensor as loss, got {loss!r:.80}")
-    if not isinstance(logs, Mapping):
-        raise ValueError(f"loss_fn of phase {phase!r} must return (loss, dict of logs)")
-    reserved = sorted(set(logs) & set(History._BASE))
-    if reserved:
-        raise ValueError(f"loss_fn of phase {phase!r} logs reserved names {reserved}")
-    tensor_keys = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
-    stacked = torch.stack([loss.detach().float()] + [logs[k].detach().float().reshape(()) for k in tensor_keys])
-    host = stacked.tolist()
-    values = {"loss": host[0]}
-    for k, v in logs.items():
-        values[k] = host[1 + tensor_keys.index(k)] if k in tensor_keys else float(v)
-    return values
-
-
-def _validate(phase: Phase, models: Mapping[str, nn.Module], loader: Any, ctx: StepContext, amp: bool) -> dict:
-    modes = {mod: mod.training for m in models.values() for mod in m.modules()}
-    for m in models.values():
-        m.eval()
-    try:
-        with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=amp):
-            metrics = phase.val_fn(models, loader, ctx)
-    finally:
-        for mod, flag in modes.items():
-            mod.training = flag
-    if not isinstance(metrics, Mapping):
-        raise ValueError(f"val_fn of phase {phase.name!r} must return a dict of metrics")
-    metrics = {str(k): float(v) for k, v in metrics.items()}
-    if phase.monitor is not None and phase.monitor not in metrics:
-        raise ValueError(f"val_fn of phase {phase.name!r} returned {sorted(metrics)}, lacks monitor {phase.monitor!r}")
-    return metrics
-
-
-def _update_best(phase, pi, epoch, global_step, metrics, models, best, ckpt_dir) -> None:
-    if phase.monitor is None:
-        return
-    value = metrics[phase.monitor]
-    if not math.isfinite(value):  # a NaN (or infinite) metric is never "best"
-        return
-    old = best.get(phase.name)
-    if old is not None:
-        better = value < old["value"] if phase.mode == "min" else value > old["value"]
-        if not better:
-            return
-    path = ckpt_dir / f"best_{phase.name}.pt"
-    save_checkpoint(
-        path,
-        {
-            "format": _CHECKPOINT_FORMAT,
-            "phase": phase.name,
-            "phase_index": pi,
-            "epochs_done": epoch + 1,
-            "global_step": global_step,
-            "monitor": phase.monitor,
-            "value": value,
-            "models": {n: m.state_dict() for n, m in models.items()},
-        },
-    )
-    best[phase.name] = {"value": value, "epoch": epoch, "path": str(path)}

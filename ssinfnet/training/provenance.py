@@ -64,15 +64,17 @@ NOT_RECORDED = "not recorded"
 
 #: Package source files (glob patterns relative to ``ssinfnet/``) whose content determines trained
 #: weights: the networks, the readers that decode slices, the dataset and its transforms, losses,
-#: optimisers, the training loop, pretraining and fine-tuning. Left out on purpose: evaluation,
-#: metrics and prediction (they score or apply weights; the data key already holds the priors they
-#: made), the book, plots and statistics. Every pattern must match a file (a test checks it).
+#: optimisers, the training loop, pretraining and fine-tuning, and ``segmentation/predict.py``
+#: (validation runs through it and picks the exported epoch). Left out on purpose: evaluation and
+#: metrics (they score weights; the data key already holds the priors they made), the book, plots
+#: and statistics. Every pattern must match a file (a test checks it).
 CODE_FILES: tuple[str, ...] = (
     "models/*.py",
     "data/dataset.py", "data/inputs.py", "data/transforms.py", "data/sample.py", "data/classes.py",
     "data/io.py", "data/semiseg.py", "data/medseg.py", "data/phantoms.py",
-    "training/losses.py", "training/optimisers.py", "training/loop.py", "training/phases.py",
-    "training/device.py", "training/loader.py", "training/history.py",
+    "training/losses.py", "training/optimisers.py", "training/loop.py", "training/resume.py",
+    "training/callables.py", "training/distributed.py", "training/phases.py", "training/device.py",
+    "training/loader.py", "training/history.py",
     "pretraining/inpainting.py", "segmentation/variants.py", "segmentation/fit.py", "segmentation/predict.py",
 )
 

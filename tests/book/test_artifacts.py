@@ -61,3 +61,18 @@ def test_a_recorded_file_that_vanished_is_missing(ctx):
     path.unlink()
     with pytest.raises(A.MissingArtifact, match="chapter 01_data"):
         A.require(ctx, "split_manifest", "04_multi")
+
+
+def test_under_torchrun_only_process_0_records(ctx, monkeypatch):
+    path = ctx.path("splits", "train_val.csv")  # not written: process 0 writes it
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    entry = A.record(ctx, "01_data", {"split_manifest": path})
+    assert entry["artifacts"] == {"split_manifest": "splits/train_val.csv"} and entry["processes"] == 2
+    assert not ctx.manifest_path.exists()
+    with pytest.raises(ValueError, match="contract says"):  # the contract is still checked
+        A.record(ctx, "01_data", {"split_manifest": ctx.path("elsewhere.csv")})
+    monkeypatch.setenv("RANK", "0")
+    path.write_text("slice_id,split\n")
+    A.record(ctx, "01_data", {"split_manifest": path})
+    assert ctx.manifest()["stages"]["01_data"]["processes"] == 2

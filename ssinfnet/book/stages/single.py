@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...data.maps import save_maps
+from ...training.distributed import on_main
 from .. import artifacts
 from .variants import cross_validate_variants, cv_summary, fit_variants, train_val_split
 
@@ -57,8 +58,8 @@ def run(ctx, progress: bool = True) -> SingleStage:
     cv_results, cv_scores = cross_validate_variants(ctx, ctx.profile.single_variants, train_all,
                                                     init_weights=pretrained, progress=progress)
     cv_table = cv_summary(cv_scores)
-    priors_path = save_maps(ctx.path("priors", "train_oof_ssinfnet.npz"), train_all,
-                            cv_results["ssinfnet"].predictions)
+    priors_path = ctx.path("priors", "train_oof_ssinfnet.npz")
+    on_main(save_maps, priors_path, train_all, cv_results["ssinfnet"].predictions)  # torchrun: process 0 writes
     artifacts.record(ctx, STAGE,
                      {**{f"model:{k}": f.export_path for k, f in fits.items()}, "train_oof_priors": priors_path,
                       "stage1_model": fits["ssinfnet"].export_path},

@@ -18,6 +18,7 @@ from ...segmentation.fit import FitResult, fit, oracle_priors
 from ...segmentation.crossval import cross_validate
 from ...segmentation.predict import predict_samples
 from ...segmentation.variants import variant_config
+from ...training.distributed import on_main
 from ...training.export import load_exported
 
 
@@ -71,7 +72,7 @@ def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample]
         t = res.scores.copy()
         t.insert(0, "variant", cfg.label)
         tables.append(t)
-        t.to_csv(ctx.path("cv", f"{name}_scores.csv"), index=False)
+        on_main(t.to_csv, ctx.path("cv", f"{name}_scores.csv"), index=False)  # torchrun: process 0 writes
     return results, (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame())
 
 
