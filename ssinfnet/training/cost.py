@@ -11,7 +11,7 @@ Conventions
   norm, activations or resizing, so the numbers are slightly low, as in most published tables.
 * Times are wall-clock seconds from :func:`time.perf_counter` after one untimed warm-up call, with a
   device synchronisation before each clock read on CUDA. Models run as the training loop runs them by
-  default: channels_last under bf16 autocast on CUDA; on CPU in float32 with PyTorch's layout.
+  default: float32, channels_last on CUDA; on CPU PyTorch's layout.
 * Peak memory on CUDA is ``torch.cuda.max_memory_allocated`` (tensors only). On CPU (Linux) it is the
   process's peak resident set size during the measurement (``VmHWM``, reset through
   ``/proc/self/clear_refs``), which includes the interpreter and libraries; where that reset is not
@@ -157,7 +157,7 @@ def time_training_step(model: nn.Module, batch: Any, loss_fn: LossFn | None = No
     repeats : int >= 1, default=5
         Timed steps.
     amp : bool or None, default=None
-        bf16 autocast around forward and loss; None = only on CUDA.
+        bf16 autocast around forward and loss; None = the loop's default (off).
     channels_last : bool or None, default=None
         Model and 4-D inputs in channels-last memory format; None = the training loop's default
         (CUDA only).
@@ -305,7 +305,7 @@ def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | 
     size : int >= 32
         Square input side in pixels.
     device : str or torch.device, default="cpu"
-        The training loop's defaults: channels_last and bf16 autocast on CUDA only.
+        The training loop's defaults: float32, channels_last on CUDA only.
     batch : int >= 1, default=4
         Batch size of the timed training steps and forward passes.
     repeats : int >= 1, default=5

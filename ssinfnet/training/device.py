@@ -54,12 +54,22 @@ def resolve_device(device: str) -> str:
 
 
 def default_amp(device: str | torch.device) -> bool:
-    """bf16 autocast by default on CUDA only (on CPU it changes the numbers for a small gain)."""
-    return torch.device(device).type == "cuda"
+    """bf16 autocast is off by default everywhere; pass ``amp=True`` to try it.
+
+    Measured on one NVIDIA H200 (../shared/measurements, 2026-11-30; the paper's Res2Net-50 InfNet at
+    352 px, batch 16, fused Adam, cudnn.benchmark, eager mode): ms per training image fp32 contiguous
+    4.73, fp32 channels_last 4.00, bf16 contiguous 4.99, bf16 channels_last 5.43. The step is bound by
+    memory traffic and kernel launches of many small element-wise kernels, not by convolution math, so
+    bf16 buys nothing in eager mode and fp32 + channels_last is the fastest setting measured. On CPUs
+    bf16 autocast runs 9-10x slower than fp32 where there is no native bf16 (2-core AMD EPYC, AVX2).
+    ``benchmarks/gpu_check.sh`` measures both settings, also under ``torch.compile``, in one run.
+    """
+    return False
 
 
 def default_channels_last(device: str | torch.device) -> bool:
-    """channels_last memory format by default on CUDA only; pass ``channels_last=True`` for CPU.
+    """channels_last memory format by default on CUDA only (fastest measured eager setting there, see
+    :func:`default_amp`); pass ``channels_last=True`` for CPU.
 
     On the 2-core CPU channels_last was faster in most settings (one training step, same process:
     at the ``cpu`` profile's 160 px, batch 8, with a synthetic loss, InfNet x1.36, multi InfNet
@@ -80,6 +90,16 @@ def resolve_flag(value: bool | str, arg: str, device: torch.device) -> bool:
     if isinstance(value, bool):
         return value
     raise ValueError(f"{arg} must be True, False or 'auto', got {value!r}")
+
+
+def tune_backend(device: str | torch.device) -> None:
+    """On CUDA, let cuDNN pick the fastest convolution algorithms for the (fixed) input shapes.
+
+    The search costs 20-35 s at the first steps of the paper network (H200), repaid by any schedule
+    longer than a few epochs; results then vary with the chosen kernels (CUDA nondeterminism). No-op on CPU.
+    """
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:

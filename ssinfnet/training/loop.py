@@ -59,7 +59,7 @@ from tqdm import tqdm
 
 from .checkpoint import capture_rng_state
 from .callables import sync_values, validate_phase
-from .device import resolve_flag, to_device
+from .device import resolve_flag, to_device, tune_backend
 from .distributed import World, join, set_epoch, shard_loader
 from .history import History
 from .phases import Phase, check_phases, enter_phase, make_scheduler
@@ -168,7 +168,7 @@ def train(
     progress : bool, default=True
         Show a tqdm bar per epoch.
     amp : bool or "auto", default="auto"
-        bf16 autocast around ``loss_fn`` / ``val_fn``; "auto" = only on CUDA.
+        bf16 autocast around ``loss_fn`` / ``val_fn``; "auto" = off (:func:`default_amp` gives the measurements).
     channels_last : bool or "auto", default="auto"
         Models and 4-D float batch tensors in channels-last memory format; "auto" = only on CUDA
         (:func:`default_channels_last` explains why not on CPU).
@@ -215,6 +215,7 @@ def train(
     run = _Run(phases, models, loader, val_loader, device, seed, resolve_flag(amp, "amp", device),
                resolve_flag(channels_last, "channels_last", device), progress, run_dir / "checkpoints",
                History(run_dir / history_name), torch.Generator(device=device), world)
+    tune_backend(device)
     for module in models.values():
         module.to(device)
         if run.channels_last:

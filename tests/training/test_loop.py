@@ -534,7 +534,7 @@ def test_amp_and_channels_last_flags_reach_the_step(tmp_path):
     _run(tmp_path / "auto", phases, loader=batches)  # "auto" on CPU: neither
     _run(tmp_path / "cl", phases, loader=batches, amp=False, channels_last=True)
     assert seen == [(True, True, True), (False, False, False), (False, True, True)]
-    assert [default_amp(d) for d in ("cpu", "cuda", "mps")] == [False, True, False]
+    assert [default_amp(d) for d in ("cpu", "cuda", "mps")] == [False, False, False]  # bf16 only on request
     assert [default_channels_last(d) for d in ("cpu", "cuda", "mps")] == [False, True, False]
 
 

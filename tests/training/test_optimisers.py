@@ -125,3 +125,13 @@ def test_bad_inputs():
     state["lookahead"]["slow"][0] = torch.zeros(2)
     with pytest.raises(ValueError, match="shape"):
         opt.load_state_dict(state)
+
+
+def test_fused_kernels_only_for_cuda_parameters():
+    from ssinfnet.training.optimisers import adam, on_cuda, sgd
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert not on_cuda(params) and not on_cuda([])
+    for factory in (adam(1e-3), sgd(0.1)):
+        opt = factory(params)
+        assert not opt.defaults.get("fused")  # CPU: the default implementation
