@@ -58,19 +58,28 @@ def measure_ms_per_image(profile: Profile, device: str, repeats: int = 2, seed: 
     """Milliseconds per image of one training step of the profile's InfNet (infnet_loss, Adam 1e-4,
     batch ``profile.batch_size``, ``profile.image_size`` px, the loop's device defaults), on ``device``."""
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = build_model("infnet", **profile.infnet_kwargs())
-    b, s = profile.batch_size, profile.image_size
-    batch = {"image": torch.randn(b, 1, s, s, generator=gen),
-             "mask": (torch.rand(b, 1, s, s, generator=gen) > 0.7).float(),
-             "edge": (torch.rand(b, 1, s, s, generator=gen) > 0.9).float()}
+    devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the stage's own seeded randomness is left untouched
+        torch.manual_seed(seed)
+        model = build_model("infnet", **profile.infnet_kwargs())
+        b, s = profile.batch_size, profile.image_size
+        batch = {"image": torch.randn(b, 1, s, s, generator=gen),
+                 "mask": (torch.rand(b, 1, s, s, generator=gen) > 0.7).float(),
+                 "edge": (torch.rand(b, 1, s, s, generator=gen) > 0.9).float()}
 
-    def loss(m, x):
-        return infnet_loss(m(x["image"]), x["mask"], x["edge"])
+        def loss(m, x):
+            return infnet_loss(m(x["image"]), x["mask"], x["edge"])
 
-    seconds = time_training_step(model, batch, loss, device=device, repeats=repeats,
-                                 make_optimizer=lambda p: torch.optim.Adam(p, lr=1e-4))
+        seconds = time_training_step(model, batch, loss, device=device, repeats=repeats,
+                                     make_optimizer=lambda p: torch.optim.Adam(p, lr=1e-4))
     return 1000 * seconds / b
+
+
+def announce(ctx, stage: str, n_train: int, n_pool: int = 0) -> str:
+    """Print (and return) :func:`projection_line` for a stage of the run ``ctx`` before it trains."""
+    line = projection_line(ctx.profile, stage, ctx.device, n_train, n_pool)
+    print(line, flush=True)
+    return line
 
 
 def projection_line(profile: Profile, stage: str, device: str, n_train: int, n_pool: int = 0,

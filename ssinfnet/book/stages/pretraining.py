@@ -19,6 +19,7 @@ from ...models.registry import build_model
 from ...models.transfer import TransferReport, transfer_weights
 from ...pretraining import inpainting as pretrain
 from .. import artifacts
+from ..projection import announce
 
 STAGE = "02_pretraining"
 
@@ -106,6 +107,7 @@ def run(ctx, progress: bool = True) -> PretrainingStage:
     loader = pretrain.pool_loader(samples, cfg, seed=ctx.seed, pin_memory=ctx.device == "cuda")
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
 
+    announce(ctx, STAGE, 0, len(samples))  # projected training time, from a speed measured now
     folder = ctx.path("pretrain", "single")
     fixed = fixed_batch(samples, cfg.image_size)
     recorder = pretrain.MaskRecorder(fixed, path=folder / "coach_masks.pt")

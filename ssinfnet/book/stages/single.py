@@ -14,6 +14,7 @@ import pandas as pd
 from ...data.maps import save_maps
 from ...training.distributed import on_main
 from .. import artifacts
+from ..projection import announce
 from .variants import cross_validate_variants, cv_summary, fit_variants, train_val_split
 
 STAGE = "03_single"
@@ -52,6 +53,7 @@ def run(ctx, progress: bool = True) -> SingleStage:
     tr_idx, va_idx, split_source = train_val_split(ctx, train_all, STAGE)
     train, val = [train_all[i] for i in tr_idx], [train_all[i] for i in va_idx]
     pretrained = artifacts.require(ctx, "inpainter", STAGE)
+    announce(ctx, STAGE, len(train_all))
 
     fits, summary = fit_variants(ctx, ctx.profile.single_variants, train, val, init_weights=pretrained,
                                  progress=progress)
