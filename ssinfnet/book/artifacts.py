@@ -141,7 +141,16 @@ def _lookup(ctx, name: str, reader: str) -> tuple[Artifact, Path | None]:
         path = ctx.artifact(a.writer, name)
         if path is not None:
             return a, path
-    return readable[0], None
+    return _writer_of(ctx, readable, name), None
+
+
+def _writer_of(ctx, candidates: list[Artifact], name: str) -> Artifact:
+    """Of the artifacts ``name`` matches (e.g. ``model:{variant}`` of chapters 3 and 4), the one whose
+    profile list (``per``) holds its variant, so a missing file names the chapter that writes it."""
+    for a in candidates:
+        if a.per is not None and a.matches(name).get("variant") in getattr(ctx.profile, a.per, ()):
+            return a
+    return candidates[0]
 
 
 def require(ctx, name: str, reader: str) -> Path:
