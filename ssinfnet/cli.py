@@ -34,6 +34,9 @@ def _cmd_stage(args) -> int:
     from .training import distributed
 
     number = stage_number(args.number)
+    if distributed.launched() and number not in ("02", "03", "04"):
+        raise ValueError(f"stage {number} does not train; under torchrun only the training stages 02, 03 and 04 "
+                         f"run: run `python -m ssinfnet stage {number}` without torchrun")
     ctx = RunContext.open(args.profile, args.data_root, args.run_dir, device=args.device)
     world = distributed.join(torch.device(ctx.device))  # under torchrun: one process per GPU (or CPU share)
     if world is not None:

@@ -8,8 +8,6 @@ and checkpoints come on top, so the projection is a lower bound).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..models.registry import build_model
@@ -34,8 +32,8 @@ def training_images(profile: Profile, stage: str, n_train: int, n_pool: int = 0)
     """Images that pass through a training step in ``stage`` under ``profile``.
 
     ``n_train``: labelled training slices (validation split included; it is carved out here);
-    ``n_pool``: slices of the pretraining pool (chapter 2's pool; chapter 4 pretrains on about half
-    of it). Fine-tuning counts every variant and every cross-validation fold.
+    ``n_pool``: slices of the stage's pretraining pool (chapter 2's, or chapter 4's image + prior
+    pool). Fine-tuning counts every variant and every cross-validation fold.
     """
     if stage not in TRAINING_STAGES:
         raise ValueError(f"stage must be one of {TRAINING_STAGES}, got {stage!r}")
@@ -50,7 +48,7 @@ def training_images(profile: Profile, stage: str, n_train: int, n_pool: int = 0)
     n_cv = sum(v in profile.cv_variants for v in variants)
     images = epochs * (len(variants) * _per_epoch(profile, fit_n) + n_cv * profile.cv_folds * _per_epoch(profile, fold_n))
     if stage == "04_multi":
-        images += pre_epochs * _per_epoch(profile, math.ceil(n_pool / 2))
+        images += pre_epochs * _per_epoch(profile, n_pool)
     return images
 
 

@@ -20,8 +20,8 @@ def test_finetuning_counts_variants_and_folds():
 
 def test_multi_adds_pretraining_on_half_the_pool_and_smoke_caps_steps():
     smoke = get_profile("smoke")  # 3 steps of 4 images per epoch at most
-    n = P.training_images(smoke, "04_multi", n_train=12, n_pool=40)
-    # 5 multi variants x 10 fit slices, none cross-validated in smoke; pool 20 capped at 12 per epoch, 4 epochs
+    n = P.training_images(smoke, "04_multi", n_train=12, n_pool=20)
+    # 5 multi variants x 10 fit slices, none cross-validated in smoke; a pool of 20 capped at 12 per epoch, 4 epochs
     assert smoke.multi_epochs == 2 and len(smoke.multi_variants) == 5
     assert n == 2 * 5 * 10 + 4 * 12
 

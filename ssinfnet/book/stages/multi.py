@@ -17,6 +17,7 @@ import pandas as pd
 from ...data.maps import load_maps
 from ...pretraining import inpainting as pretrain
 from .. import artifacts
+from ..projection import announce
 from .variants import cross_validate_variants, cv_summary, fit_variants, predict_with, train_val_split
 
 STAGE = "04_multi"
@@ -76,6 +77,7 @@ def pretrain_on_priors(ctx, stage1_model: Path, progress: bool = True):
     """
     pool, pool_counts = pretrain.pretraining_pool(ctx.data, ctx.profile, seed=ctx.seed,
                                                   limit=pool_limit(ctx.profile))
+    announce(ctx, STAGE, len(ctx.samples("train")), len(pool))  # projected training time, measured now
     pool_priors = predict_with(stage1_model, pool, ctx.device)
     mcfg = pretrain.config_from_profile(ctx.profile, with_prior=True)
     loader = pretrain.pool_loader(pool, mcfg, seed=ctx.seed, priors=pool_priors)
