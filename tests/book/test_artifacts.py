@@ -8,7 +8,7 @@ from ssinfnet.book.profiles import get_profile
 
 @pytest.fixture
 def ctx(tmp_path):
-    return RunContext.open("smoke", None, str(tmp_path / "run"))
+    return RunContext.open("smoke", "synthetic", str(tmp_path / "run"))
 
 
 def test_every_artifact_has_one_writer_and_known_stages():

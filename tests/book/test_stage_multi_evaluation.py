@@ -1,21 +1,17 @@
 """Chapters 4 (multi) and 5 (evaluation) as one call each, on the smoke profile and the synthetic default.
 
-Chapters 1 and 2 are prepared by executing their notebooks (``python -m ssinfnet run --only NN``),
-chapter 3 by its stage function, each in a temporary run folder. Every artifact the contract expects
+Chapters 1 to 3 are prepared by their stage functions, each in a temporary run folder. Every artifact the contract expects
 of a stage must exist and be recorded, a stage run before its inputs exist must name the chapter to
 run, and the numbers must be the smoke reference the notebooks check.
 """
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from ssinfnet.book import artifacts, checks
-from ssinfnet.book.context import REPO_ROOT, RunContext
-from ssinfnet.book.stages import evaluation, multi, single
+from ssinfnet.book.context import RunContext
+from ssinfnet.book.stages import evaluation, multi, run_stage, single
 from ssinfnet.data.maps import load_maps
 from ssinfnet.training.export import load_exported
 
@@ -26,13 +22,10 @@ def _open(run_dir):
 
 @pytest.fixture(scope="module")
 def early(tmp_path_factory):
-    """A run folder holding chapters 1 and 2 (their notebooks executed); tests must not write into it."""
+    """A run folder holding chapters 1 and 2 (their stage functions); tests must not write into it."""
     run = tmp_path_factory.mktemp("early") / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     for number in ("01", "02"):
-        subprocess.run([sys.executable, "-m", "ssinfnet", "run", "--only", number, "--run-dir", str(run),
-                        "--data-root", "synthetic", "--no-progress"], cwd=REPO_ROOT, env=env, check=True,
-                       capture_output=True)
+        run_stage(number, _open(run), progress=False)
     return run
 
 
