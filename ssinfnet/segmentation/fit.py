@@ -398,8 +398,9 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
     torch.manual_seed(seed)  # model initialisation is part of the seeded run
     model, report = build_segmenter(cfg)
     require = ("infection",) if cfg.task == "single" else ("classes",)
-    dataset = SliceDataset(train_samples, cfg.image_size, train_transform(cfg.image_size, cutout=cfg.cutout),
-                           require=require, priors=p_train)
+    augment = train_transform(cfg.image_size, cutout=cfg.cutout, rotation=cfg.rotation,
+                              scale=tuple(cfg.crop_scale), hflip=cfg.hflip)
+    dataset = SliceDataset(train_samples, cfg.image_size, augment, require=require, priors=p_train)
     loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers,
                          pin_memory=device.type == "cuda")
     with_prior = cfg.task == "multi"

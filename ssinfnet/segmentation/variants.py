@@ -90,6 +90,10 @@ class SegConfig:
         Passes over the training data, slices per batch, training side (pixels).
     cutout : float in [0, 1)
         Side of the grey cutout square as a fraction of the image side (paper: 0, 0.4, 0.5).
+    rotation, crop_scale, hflip : float, (float, float), float
+        The rest of the training augmentation (:func:`ssinfnet.data.transforms.train_transform`): random
+        rotation up to ``rotation`` degrees, random resized crop keeping ``crop_scale`` of the area,
+        horizontal flip with probability ``hflip``.
     prior_source : {"predicted", "ground_truth"}
         Multi only (ignored for single): caller's stage-1 maps, or the oracle infection mask.
     max_steps_per_epoch : int, optional
@@ -118,6 +122,9 @@ class SegConfig:
     batch_size: int = 16
     image_size: int = 352
     cutout: float = 0.0
+    rotation: float = 15.0
+    crop_scale: tuple = (0.8, 1.0)
+    hflip: float = 0.5
     prior_source: str = "predicted"
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
