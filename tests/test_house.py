@@ -66,3 +66,13 @@ def test_the_rule_catches_an_upward_import(tmp_path, monkeypatch):
     bad.write_text("from ..plots import stats\nfrom ..data.classes import GGO\n")
     monkeypatch.setitem(globals(), "PACKAGE", tmp_path)
     assert imported_rooms(bad) == {"plots", "data"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_class_names_come_from_the_vocabulary(path):
+    """One vocabulary of classes: no module but data/classes.py spells a class name as a string literal."""
+    if path.relative_to(PACKAGE).as_posix() in ("data/classes.py", "data/__init__.py"):  # the vocabulary, re-exported
+        return
+    literals = {n.value for n in ast.walk(ast.parse(path.read_text()))
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert not literals & {"ggo", "GGO", "consolidation"}, path.relative_to(PACKAGE)

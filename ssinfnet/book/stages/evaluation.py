@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ...data.maps import save_maps
 from ...evaluation import paper_metrics as metrics
 from ...evaluation import tables
@@ -28,7 +29,7 @@ STAGE1, STAGE2 = "ssinfnet", "multi_ssinfnet"
 #: (inpainting-initialised, from scratch) pairs compared in "Does the inpainting initialisation help?".
 INIT_PAIRS = (("ssinfnet", "sinfnet"), ("ssinfnet_cutout40", "sinfnet_cutout40"),
               ("ssinfnet_cutout50", "sinfnet_cutout50"), ("ssinfnet_encoder", "sinfnet"))
-MULTI_CLASSES = ("ggo", "consolidation", "overall_with_background", "overall_without_background")
+MULTI_CLASSES = (CLASS_NAMES[GGO], CLASS_NAMES[CONSOLIDATION], "overall_with_background", "overall_without_background")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ...data.maps import load_maps
 from ...pretraining import inpainting as pretrain
 from .. import artifacts
@@ -121,7 +122,7 @@ def run(ctx, progress: bool = True) -> MultiStage:
     cv_results, cv_scores = cross_validate_variants(ctx, ctx.profile.multi_variants, train_all,
                                                     init_weights=pretrained["inpainter"], priors=priors,
                                                     progress=progress)
-    cv_table = cv_summary(cv_scores, classes=("ggo", "consolidation")) if len(cv_scores) else cv_scores
+    cv_table = cv_summary(cv_scores, classes=(CLASS_NAMES[GGO], CLASS_NAMES[CONSOLIDATION])) if len(cv_scores) else cv_scores
     artifacts.record(ctx, STAGE,
                      {**{f"model:{k}": f.export_path for k, f in fits.items()},
                       "multi_inpainter": pretrained["inpainter"], "multi_coach": pretrained["coach"]},

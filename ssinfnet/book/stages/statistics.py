@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...data.classes import CLASS_NAMES, GGO
 from ...data import ictcf
 from ...data.maps import load_maps, map_ids
 from ...stats import mediation, phenotypes, sem, simulation
@@ -166,7 +167,7 @@ def slice_features(ctx) -> tuple[pd.DataFrame, str]:
 
 def ground_truth_ggo(slices: pd.DataFrame) -> pd.DataFrame:
     """The rows of :func:`slice_features`' table for the GGO regions of the ground-truth masks."""
-    return slices[(slices.region == "ggo") & (slices.mask_source == "ground truth")]
+    return slices[(slices.region == CLASS_NAMES[GGO]) & (slices.mask_source == "ground truth")]
 
 
 def predicted_class_maps(ctx, samples: list) -> dict | None:
