@@ -1,21 +1,25 @@
-"""Regressions behind the mediation analysis: OLS and logistic fits, vectorised bootstraps, p-values.
+"""Regressions behind the paper's mediation rule: OLS and logistic fits, vectorised bootstraps, p-values.
 
-:func:`ols` and :func:`logit` fit one design matrix (standardised internally, slopes returned on the
-original scale; statsmodels' ``OLS`` / ``Logit`` give the same estimates); :func:`batched_ols` and
+:func:`ols` and :func:`logit` are statsmodels' ``OLS`` / ``Logit`` on one design matrix, returning
+(coefficients, standard errors, p-values) and raising ``LinAlgError`` on a fit that means nothing
+(constant regressor, separation). statsmodels has no vectorised bootstrap, so :func:`batched_ols` and
 :func:`batched_logit` fit all bootstrap resamples at once from :func:`bootstrap_weights` (multinomial
-resample counts as weights); :func:`bootstrap_pvalue` and :func:`adjust_pvalues` (Benjamini–Hochberg,
-Bonferroni) turn them into tests. Used by :mod:`ssinfnet.stats.mediation`.
+resample counts as weights; tested against statsmodels fits of the resampled rows), and
+:func:`bootstrap_pvalue` turns them into a test. Multiple testing lives in
+:mod:`ssinfnet.stats.multiplicity` (``adjust_pvalues`` is re-exported here for old callers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
 
 import numpy as np
-from scipy import stats
+import statsmodels.api as sm
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationError, PerfectSeparationWarning
 
+from .multiplicity import METHODS, adjust_pvalues  # noqa: F401  (re-exported: the old home of adjust_pvalues)
 
-ADJUST = ("bh", "bonferroni", "none")
+ADJUST = tuple(METHODS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -39,7 +43,7 @@ def _unscale(beta_s: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray
 
 
 def ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least squares with t-test p-values.
+    """Least squares (statsmodels ``OLS``) with t-test p-values.
 
     Parameters
     ----------
@@ -49,24 +53,23 @@ def ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     Returns
     -------
     beta, se, p : ndarray (p,) each; p two-sided from t with n - p degrees of freedom.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        Fewer rows than coefficients, or a constant regressor besides the intercept.
     """
     n, p = X.shape
     if n <= p:
         raise np.linalg.LinAlgError(f"{n} rows for {p} coefficients")
-    Xs, mean, sd = _standardise(X)
-    xtx_inv = np.linalg.inv(Xs.T @ Xs)
-    beta_s = xtx_inv @ Xs.T @ y
-    resid = y - Xs @ beta_s
-    sigma2 = resid @ resid / (n - p)
-    se_s = np.sqrt(sigma2 * np.diag(xtx_inv))
-    beta = _unscale(beta_s, mean, sd)
-    se = np.concatenate([[np.nan], se_s[1:] / sd])  # the intercept's se is not used here
-    t = beta_s / se_s
-    return beta, se, 2 * stats.t.sf(np.abs(t), n - p)
+    if np.any(np.ptp(X[:, 1:], axis=0) == 0):
+        raise np.linalg.LinAlgError("a regressor is constant")
+    fit = sm.OLS(y, X).fit()
+    return np.asarray(fit.params), np.asarray(fit.bse), np.asarray(fit.pvalues)
 
 
-def logit(X: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
-    """Maximum-likelihood logistic regression (Newton-Raphson) with Wald z p-values.
+def logit(X: np.ndarray, y: np.ndarray, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximum-likelihood logistic regression (statsmodels ``Logit``, Newton) with Wald z p-values.
 
     Parameters
     ----------
@@ -75,34 +78,29 @@ def logit(X: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10)
 
     Returns
     -------
-    beta, se, p : ndarray (p,) each (intercept se is NaN).
+    beta, se, p : ndarray (p,) each.
 
     Raises
     ------
     numpy.linalg.LinAlgError
-        No convergence within ``max_iter`` steps (e.g. perfect separation).
+        No convergence within ``max_iter`` steps or (quasi-)perfect separation: statsmodels only warns,
+        and a separated fit's slopes and p-values mean nothing.
     """
-    Xs, mean, sd = _standardise(X)
-    b = np.zeros(X.shape[1])
-    for _ in range(max_iter):
-        mu = 1.0 / (1.0 + np.exp(-(Xs @ b)))
-        H = (Xs * (mu * (1 - mu))[:, None]).T @ Xs
-        step = np.linalg.solve(H, Xs.T @ (y - mu))
-        b = b + step
-        if not np.all(np.isfinite(b)):
-            break
-        if np.max(np.abs(step)) < tol:
-            break
-    else:
+    if np.any(np.ptp(X[:, 1:], axis=0) == 0):
+        raise np.linalg.LinAlgError("a regressor is constant")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = sm.Logit(y, X).fit(disp=0, maxiter=max_iter)
+        except (np.linalg.LinAlgError, PerfectSeparationError) as err:
+            raise np.linalg.LinAlgError(f"logistic regression failed: {err}") from None
+    beta = np.asarray(fit.params)
+    separated = any(issubclass(w.category, (PerfectSeparationWarning, ConvergenceWarning)) for w in caught)
+    sd = X[:, 1:].std(0)
+    if separated or not fit.mle_retvals["converged"] or not np.all(np.isfinite(beta)) \
+            or np.max(np.abs(beta[1:] * sd)) > 30:  # |slope| > 30 per SD: separated data
         raise np.linalg.LinAlgError("logistic regression did not converge (separation?)")
-    if not np.all(np.isfinite(b)) or np.max(np.abs(b[1:])) > 30:  # |slope| > 30 SD^-1: separated data
-        raise np.linalg.LinAlgError("logistic regression did not converge (separation?)")
-    mu = 1.0 / (1.0 + np.exp(-(Xs @ b)))
-    cov = np.linalg.inv((Xs * (mu * (1 - mu))[:, None]).T @ Xs)
-    se_s = np.sqrt(np.diag(cov))
-    beta = _unscale(b, mean, sd)
-    se = np.concatenate([[np.nan], se_s[1:] / sd])
-    return beta, se, 2 * stats.norm.sf(np.abs(b / se_s))
+    return beta, np.asarray(fit.bse), np.asarray(fit.pvalues)
 
 
 def _outer_rows(Xs: np.ndarray) -> np.ndarray:
@@ -189,42 +187,3 @@ def bootstrap_pvalue(theta: np.ndarray) -> float:
     lo = (1 + np.sum(theta <= 0)) / (B + 1)
     hi = (1 + np.sum(theta >= 0)) / (B + 1)
     return float(min(1.0, 2 * min(lo, hi)))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# multiple testing
-def adjust_pvalues(p: Sequence[float], method: str = "bh") -> np.ndarray:
-    """Adjust p-values for multiple testing; NaN entries stay NaN and do not count as tests.
-
-    Parameters
-    ----------
-    p : array-like of float in [0, 1] (or NaN)
-    method : {"bh", "bonferroni", "none"}
-        ``"bh"``: Benjamini-Hochberg step-up, ``p_(i) * m / i`` made monotone from the top, capped at 1.
-
-    Returns
-    -------
-    ndarray of the same length.
-    """
-    if method not in ADJUST:
-        raise ValueError(f"adjust must be one of {ADJUST}, got {method!r}")
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    q = p[ok]
-    if np.any((q < 0) | (q > 1)):
-        raise ValueError("p-values must lie in [0, 1]")
-    m = q.size
-    if m == 0 or method == "none":
-        out[ok] = q
-        return out
-    if method == "bonferroni":
-        out[ok] = np.minimum(1.0, q * m)
-        return out
-    order = np.argsort(q)
-    scaled = q[order] * m / np.arange(1, m + 1)
-    scaled = np.minimum.accumulate(scaled[::-1])[::-1]
-    adj = np.empty(m)
-    adj[order] = np.minimum(1.0, scaled)
-    out[ok] = adj
-    return out

@@ -74,21 +74,6 @@ def test_missing_values_dropped_per_test_and_counted():
     assert res.loc["m1", "beta11"] == pytest.approx(f1.params["x"], rel=1e-6)
 
 
-def test_bh_against_statsmodels():
-    rng = np.random.default_rng(3)
-    p = np.concatenate([rng.uniform(size=30), rng.uniform(0, 0.01, 5)])
-    np.testing.assert_allclose(REG.adjust_pvalues(p, "bh"), multipletests(p, method="fdr_bh")[1])
-    np.testing.assert_allclose(REG.adjust_pvalues(p, "bonferroni"), multipletests(p, method="bonferroni")[1])
-    with_nan = np.insert(p, 3, np.nan)
-    adj = REG.adjust_pvalues(with_nan, "bh")
-    assert np.isnan(adj[3])
-    np.testing.assert_allclose(np.delete(adj, 3), multipletests(p, method="fdr_bh")[1])
-    with pytest.raises(ValueError, match="adjust"):
-        REG.adjust_pvalues(p, "holm")
-    with pytest.raises(ValueError, match="\\[0, 1\\]"):
-        REG.adjust_pvalues([0.5, 1.5])
-
-
 def test_adjusted_columns_are_bh_of_each_column():
     df = _toy()
     rng = np.random.default_rng(1)
@@ -259,10 +244,19 @@ def test_total_effects_hand_case_and_bad_arguments():
 
 def test_mediation_by_exposure_stacks_and_adjusts():
     df = _toy()
-    res = M.mediation_by_exposure(df, ["x", "z"], ["m1", "m2"], "y", n_boot=0)
+    res = M.mediation_by_exposure(df, ["x", "z"], ["m1", "m2"], "y", n_boot=0, family="exposure")
     assert list(res["x"]) == ["x", "x", "z", "z"] and list(res["covariates"]) == ["z", "z", "x", "x"]
     ref = M.univariate_mediation(df, "x", ["m1", "m2"], "y", covariates=["z"], n_boot=0)
     pd.testing.assert_frame_equal(res[res.x == "x"].drop(columns="covariates").reset_index(drop=True), ref)
+    # the paper's family: every mediator x every exposure, each p column adjusted once over all rows
+    fam = M.mediation_by_exposure(df, ["x", "z"], ["m1", "m2"], "y", n_boot=0)
+    for col in ("p11", "p21", "p31", "p32"):
+        np.testing.assert_allclose(fam[f"{col}_adj"], multipletests(fam[col], method="fdr_bh")[1])
+        assert (fam[f"{col}_adj"] >= res[f"{col}_adj"] - 1e-12).all()  # a larger family never adjusts less
+    np.testing.assert_allclose(fam["p_adj"], fam[["p11_adj", "p21_adj", "p32_adj"]].max(axis=1))
+    assert fam.attrs["family"] == {"size": 4, "over": "mediators x exposures"}
+    with pytest.raises(ValueError, match="family"):
+        M.mediation_by_exposure(df, ["x"], ["m1"], "y", family="feature")
     plain = M.mediation_by_exposure(df, ["x", "z"], ["m1"], "y", adjust_for_others=False, n_boot=0)
     assert list(plain["covariates"]) == ["", ""]
     assert plain.loc[0, "beta21"] == pytest.approx(
