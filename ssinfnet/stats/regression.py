@@ -68,6 +68,40 @@ def ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.asarray(fit.params), np.asarray(fit.bse), np.asarray(fit.pvalues)
 
 
+LINKS = ("logit", "probit", "identity")
+
+
+def fit_binary(X: np.ndarray, y: np.ndarray, link: str = "logit", max_iter: int = 100):
+    """Fit a 0/1 outcome by statsmodels ``Logit``, ``Probit`` or ``OLS`` (``link="identity"``, a linear
+    probability model) and return the results object (``params``, ``bse``, ``pvalues``, ``cov_params()``).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A constant regressor, no convergence within ``max_iter`` steps, or (quasi-)perfect separation:
+        statsmodels only warns, and a separated fit's slopes and p-values mean nothing.
+    """
+    if link not in LINKS:
+        raise ValueError(f"link must be one of {LINKS}, got {link!r}")
+    if np.any(np.ptp(X[:, 1:], axis=0) == 0):
+        raise np.linalg.LinAlgError("a regressor is constant")
+    if link == "identity":
+        return sm.OLS(y, X).fit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = (sm.Logit if link == "logit" else sm.Probit)(y, X).fit(disp=0, maxiter=max_iter)
+        except (np.linalg.LinAlgError, PerfectSeparationError) as err:
+            raise np.linalg.LinAlgError(f"{link} regression failed: {err}") from None
+    beta = np.asarray(fit.params)
+    separated = any(issubclass(w.category, (PerfectSeparationWarning, ConvergenceWarning)) for w in caught)
+    sd = X[:, 1:].std(0)
+    if separated or not fit.mle_retvals["converged"] or not np.all(np.isfinite(beta)) \
+            or np.max(np.abs(beta[1:] * sd)) > 30:  # |slope| > 30 per SD: separated data
+        raise np.linalg.LinAlgError(f"{link} regression did not converge (separation?)")
+    return fit
+
+
 def logit(X: np.ndarray, y: np.ndarray, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Maximum-likelihood logistic regression (statsmodels ``Logit``, Newton) with Wald z p-values.
 
@@ -83,24 +117,10 @@ def logit(X: np.ndarray, y: np.ndarray, max_iter: int = 100) -> tuple[np.ndarray
     Raises
     ------
     numpy.linalg.LinAlgError
-        No convergence within ``max_iter`` steps or (quasi-)perfect separation: statsmodels only warns,
-        and a separated fit's slopes and p-values mean nothing.
+        As :func:`fit_binary`.
     """
-    if np.any(np.ptp(X[:, 1:], axis=0) == 0):
-        raise np.linalg.LinAlgError("a regressor is constant")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            fit = sm.Logit(y, X).fit(disp=0, maxiter=max_iter)
-        except (np.linalg.LinAlgError, PerfectSeparationError) as err:
-            raise np.linalg.LinAlgError(f"logistic regression failed: {err}") from None
-    beta = np.asarray(fit.params)
-    separated = any(issubclass(w.category, (PerfectSeparationWarning, ConvergenceWarning)) for w in caught)
-    sd = X[:, 1:].std(0)
-    if separated or not fit.mle_retvals["converged"] or not np.all(np.isfinite(beta)) \
-            or np.max(np.abs(beta[1:] * sd)) > 30:  # |slope| > 30 per SD: separated data
-        raise np.linalg.LinAlgError("logistic regression did not converge (separation?)")
-    return beta, np.asarray(fit.bse), np.asarray(fit.pvalues)
+    fit = fit_binary(X, y, "logit", max_iter)
+    return np.asarray(fit.params), np.asarray(fit.bse), np.asarray(fit.pvalues)
 
 
 def _outer_rows(Xs: np.ndarray) -> np.ndarray:
