@@ -130,6 +130,8 @@ def _one(z, mv, yv, C, name, link, method, n_rep, seed, alpha, draws) -> dict:
     row.update(a=med.params[1], p_a=med.pvalues[1], b=out.params[2], p_b=out.pvalues[2],
                direct=out.params[1], p_direct=out.pvalues[1])
     row["p_nie"] = max(row["p_a"], row["p_b"])
+    if n_rep == 0:  # tests only (simulation studies of error rates need no intervals)
+        return row
     rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
     w = None
     if method == "quasi-bayes":
@@ -170,8 +172,8 @@ def _validate(df, x, mediators, y, covariates, link, method, n_rep, alpha, draws
         raise ValueError(f"method must be one of {NE_METHODS}, got {method!r}")
     if method == "bootstrap" and link == "probit":
         raise ValueError("method='bootstrap' supports link 'logit' or 'identity'; use 'quasi-bayes' for probit")
-    if int(n_rep) < 10:
-        raise ValueError(f"n_rep must be >= 10, got {n_rep}")
+    if int(n_rep) != 0 and int(n_rep) < 10:
+        raise ValueError(f"n_rep must be 0 (tests only) or >= 10, got {n_rep}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if not mediators:
@@ -242,8 +244,8 @@ def natural_effects(
         Exposure values compared; default :func:`default_contrast`.
     link : {"logit", "probit", "identity"}, default="logit"
     method : {"quasi-bayes", "bootstrap"}, default="quasi-bayes"
-    n_rep : int >= 10, default=1000
-        Parameter draws or bootstrap resamples.
+    n_rep : int, 0 or >= 10, default=1000
+        Parameter draws or bootstrap resamples; 0 gives the coefficients and ``p_nie`` only.
     seed : int, default=0
         Seeds one generator per (exposure, mediator), so a row does not depend on its company.
     alpha : float in (0, 1), default=0.05

@@ -4,13 +4,15 @@ A simulated cohort has the clinical covariates of the study (age, male, n_diseas
 ("radiomic phenotypes") with planted *a paths* (x -> m) and *b paths* (m -> severity), *null* mediators,
 and a binary severity drawn from a latent model::
 
-    m_j      = sum_x a[j][x] * (x - mean(x)) + e_j,          e_j ~ N(0, mediator_sd^2)
-    eta      = intercept + sum_x direct[x] * (x - mean(x)) + sum_j b[j] * m_j
+    m_j      = sum_x a[j][x] * (x - mean(x)) + e_j + c_j U_j,   e ~ N(0, mediator_sd^2 R), U_j ~ N(0, 1)
+    eta      = intercept + sum_x direct[x] * (x - mean(x)) + sum_j b[j] * m_j + sum_j g_j U_j
     latent   = eta + u,   u ~ Logistic(0, 1) (noise="logistic") or N(0, 1) (noise="normal")
     severity = 1[latent > 0]
 
 so ``P(severity = 1) = sigmoid(eta)`` (logistic) or ``Phi(eta)`` (probit). Paths are in raw units
-(per year of age, per disease, male vs female). With one planted mediator and no other influence on
+(per year of age, per disease, male vs female). ``R`` is the correlation matrix of the mediators' errors
+(``mediator_corr``; identity by default), as radiomic features are correlated; ``U_j`` is an unmeasured
+confounder of mediator ``j`` and the outcome (``confounders = {j: (c_j, g_j)}``), never in the table. With one planted mediator and no other influence on
 the outcome, the univariate regressions are correctly specified and the true indirect effect is exactly
 ``a * b`` (log-odds scale for the logistic outcome, latent scale for ``severity_latent`` with OLS);
 with several mediators, logistic slopes are attenuated by the omitted ones (non-collapsibility).
@@ -67,6 +69,8 @@ def simulate_cohort(
     intercept: float = 0.0,
     noise: str = "logistic",
     mediator_sd: float = 1.0,
+    mediator_corr: float | np.ndarray = 0.0,
+    confounders: Mapping[str, tuple[float, float]] | None = None,
 ) -> pd.DataFrame:
     """Simulate one cohort with planted mediation (model in the module docstring).
 
@@ -90,6 +94,12 @@ def simulate_cohort(
         Latent intercept (0: about half severe).
     noise : {"logistic", "normal"}, default="logistic"
     mediator_sd : float > 0, default=1.0
+    mediator_corr : float in (-1, 1) or ndarray (k, k), default=0.0
+        Correlation of the mediators' errors: one value for every pair (exchangeable), or the full
+        matrix over the mediators in column order (a/b-path ones, then nulls).
+    confounders : mapping mediator -> (c, g), optional
+        An unmeasured N(0, 1) confounder per listed mediator, added with loading ``c`` to the mediator
+        and ``g`` to the latent severity (violates sequential ignorability on purpose).
 
     Returns
     -------
@@ -124,6 +134,20 @@ def simulate_cohort(
     if clinical is not None and not isinstance(clinical, pd.DataFrame):
         raise ValueError(f"clinical must be a DataFrame or None, got {type(clinical).__name__}")
 
+    confounders = {k: (float(v[0]), float(v[1])) for k, v in (confounders or {}).items()}
+    unknown = [m for m in confounders if m not in mediators]
+    if unknown:
+        raise ValueError(f"confounders: {unknown} are not mediators with planted paths")
+    k = len(mediators) + int(n_null)
+    corr = np.asarray(mediator_corr, float)
+    corr = np.full((k, k), float(corr)) + (1 - float(corr)) * np.eye(k) if corr.ndim == 0 else corr
+    if corr.shape != (k, k) or not np.allclose(corr, corr.T) or not np.allclose(np.diag(corr), 1):
+        raise ValueError(f"mediator_corr must be a value or a symmetric ({k}, {k}) matrix with unit diagonal")
+    try:
+        chol = np.linalg.cholesky(corr)
+    except np.linalg.LinAlgError:
+        raise ValueError("mediator_corr is not positive definite") from None
+
     rng = np.random.default_rng(seed)
     n = int(n)
     cov = synthetic_covariates(n, rng) if clinical is None else _resampled_covariates(clinical, n, rng)
@@ -134,18 +158,29 @@ def simulate_cohort(
     eta = np.full(n, float(intercept))
     for x, d in direct.items():
         eta += d * centred[x]
-    for m in mediators:
-        values = rng.normal(0.0, mediator_sd, n)
+    # independent errors draw column by column (the stream of earlier versions); correlated ones at once
+    if np.allclose(corr, np.eye(k)):
+        errors = np.column_stack([rng.normal(0.0, mediator_sd, n) for _ in range(k)]) if k else np.empty((n, 0))
+    else:
+        errors = mediator_sd * rng.standard_normal((n, k)) @ chol.T
+    crng = np.random.default_rng([int(seed), 2])  # confounders: their own stream
+    for j, m in enumerate(mediators):
+        values = errors[:, j].copy()
         for x, a in a_paths.get(m, {}).items():
             values += a * centred[x]
+        if m in confounders:
+            u = crng.standard_normal(n)
+            values += confounders[m][0] * u
+            eta += confounders[m][1] * u
         out[m] = values
         eta += b_paths.get(m, 0.0) * values
-    for m in nulls:
-        out[m] = rng.normal(0.0, mediator_sd, n)
+    for j, m in enumerate(nulls):
+        out[m] = errors[:, len(mediators) + j]
     u = rng.logistic(0.0, 1.0, n) if noise == "logistic" else rng.normal(0.0, 1.0, n)
     out["severity_latent"] = eta + u
     out["severity_binary"] = (out["severity_latent"] > 0).astype(int)
     out.attrs.update(a_paths=a_paths, b_paths=b_paths, direct=direct, noise=noise, synthetic=True,
+                     intercept=float(intercept), mediator_corr=corr.tolist(), confounders=confounders, mediator_sd=float(mediator_sd),
                      covariates_from="synthetic distributions" if clinical is None else "resampled clinical rows")
     return out
 
