@@ -1,21 +1,40 @@
-"""Multiple-mediator structural equation model (SSInfNet's lavaan model, fitted with semopy).
+"""Multiple-mediator structural equation model (SSInfNet's lavaan model), fitted as lavaan would.
 
 The model has two exogenous variables (age, number of underlying diseases), mediators that depend on
-both (*common*), on one only (*specific* to age or to disease), and the outcome, binary severity::
+both (*common*), on one only (*specific* to age or to disease), and the binary severity::
 
     m_common   ~ age + n_diseases
     m_age      ~ age
     m_disease  ~ n_diseases
     severity   ~ m_common + m_age + m_disease (+ age + n_diseases, the direct paths)
+    m_common ~~ m_age + m_disease;  m_age ~~ m_disease     (mediator residual covariances, free)
 
-Estimation is semopy's maximum likelihood (objective ``MLW``) on observed variables: the binary outcome
-is treated as continuous (a linear probability model), as lavaan does for a numeric outcome. semopy's
-``DEFINE(ordinal)`` route (polychoric correlations) fails with numpy 2 (``np.ma.corrcoef(bias=...)``),
-so no probit/WLSMV alternative is offered. For this recursive model without latent variables and with
-uncorrelated residuals, the ML path coefficients equal per-equation least squares.
+Mediator residual covariances are free (``mediator_covariances=True``): radiomic mediators share
+unmodelled causes, and fixing their covariances at zero adds false restrictions that the fit indices
+then blame on the paths (in lavaan syntax, ``m1 ~~ m2`` lines). The binary outcome is handled
+explicitly (``outcome_model``):
 
-Indirect effects are products of paths (``a * b`` for x -> m -> severity) with percentile bootstrap
-intervals from refitting the model on rows resampled with a seeded ``numpy.random.Generator``.
+* ``"probit"`` (the default for a 0/1 outcome): a threshold model, ``severity = 1[severity* > 0]`` with
+  ``severity* = b'm + c'x + e``, ``e ~ N(0, 1)`` - lavaan's ``ordered=`` outcome in the theta
+  parameterisation. A recursive model without latent variables factorises into the mediator block (fitted
+  by semopy, maximum likelihood) and the outcome equation (a probit regression, statsmodels), the
+  outcome's error being independent of the mediators'. Outcome paths and indirect effects ``a * b`` are
+  on the latent probit scale (per SD of ``severity*``'s residual). semopy's own ordinal route
+  (polychoric correlations) fails with numpy 2 (``np.ma.corrcoef(bias=...)``).
+* ``"linear"``: the 0/1 outcome treated as continuous by semopy (a linear probability model). The
+  consequences: outcome paths are differences in probability, fitted probabilities can leave [0, 1],
+  the residual variance depends on the fitted probability, so the ML standard errors and the chi-square
+  (which assume normality) are off; only the bootstrap intervals are trustworthy. A continuous outcome
+  column always uses this.
+
+Fit indices follow lavaan's definitions with ``fixed.x = TRUE`` (:func:`lavaan_fit_indices`): semopy
+counts the exogenous variables' (co)variances as moments but not as parameters, which overstates the
+degrees of freedom by ``k (k + 1) / 2`` (3 for two exogenous variables) and with them the p-value,
+CFI, TLI and RMSEA. With the probit outcome and the direct paths in, the outcome equation is saturated,
+so the mediator block's indices are the whole model's.
+
+Indirect effects are products of paths with percentile bootstrap intervals (rows resampled with a
+seeded ``numpy.random.Generator``, the whole model refitted).
 """
 
 from __future__ import annotations
@@ -26,8 +45,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+
+from .regression import bootstrap_pvalue, fit_binary
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+OUTCOME_MODELS = ("auto", "probit", "linear")
+_EST_COLUMNS = ["lval", "rval", "estimate", "std_estimate", "se", "z", "p"]
 
 
 @dataclass
@@ -37,12 +61,14 @@ class SEMResult:
     Attributes
     ----------
     description : str
-        semopy model description, with the table's column names.
+        lavaan-style model description, with the table's column names.
     estimates : DataFrame
         Regression paths: ``lval`` (dependent), ``rval`` (regressor), ``estimate``, ``std_estimate``
-        (semopy's fully standardised), ``se``, ``z``, ``p``.
+        (fully standardised; for the probit outcome with ``Var(severity*) = Var(b'm + c'x) + 1``), ``se``,
+        ``z``, ``p``.
     fit_indices : Series
-        ``semopy.calc_stats`` (chi2, DoF, CFI, TLI, RMSEA, AIC, BIC, ...).
+        lavaan-style ``chi2``, ``DoF``, ``chi2 p-value``, ``CFI``, ``TLI``, ``RMSEA``, ``AIC``, ``BIC``,
+        ``n``, semopy's ``DoF (semopy)``, and ``scope`` (which equations they test).
     indirect : DataFrame
         One row per (x, mediator) path and one ``mediator="total"`` row per x: ``a``, ``b``, ``indirect``,
         ``ci_low``, ``ci_high``, ``p_boot`` (NaN when ``n_boot=0``).
@@ -52,6 +78,11 @@ class SEMResult:
         Rows used, and rows dropped for a missing value.
     n_boot_ok : int
         Bootstrap refits that converged.
+    covariances : DataFrame
+        Mediator residual covariances: ``lval``, ``rval``, ``estimate``, ``se``, ``z``, ``p``, ``r``
+        (as a correlation).
+    outcome_model : str
+        ``"probit"`` or ``"linear"``.
     """
 
     description: str
@@ -63,31 +94,33 @@ class SEMResult:
     n_dropped: int
     n_boot_ok: int = 0
     model: object = field(default=None, repr=False)
+    covariances: pd.DataFrame | None = None
+    outcome_model: str = "linear"
 
 
 def build_description(
     common: Sequence[str],
     specific: Mapping[str, Sequence[str]],
     exogenous: Sequence[str] = ("age", "n_diseases"),
-    outcome: str = "severity_binary",
+    outcome: str | None = "severity_binary",
     direct: bool = True,
+    mediator_covariances: bool = True,
 ) -> str:
     """semopy (lavaan-style) description of the multiple-mediator model.
 
     Parameters
     ----------
-    common : sequence of str
-        Mediators regressed on every exogenous variable.
-    specific : mapping exogenous name -> sequence of str
-        Mediators regressed on that exogenous variable only.
+    common : sequence of str, mediators regressed on every exogenous variable
+    specific : mapping exogenous name -> sequence of str, mediators regressed on that variable only
     exogenous : sequence of str, default=("age", "n_diseases")
-    outcome : str, default="severity_binary"
-    direct : bool, default=True
-        Include the direct paths exogenous -> outcome.
+    outcome : str or None, default="severity_binary"; None leaves the outcome equation out (the mediator
+        block alone)
+    direct : bool, default=True, include the direct paths exogenous -> outcome
+    mediator_covariances : bool, default=True, free the mediators' residual covariances (``~~`` lines)
 
     Returns
     -------
-    str, one regression per line.
+    str, one regression or covariance per line.
     """
     exogenous = list(exogenous)
     common = list(common)
@@ -99,12 +132,15 @@ def build_description(
         raise ValueError("common/specific: the model needs at least one mediator")
     if len(set(mediators)) != len(mediators):
         raise ValueError("common/specific: a mediator is listed twice")
-    names = [*exogenous, *mediators, outcome]
+    names = [*exogenous, *mediators, *([outcome] if outcome else [])]
     if len(set(names)) != len(names):
         raise ValueError("exogenous, mediators and outcome must be different columns")
     lines = [f"{m} ~ {' + '.join(exogenous)}" for m in common]
     lines += [f"{m} ~ {k}" for k in exogenous for m in specific.get(k, ())]
-    lines.append(f"{outcome} ~ {' + '.join(mediators + (exogenous if direct else []))}")
+    if outcome:
+        lines.append(f"{outcome} ~ {' + '.join(mediators + (exogenous if direct else []))}")
+    if mediator_covariances:
+        lines += [f"{a} ~~ {b}" for i, a in enumerate(mediators) for b in mediators[i + 1:]]
     return "\n".join(lines)
 
 
@@ -114,20 +150,8 @@ def _aliases(names: Sequence[str]) -> dict[str, str]:
 
 
 def fit_model(description: str, data: pd.DataFrame):
-    """Fit a semopy model (ML, objective MLW).
-
-    Parameters
-    ----------
-    description : str
-        semopy/lavaan syntax.
-    data : DataFrame of the observed variables
-
-    Returns
-    -------
-    model : semopy.Model
-    estimates : DataFrame from ``model.inspect(std_est=True)``
-    fit_indices : Series from ``semopy.calc_stats``
-    """
+    """Fit a semopy model (ML, objective MLW) and return ``(model, model.inspect(std_est=True),
+    semopy.calc_stats(model) as a Series)`` - semopy's own numbers (see :func:`lavaan_fit_indices`)."""
     import semopy
 
     model = semopy.Model(description)
@@ -137,9 +161,90 @@ def fit_model(description: str, data: pd.DataFrame):
     return model, est, stats_
 
 
-def _paths(est: pd.DataFrame) -> dict[tuple[str, str], float]:
-    reg = est[est["op"] == "~"]
-    return {(r.lval, r.rval): float(r.Estimate) for r in reg.itertuples()}
+def lavaan_fit_indices(model, data: pd.DataFrame, exogenous: Sequence[str]) -> pd.Series:
+    """Fit indices of a fitted semopy model as lavaan defines them (ML, ``fixed.x = TRUE``, N not N - 1).
+
+    ``chi2 = N F`` with ``F = log|Sigma| - log|S| + tr(S Sigma^-1) - p`` (``S`` with divisor N);
+    ``DoF = p (p + 1) / 2 - k (k + 1) / 2 - free parameters`` (k exogenous variables); the baseline
+    model keeps the exogenous block and makes everything else uncorrelated; ``CFI``, ``TLI`` and
+    ``RMSEA = sqrt(max(chi2 - DoF, 0) / (DoF N))`` from those; ``AIC``/``BIC`` from the normal
+    log-likelihood. A saturated model (DoF 0) gets chi2 p-value NaN, CFI = TLI = 1, RMSEA = 0.
+    """
+    names = list(model.vars["observed"])
+    exo = [x for x in exogenous if x in names]
+    S = data[names].cov(ddof=0).to_numpy()
+    sigma = model.calc_sigma()[0]
+    n, p, k = len(data), len(names), len(exo)
+    npar = len(model.param_vals)
+    _, logdet_s = np.linalg.slogdet(S)
+    _, logdet_sigma = np.linalg.slogdet(sigma)
+    F = logdet_sigma - logdet_s + np.trace(S @ np.linalg.inv(sigma)) - p
+    chi2 = max(n * F, 0.0)
+    dof = p * (p + 1) // 2 - k * (k + 1) // 2 - npar
+    ix = [names.index(x) for x in exo]
+    endo = [i for i in range(p) if i not in ix]
+    _, logdet_xx = np.linalg.slogdet(S[np.ix_(ix, ix)]) if k else (1.0, 0.0)
+    chi2_b = n * (logdet_xx + np.sum(np.log(np.diag(S)[endo])) - logdet_s)
+    dof_b = p * (p + 1) // 2 - k * (k + 1) // 2 - len(endo)
+    if dof > 0:
+        pval = float(stats.chi2.sf(chi2, dof))
+        denom = max(chi2_b - dof_b, chi2 - dof, 0.0)
+        cfi = 1.0 - max(chi2 - dof, 0.0) / denom if denom > 0 else 1.0
+        tli = ((chi2_b / dof_b) - (chi2 / dof)) / ((chi2_b / dof_b) - 1.0)
+        rmsea = float(np.sqrt(max(chi2 - dof, 0.0) / (dof * n)))
+    else:
+        pval, cfi, tli, rmsea = np.nan, 1.0, 1.0, 0.0
+    loglik = -0.5 * n * (p * np.log(2 * np.pi) + logdet_sigma + np.trace(S @ np.linalg.inv(sigma)))
+    return pd.Series({"chi2": chi2, "DoF": dof, "chi2 p-value": pval, "CFI": cfi, "TLI": tli, "RMSEA": rmsea,
+                      "AIC": -2 * loglik + 2 * npar, "BIC": -2 * loglik + np.log(n) * npar,
+                      "chi2 baseline": chi2_b, "DoF baseline": dof_b, "n": n,
+                      "DoF (semopy)": p * (p + 1) // 2 - npar}, dtype=object)
+
+
+def _semopy_tables(model, back):
+    est = model.inspect(std_est=True).replace({"lval": back, "rval": back})
+    est = est.rename(columns={"Estimate": "estimate", "Est. Std": "std_estimate", "Std. Err": "se",
+                              "z-value": "z", "p-value": "p"})
+    for c in ("estimate", "std_estimate", "se", "z", "p"):
+        est[c] = pd.to_numeric(est[c], errors="coerce")
+    reg = est[est["op"] == "~"][_EST_COLUMNS].reset_index(drop=True)
+    cov = est[(est["op"] == "~~") & (est["lval"] != est["rval"])][["lval", "rval", "estimate", "se", "z", "p"]]
+    var = {r.lval: r.estimate for r in est[(est["op"] == "~~") & (est["lval"] == est["rval"])].itertuples()}
+    cov = cov.assign(r=[r.estimate / np.sqrt(var[r.lval] * var[r.rval]) for r in cov.itertuples()])
+    return reg, cov.reset_index(drop=True)
+
+
+def _probit_rows(data, outcome, regressors):
+    X = np.column_stack([np.ones(len(data)), data[regressors].to_numpy()])
+    fit = fit_binary(X, data[outcome].to_numpy(), "probit")
+    b = np.asarray(fit.params)[1:]
+    sd_star = np.sqrt(np.var(X[:, 1:] @ b) + 1.0)  # latent severity*: explained variance + residual 1
+    std = b * data[regressors].std(ddof=0).to_numpy() / sd_star
+    return pd.DataFrame({"lval": outcome, "rval": regressors, "estimate": b, "std_estimate": std,
+                         "se": np.asarray(fit.bse)[1:], "z": np.asarray(fit.tvalues)[1:],
+                         "p": np.asarray(fit.pvalues)[1:]})
+
+
+def _fit(data, alias, spec, outcome_model, with_tables=True):
+    """One fit on aliased, prepared data: (estimates, covariances, fit indices, semopy model)."""
+    import semopy
+
+    common, specific, exogenous, outcome, direct, covs = spec
+    a = {k: alias[k] for k in alias}
+    back = {v: k for k, v in a.items()}
+    block = build_description([a[m] for m in common], {a[k]: [a[m] for m in v] for k, v in specific.items()},
+                              [a[x] for x in exogenous], a[outcome] if outcome_model == "linear" else None,
+                              direct, covs)
+    aliased = data.rename(columns=a)
+    model = semopy.Model(block)
+    model.fit(aliased)
+    reg, cov = _semopy_tables(model, back)
+    if outcome_model == "probit":
+        mediators = list(common) + [m for x in exogenous for m in specific.get(x, ())]
+        reg = pd.concat([reg, _probit_rows(data, outcome, mediators + (list(exogenous) if direct else []))],
+                        ignore_index=True)
+    fit = lavaan_fit_indices(model, aliased, [a[x] for x in exogenous]) if with_tables else None
+    return reg, cov, fit, model
 
 
 def _indirect_rows(paths: Mapping[tuple[str, str], float], exogenous, mediators_of, outcome) -> list[dict]:
@@ -165,30 +270,34 @@ def fit_mediation_sem(
     n_boot: int = 0,
     seed: int = 0,
     alpha: float = 0.05,
+    outcome_model: str = "auto",
+    mediator_covariances: bool = True,
 ) -> SEMResult:
     """Fit the multiple-mediator SEM and bootstrap its indirect effects.
 
     Parameters
     ----------
     df : DataFrame with numeric columns for every variable (one row per patient)
-    common, specific, exogenous, outcome, direct
+    common, specific, exogenous, outcome, direct, mediator_covariances
         Model structure, see :func:`build_description`.
     standardize : bool, default=True
-        z-score every variable first (population SD), so paths and indirect effects are in SD units and
-        radiomic features of very different scales do not upset the optimiser.
+        z-score the exogenous variables and mediators (population SD), and a continuous outcome, so
+        paths are in SD units; a probit outcome stays 0/1 (its latent scale is fixed by the model).
     n_boot : int, default=0
-        Bootstrap refits for the indirect effects' percentile intervals (each refit takes ~20-50 ms).
+        Bootstrap refits for the indirect effects' percentile intervals (~15-50 ms each).
     seed : int, default=0
     alpha : float in (0, 1), default=0.05
+    outcome_model : {"auto", "probit", "linear"}, default="auto"
+        ``"auto"``: probit for a 0/1 outcome, linear otherwise (module docstring).
 
     Returns
     -------
     SEMResult
     """
-    from .regression import bootstrap_pvalue
-
     exogenous = list(exogenous)
-    description = build_description(common, specific, exogenous, outcome, direct)
+    if outcome_model not in OUTCOME_MODELS:
+        raise ValueError(f"outcome_model must be one of {OUTCOME_MODELS}, got {outcome_model!r}")
+    description = build_description(common, specific, exogenous, outcome, direct, mediator_covariances)
     mediators_of = {x: list(common) + list(specific.get(x, ())) for x in exogenous}
     names = [*exogenous, *common, *[m for k in exogenous for m in specific.get(k, ())], outcome]
     missing = [c for c in names if c not in df.columns]
@@ -209,36 +318,35 @@ def fit_mediation_sem(
     const = [c for c in names if data[c].std() == 0]
     if const:
         raise ValueError(f"df: column(s) {const} are constant")
+    binary = set(data[outcome].unique()) <= {0.0, 1.0}
+    if outcome_model == "auto":
+        outcome_model = "probit" if binary else "linear"
+    if outcome_model == "probit" and not binary:
+        raise ValueError(f"outcome_model='probit' needs a 0/1 outcome, {outcome!r} is not")
+    scaled = names[:-1] if outcome_model == "probit" else names
     if standardize:
-        data = (data - data.mean()) / data.std(ddof=0)
+        data[scaled] = (data[scaled] - data[scaled].mean()) / data[scaled].std(ddof=0)
     alias = _aliases(names)
-    back = {v: k for k, v in alias.items()}
-    desc_alias = build_description(
-        [alias[m] for m in common], {alias[k]: [alias[m] for m in v] for k, v in specific.items()},
-        [alias[x] for x in exogenous], alias[outcome], direct)
-    model, est, fit_indices = fit_model(desc_alias, data.rename(columns=alias))
-    est = est.replace({"lval": back, "rval": back})
-    reg = est[est["op"] == "~"].rename(columns={
-        "Estimate": "estimate", "Est. Std": "std_estimate", "Std. Err": "se", "z-value": "z", "p-value": "p"})
-    reg = reg[["lval", "rval", "estimate", "std_estimate", "se", "z", "p"]].copy()
-    for c in ("estimate", "std_estimate", "se", "z", "p"):
-        reg[c] = pd.to_numeric(reg[c], errors="coerce")
-    indirect = pd.DataFrame(_indirect_rows(_paths(est), exogenous, mediators_of, outcome))
+    spec = (list(common), {k: list(v) for k, v in specific.items()}, exogenous, outcome, direct,
+            mediator_covariances)
+    reg, cov, fit_indices, model = _fit(data, alias, spec, outcome_model)
+    fit_indices["scope"] = ("mediator equations (the probit outcome equation is saturated)"
+                            if outcome_model == "probit" and direct else
+                            "mediator equations only (the probit outcome equation is not tested)"
+                            if outcome_model == "probit" else "all equations (linear probability outcome)")
+    paths = {(r.lval, r.rval): r.estimate for r in reg.itertuples()}
+    indirect = pd.DataFrame(_indirect_rows(paths, exogenous, mediators_of, outcome))
     indirect[["ci_low", "ci_high", "p_boot"]] = np.nan
     n_ok = 0
     if n_boot:
-        import semopy
-
         rng = np.random.default_rng(seed)
-        aliased = data.rename(columns=alias)
         draws = []
         for _ in range(int(n_boot)):
-            sample = aliased.iloc[rng.integers(0, len(aliased), len(aliased))].reset_index(drop=True)
+            sample = data.iloc[rng.integers(0, len(data), len(data))].reset_index(drop=True)
             try:
-                m = semopy.Model(desc_alias)
-                m.fit(sample)
-                e = m.inspect().replace({"lval": back, "rval": back})
-                draws.append([r["indirect"] for r in _indirect_rows(_paths(e), exogenous, mediators_of, outcome)])
+                r, *_ = _fit(sample, alias, spec, outcome_model, with_tables=False)
+                p = {(q.lval, q.rval): q.estimate for q in r.itertuples()}
+                draws.append([d["indirect"] for d in _indirect_rows(p, exogenous, mediators_of, outcome)])
             except (np.linalg.LinAlgError, ValueError):  # a degenerate resample: count it, do not crash
                 draws.append([np.nan] * len(indirect))
         draws = np.asarray(draws, float)
@@ -250,8 +358,8 @@ def fit_mediation_sem(
             indirect["p_boot"] = [bootstrap_pvalue(draws[ok, j]) for j in range(draws.shape[1])]
     groups = {"exogenous": exogenous, "common": list(common),
               "specific": {k: list(v) for k, v in specific.items()}, "outcome": outcome}
-    return SEMResult(description, reg.reset_index(drop=True), fit_indices, indirect, groups,
-                     int(keep.sum()), int((~keep).sum()), n_ok, model)
+    return SEMResult(description, reg, fit_indices, indirect, groups, int(keep.sum()), int((~keep).sum()), n_ok,
+                     model, cov, outcome_model)
 
 
 def mediator_groups(
@@ -261,8 +369,8 @@ def mediator_groups(
 
     Parameters
     ----------
-    results : DataFrame with columns ``x``, ``mediator``, ``significant`` (univariate mediation results
-        of several exposures stacked, e.g. ``pd.concat`` of :func:`ssinfnet.stats.mediation.univariate_mediation`)
+    results : DataFrame with columns ``x``, ``mediator``, ``significant`` (stacked mediation results of
+        several exposures, from the paper's rule or the natural-effect test)
     exposures : the SEM's exogenous variables, default ("age", "n_diseases")
     kept : mediators surviving the correlation filter (default: all); others are left out
 
@@ -286,4 +394,3 @@ def mediator_groups(
     common = [m for m in order if of[m] == set(exposures)]
     specific = {x: [m for m in order if of[m] == {x}] for x in exposures}
     return common, specific
-
