@@ -164,6 +164,7 @@ def simulate_cohort(
     else:
         errors = mediator_sd * rng.standard_normal((n, k)) @ chol.T
     crng = np.random.default_rng([int(seed), 2])  # confounders: their own stream
+    columns = {}
     for j, m in enumerate(mediators):
         values = errors[:, j].copy()
         for x, a in a_paths.get(m, {}).items():
@@ -172,15 +173,17 @@ def simulate_cohort(
             u = crng.standard_normal(n)
             values += confounders[m][0] * u
             eta += confounders[m][1] * u
-        out[m] = values
+        columns[m] = values
         eta += b_paths.get(m, 0.0) * values
     for j, m in enumerate(nulls):
-        out[m] = errors[:, len(mediators) + j]
+        columns[m] = errors[:, len(mediators) + j]
     u = rng.logistic(0.0, 1.0, n) if noise == "logistic" else rng.normal(0.0, 1.0, n)
-    out["severity_latent"] = eta + u
-    out["severity_binary"] = (out["severity_latent"] > 0).astype(int)
+    columns["severity_latent"] = eta + u
+    columns["severity_binary"] = (columns["severity_latent"] > 0).astype(int)
+    out = pd.concat([out, pd.DataFrame(columns, index=out.index)], axis=1)  # one concat: hundreds of columns
     out.attrs.update(a_paths=a_paths, b_paths=b_paths, direct=direct, noise=noise, synthetic=True,
-                     intercept=float(intercept), mediator_corr=corr.tolist(), confounders=confounders, mediator_sd=float(mediator_sd),
+                     intercept=float(intercept), mediator_corr=corr.tolist(), confounders=confounders,
+                     mediator_sd=float(mediator_sd),
                      covariates_from="synthetic distributions" if clinical is None else "resampled clinical rows")
     return out
 
