@@ -140,6 +140,7 @@ def univariate_mediation(
     alpha: float = 0.05,
     adjust: str = "bh",
     rule: str = "paper",
+    n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Three-regression mediation test of each mediator of ``x`` on ``y`` (module docstring for details).
 
@@ -166,6 +167,8 @@ def univariate_mediation(
     rule : {"paper", "bootstrap"}, default="paper"
         ``"paper"``: ``p_adj = max(p11_adj, p21_adj, p32_adj) < alpha`` and ``|beta11| > |beta31|``;
         ``"bootstrap"``: ``p_adj = p_indirect_adj < alpha``.
+    n_jobs : int, default=1
+        joblib workers over mediators (results do not depend on it).
 
     Returns
     -------
@@ -200,7 +203,14 @@ def univariate_mediation(
         values = pd.unique(df[y].dropna())
         if not set(np.asarray(values, float)) <= {0.0, 1.0}:
             raise ValueError(f"y: outcome='logistic' needs a 0/1 column, {y!r} has values {sorted(values)[:10]}")
-    rows = [_one_mediator(df, x, m, y, covariates, int(n_boot), seed, outcome, alpha) for m in mediators]
+    if n_jobs == 1:
+        rows = [_one_mediator(df, x, m, y, covariates, int(n_boot), seed, outcome, alpha) for m in mediators]
+    else:
+        from joblib import Parallel, delayed
+
+        rows = Parallel(n_jobs=n_jobs, batch_size=4)(
+            delayed(_one_mediator)(df[[x, m, y, *covariates]], x, m, y, covariates, int(n_boot), seed, outcome, alpha)
+            for m in mediators)
     res = pd.DataFrame(rows)
     for col in P_COLUMNS:
         res[f"{col}_adj"] = adjust_pvalues(res[col].to_numpy(), adjust)
@@ -246,7 +256,7 @@ def mediation_by_exposure(
         claims (204 features × 3 exposures on iCTCF); ``"exposure"``: within each exposure separately
         (what per-exposure calls give; an earlier default of this function).
     **kwargs
-        Passed on (``n_boot``, ``seed``, ``outcome``, ``alpha``, ``adjust``, ``rule``, ``covariates``:
+        Passed on (``n_boot``, ``seed``, ``outcome``, ``alpha``, ``adjust``, ``rule``, ``n_jobs``, ``covariates``:
         extra covariates added to the others).
 
     Returns

@@ -12,6 +12,7 @@ resample counts as weights; tested against statsmodels fits of the resampled row
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import statsmodels.api as sm
@@ -207,3 +208,52 @@ def bootstrap_pvalue(theta: np.ndarray) -> float:
     lo = (1 + np.sum(theta <= 0)) / (B + 1)
     hi = (1 + np.sum(theta >= 0)) / (B + 1)
     return float(min(1.0, 2 * min(lo, hi)))
+
+
+def sur(Y: np.ndarray, designs: Sequence[np.ndarray], max_iter: int = 500, tol: float = 1e-12):
+    """Seemingly unrelated regressions by iterated feasible GLS, which converges to maximum likelihood.
+
+    The mediator block of a recursive SEM with free residual covariances is exactly this model, so its
+    semopy (ML) estimates equal these up to the optimiser's tolerance; the SEM bootstrap refits it here
+    in milliseconds instead of semopy's ~1 s per refit. Equations with identical designs reduce to OLS.
+
+    Parameters
+    ----------
+    Y : ndarray (n, k), one column per equation
+    designs : sequence of k ndarrays (n, p_j), each with its own regressors (intercept included)
+
+    Returns
+    -------
+    coefficients : list of k ndarrays (p_j,)
+    residual_cov : ndarray (k, k), divisor n (the ML estimate)
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        A singular design or residual covariance.
+    """
+    Y = np.asarray(Y, float)
+    n, k = Y.shape
+    if len(designs) != k:
+        raise ValueError(f"designs: {len(designs)} matrices for {k} equations")
+    off = np.cumsum([0] + [X.shape[1] for X in designs])
+    beta = [np.linalg.lstsq(X, Y[:, j], rcond=None)[0] for j, X in enumerate(designs)]
+    cross = [[Xi.T @ Xj for Xj in designs] for Xi in designs]
+    xy = [[Xi.T @ Y[:, j] for j in range(k)] for Xi in designs]
+    for _ in range(max_iter):
+        R = Y - np.column_stack([X @ b for X, b in zip(designs, beta)])
+        W = np.linalg.inv(R.T @ R / n)
+        A = np.zeros((off[-1], off[-1]))
+        rhs = np.zeros(off[-1])
+        for i in range(k):
+            for j in range(k):
+                A[off[i]:off[i + 1], off[j]:off[j + 1]] = W[i, j] * cross[i][j]
+                rhs[off[i]:off[i + 1]] += W[i, j] * xy[i][j]
+        flat = np.linalg.solve(A, rhs)
+        new = [flat[off[j]:off[j + 1]] for j in range(k)]
+        change = max(float(np.max(np.abs(u - v))) for u, v in zip(new, beta))
+        beta = new
+        if change < tol:
+            break
+    R = Y - np.column_stack([X @ b for X, b in zip(designs, beta)])
+    return beta, R.T @ R / n

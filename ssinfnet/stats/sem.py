@@ -34,7 +34,10 @@ CFI, TLI and RMSEA. With the probit outcome and the direct paths in, the outcome
 so the mediator block's indices are the whole model's.
 
 Indirect effects are products of paths with percentile bootstrap intervals (rows resampled with a
-seeded ``numpy.random.Generator``, the whole model refitted).
+seeded ``numpy.random.Generator``, the whole model refitted). The refits compute the same maximum-
+likelihood estimates in closed form (:func:`ssinfnet.stats.regression.sur` for the mediator block,
+probit or least squares for the outcome): semopy's optimiser needs about a second per refit of a
+five-mediator model, and its estimates equal these to its tolerance (``tests/stats/test_sem.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .regression import bootstrap_pvalue, fit_binary
+from .regression import bootstrap_pvalue, fit_binary, sur
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OUTCOME_MODELS = ("auto", "probit", "linear")
@@ -225,7 +228,7 @@ def _probit_rows(data, outcome, regressors):
                          "p": np.asarray(fit.pvalues)[1:]})
 
 
-def _fit(data, alias, spec, outcome_model, with_tables=True):
+def _fit(data, alias, spec, outcome_model):
     """One fit on aliased, prepared data: (estimates, covariances, fit indices, semopy model)."""
     import semopy
 
@@ -243,7 +246,7 @@ def _fit(data, alias, spec, outcome_model, with_tables=True):
         mediators = list(common) + [m for x in exogenous for m in specific.get(x, ())]
         reg = pd.concat([reg, _probit_rows(data, outcome, mediators + (list(exogenous) if direct else []))],
                         ignore_index=True)
-    fit = lavaan_fit_indices(model, aliased, [a[x] for x in exogenous]) if with_tables else None
+    fit = lavaan_fit_indices(model, aliased, [a[x] for x in exogenous])
     return reg, cov, fit, model
 
 
@@ -259,6 +262,39 @@ def _indirect_rows(paths: Mapping[tuple[str, str], float], exogenous, mediators_
     return rows
 
 
+def _closed_form_paths(data, spec, outcome_model) -> dict[tuple[str, str], float]:
+    """The same maximum-likelihood paths without semopy: SUR (or per-equation OLS when the mediator
+    covariances are fixed at zero) for the mediator block, probit or OLS for the outcome equation."""
+    common, specific, exogenous, outcome, direct, covs = spec
+    mediators = list(common) + [m for x in exogenous for m in specific.get(x, ())]
+    regs = {**{m: list(exogenous) for m in common}, **{m: [x] for x in exogenous for m in specific.get(x, ())}}
+    n = len(data)
+    designs = [np.column_stack([np.ones(n), data[regs[m]].to_numpy()]) for m in mediators]
+    Y = data[mediators].to_numpy()
+    beta = sur(Y, designs)[0] if covs else [np.linalg.lstsq(X, Y[:, j], rcond=None)[0] for j, X in enumerate(designs)]
+    paths = {(m, r): float(v) for m, b in zip(mediators, beta) for r, v in zip(regs[m], b[1:])}
+    out_regs = mediators + (list(exogenous) if direct else [])
+    X = np.column_stack([np.ones(n), data[out_regs].to_numpy()])
+    y = data[outcome].to_numpy()
+    b = (np.asarray(fit_binary(X, y, "probit").params) if outcome_model == "probit"
+         else np.linalg.lstsq(X, y, rcond=None)[0])
+    paths.update({(outcome, r): float(v) for r, v in zip(out_regs, b[1:])})
+    return paths
+
+
+def _boot(resamples, data, spec, outcome_model, exogenous, mediators_of, outcome) -> list[list[float]]:
+    """Indirect effects refitted on each resample (row indices); NaN rows for a degenerate resample."""
+    out = []
+    for idx in resamples:
+        sample = data.iloc[idx].reset_index(drop=True)
+        try:
+            p = _closed_form_paths(sample, spec, outcome_model)
+            out.append([d["indirect"] for d in _indirect_rows(p, exogenous, mediators_of, outcome)])
+        except (np.linalg.LinAlgError, ValueError):  # count it, do not crash
+            out.append([np.nan] * sum(len(v) + 1 for v in mediators_of.values()))
+    return out
+
+
 def fit_mediation_sem(
     df: pd.DataFrame,
     common: Sequence[str],
@@ -272,6 +308,7 @@ def fit_mediation_sem(
     alpha: float = 0.05,
     outcome_model: str = "auto",
     mediator_covariances: bool = True,
+    n_jobs: int = 1,
 ) -> SEMResult:
     """Fit the multiple-mediator SEM and bootstrap its indirect effects.
 
@@ -289,6 +326,8 @@ def fit_mediation_sem(
     alpha : float in (0, 1), default=0.05
     outcome_model : {"auto", "probit", "linear"}, default="auto"
         ``"auto"``: probit for a 0/1 outcome, linear otherwise (module docstring).
+    n_jobs : int, default=1
+        joblib workers for the bootstrap refits (results do not depend on it).
 
     Returns
     -------
@@ -340,15 +379,16 @@ def fit_mediation_sem(
     n_ok = 0
     if n_boot:
         rng = np.random.default_rng(seed)
-        draws = []
-        for _ in range(int(n_boot)):
-            sample = data.iloc[rng.integers(0, len(data), len(data))].reset_index(drop=True)
-            try:
-                r, *_ = _fit(sample, alias, spec, outcome_model, with_tables=False)
-                p = {(q.lval, q.rval): q.estimate for q in r.itertuples()}
-                draws.append([d["indirect"] for d in _indirect_rows(p, exogenous, mediators_of, outcome)])
-            except (np.linalg.LinAlgError, ValueError):  # a degenerate resample: count it, do not crash
-                draws.append([np.nan] * len(indirect))
+        resamples = [rng.integers(0, len(data), len(data)) for _ in range(int(n_boot))]
+        args = (data, spec, outcome_model, exogenous, mediators_of, outcome)
+        if n_jobs == 1:
+            draws = _boot(resamples, *args)
+        else:
+            from joblib import Parallel, delayed
+
+            chunks = [c for c in np.array_split(np.arange(len(resamples)), 4 * abs(int(n_jobs))) if c.size]
+            parts = Parallel(n_jobs=n_jobs)(delayed(_boot)([resamples[i] for i in c], *args) for c in chunks)
+            draws = [row for part in parts for row in part]
         draws = np.asarray(draws, float)
         ok = np.all(np.isfinite(draws), axis=1)
         n_ok = int(ok.sum())

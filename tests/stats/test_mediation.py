@@ -116,6 +116,8 @@ def test_bootstrap_interval_pvalue_and_seed():
     # seeded per mediator: same interval whatever the order or company
     assert a.loc["m1", "ci_low"] == b.loc["m1", "ci_low"] and a.loc["m1", "ci_high"] == b.loc["m1", "ci_high"]
     assert a.loc["m1", "ci_low"] != c.loc["m1", "ci_low"]
+    par = M.univariate_mediation(df, "x", ["m1", "m2"], "y", n_boot=300, seed=5, n_jobs=2).set_index("mediator")
+    pd.testing.assert_frame_equal(a, par)  # workers change nothing
     assert a.loc["m1", "ci_low"] < a.loc["m1", "indirect"] < a.loc["m1", "ci_high"]
     assert a.loc["m1", "ci_low"] > 0 and a.loc["m1", "p_indirect"] == pytest.approx(2 / 301)
     assert a.loc["m1", "n_boot_ok"] == 300

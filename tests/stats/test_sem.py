@@ -166,6 +166,30 @@ def test_probit_outcome_equals_statsmodels_probit_and_recovers_b(cohort, probit)
     assert probit.fit_indices["DoF"] == 2 and "saturated" in probit.fit_indices["scope"]
 
 
+def test_sur_and_closed_form_refits_equal_semopy(cohort, linear, probit):
+    from ssinfnet.stats.regression import sur
+
+    names = list(EQUATIONS)
+    X = [sm.add_constant(cohort[EQUATIONS[k]]).to_numpy() for k in names]
+    beta, cov = sur(cohort[names].to_numpy(), X)
+    ref, ref_cov = _sur(cohort, EQUATIONS)
+    for k, b in zip(names, beta):
+        np.testing.assert_allclose(b[1:], list(ref[k].values()), rtol=1e-8)
+    np.testing.assert_allclose(cov, ref_cov, rtol=1e-8)
+    # identical designs: SUR is equation-by-equation OLS
+    same = [sm.add_constant(cohort[["age", "n_diseases"]]).to_numpy()] * 3
+    ols = np.linalg.lstsq(same[0], cohort[names].to_numpy(), rcond=None)[0]
+    np.testing.assert_allclose(np.column_stack(sur(cohort[names].to_numpy(), same)[0]), ols, rtol=1e-8)
+    with pytest.raises(ValueError, match="designs"):
+        sur(cohort[names].to_numpy(), X[:2])
+    # the bootstrap's closed-form refit reproduces semopy's paths (and probit's) on the full data
+    for fit, model in ((linear, "linear"), (probit, "probit")):
+        spec = (["c1"], {"age": ["a1"], "n_diseases": ["d1"]}, ["age", "n_diseases"], fit.groups["outcome"], True, True)
+        paths = sem._closed_form_paths(cohort, spec, model)
+        for r in fit.estimates.itertuples():
+            assert paths[(r.lval, r.rval)] == pytest.approx(r.estimate, abs=0.02 * r.se), (model, r.lval, r.rval)
+
+
 def test_zero_covariances_misfit_correlated_mediators(cohort, probit):
     fixed = sem.fit_mediation_sem(cohort, ["c1"], {"age": ["a1"], "n_diseases": ["d1"]}, mediator_covariances=False)
     assert fixed.fit_indices["DoF"] == 5 and fixed.covariances.empty
@@ -195,6 +219,7 @@ def test_standardized_seeded_and_missing_rows(cohort):
     r2 = sem.fit_mediation_sem(df, **kw)
     assert r1.n == 398 and r1.n_dropped == 2 and r1.outcome_model == "probit" and r1.n_boot_ok == 5
     pd.testing.assert_frame_equal(r1.indirect, r2.indirect)
+    pd.testing.assert_frame_equal(r1.indirect, sem.fit_mediation_sem(df, n_jobs=2, **kw).indirect)  # workers: same
     # standardised mediator equations: raw estimates equal semopy's standardised ones
     med = r1.estimates[r1.estimates["lval"] != "severity_binary"]
     np.testing.assert_allclose(med["estimate"], med["std_estimate"], atol=5e-3)
