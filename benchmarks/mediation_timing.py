@@ -17,9 +17,10 @@ number of diseases, the others null, errors correlated in blocks up to r = 0.8) 
 radiomics carry no relation to a clinical table; the cost does not depend on the values.
 
 Prints one JSON object (and writes it with ``--output``): ``meta`` (machine, usable cores, load average
-before and after, versions), ``settings``, ``steps`` (``wall_s`` and the parent process's ``cpu_s``;
-joblib workers' CPU is not in ``cpu_s``), ``total_wall_s`` and ``within_10_minutes``. Timings are only
-meaningful on an otherwise idle machine (see README.md).
+before and after, versions), ``settings``, ``inputs_not_timed_in_total`` (making the phantoms and the
+simulated table: the real pipeline reads slices and has its table), ``steps`` (``wall_s`` and the parent
+process's ``cpu_s``; joblib workers' CPU is not in ``cpu_s``), ``total_wall_s`` (the steps) and
+``within_10_minutes``. Timings are only meaningful on an otherwise idle machine (see README.md).
 
     python benchmarks/mediation_timing.py --output runs/bench/mediation_cpu.json
     python benchmarks/mediation_timing.py --quick          # checks that it runs; numbers mean nothing
@@ -73,19 +74,21 @@ def _timed(steps: dict, name: str, fn):
     return out
 
 
-def _radiomics(n_patients: int, per_patient: int, size: int, jobs: int, seed: int):
-    import pandas as pd
-
+def _phantoms(n_patients: int, per_patient: int, size: int, seed: int):
     from ssinfnet.data.phantoms import synthetic_subset
+
+    return synthetic_subset("train", n=n_patients * per_patient, size=size, seed=seed)
+
+
+def _radiomics(slices, per_patient: int, jobs: int):
     from ssinfnet.stats import phenotypes
 
-    slices = synthetic_subset("train", n=n_patients * per_patient, size=size, seed=seed)
     table = phenotypes.slice_radiomics(slices, n_jobs=jobs)
     table["patient_id"] = [i // (3 * per_patient) for i in range(len(table))]
     numeric = table.select_dtypes("number").drop(columns=["patient_id"])
     wide = numeric.assign(patient_id=table["patient_id"], region=table["region"]).groupby(
         ["patient_id", "region"]).mean().unstack("region")
-    return pd.DataFrame(wide).shape
+    return wide.shape
 
 
 def main(argv=None) -> dict:
@@ -94,7 +97,7 @@ def main(argv=None) -> dict:
     p.add_argument("--features", type=int, default=204)
     p.add_argument("--n-rep", type=int, default=1000, help="quasi-Bayesian draws per (exposure, mediator)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples: paper's rule and SEM")
-    p.add_argument("--jobs", type=int, default=2, help="joblib workers (radiomics, natural effects)")
+    p.add_argument("--jobs", type=int, default=2, help="joblib workers of every parallel step")
     p.add_argument("--slices-per-patient", type=int, default=1)
     p.add_argument("--slice-size", type=int, default=512, help="phantom side in pixels")
     p.add_argument("--seed", type=int, default=0)
@@ -117,14 +120,15 @@ def main(argv=None) -> dict:
                                  if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    inputs: dict = {}
     steps: dict = {}
+    slices = _timed(inputs, "phantoms", lambda: _phantoms(a.patients, a.slices_per_patient, a.slice_size, a.seed))
+    df, meds = _timed(inputs, "simulate_cohort", lambda: _cohort(a.patients, a.features, a.seed))
     start = time.perf_counter()
-    shape = _timed(steps, "radiomics", lambda: _radiomics(a.patients, a.slices_per_patient, a.slice_size, a.jobs,
-                                                          a.seed))
+    shape = _timed(steps, "radiomics", lambda: _radiomics(slices, a.slices_per_patient, a.jobs))
     steps["radiomics"]["patient_table_shape"] = list(shape)
-    df, meds = _timed(steps, "simulate_cohort", lambda: _cohort(a.patients, a.features, a.seed))
     paper = _timed(steps, "paper_rule", lambda: mediation.mediation_by_exposure(
-        df, EXPOSURES, meds, "severity_binary", n_boot=a.n_boot, seed=a.seed))
+        df, EXPOSURES, meds, "severity_binary", n_boot=a.n_boot, seed=a.seed, n_jobs=a.jobs))
     natural = _timed(steps, "natural_effects", lambda: natural_effects.natural_effects_by_exposure(
         df, EXPOSURES, meds, "severity_binary", contrasts=CONTRASTS, n_rep=a.n_rep, seed=a.seed, n_jobs=a.jobs))
     sens = _timed(steps, "sensitivity", lambda: sensitivity.sensitivity_table(
@@ -138,7 +142,7 @@ def main(argv=None) -> dict:
         common, specific = sem.mediator_groups(natural, ("age", "n_diseases"), kept=kept)
         if not common and not any(specific.values()):
             return None
-        return sem.fit_mediation_sem(df, common, specific, n_boot=a.n_boot, seed=a.seed)
+        return sem.fit_mediation_sem(df, common, specific, n_boot=a.n_boot, seed=a.seed, n_jobs=a.jobs)
 
     fit = _timed(steps, "sem", _sem)
     total = time.perf_counter() - start
@@ -147,6 +151,7 @@ def main(argv=None) -> dict:
         "settings": {"patients": a.patients, "features": a.features, "exposures": EXPOSURES,
                      "pairs": a.features * len(EXPOSURES), "n_rep": a.n_rep, "n_boot": a.n_boot, "jobs": a.jobs,
                      "slices_per_patient": a.slices_per_patient, "slice_size": a.slice_size, "quick": a.quick},
+        "inputs_not_timed_in_total": inputs,
         "steps": steps,
         "counts": {"natural_significant": int(natural.significant.sum()), "paper_significant": int(paper.significant.sum()),
                    "sensitivity_rows": len(sens), "disagreements": compare.attrs["counts"],

@@ -34,6 +34,10 @@ def test_simulate_cohort_correlated_errors_and_confounder():
                            seed=0, mediator_corr=corr)
     resid = df[["m", "c1", "c2", "null_1"]] - np.outer(df["age"] - df["age"].mean(), [0.03, 0.03, 0, 0])
     np.testing.assert_allclose(resid.corr().to_numpy(), corr, atol=0.02)
+    # the planted matrix rides in attrs without being deep-copied by every pandas operation
+    frozen = df.attrs["mediator_corr"]
+    assert df[["m"]].attrs["mediator_corr"] is frozen and np.array_equal(np.asarray(frozen), corr)
+    assert frozen == S.FrozenMatrix(corr) and not frozen == S.FrozenMatrix(np.eye(4))
     ex = S.simulate_cohort(None, 20000, {"m": {}}, {}, 2, seed=0, mediator_corr=0.5)
     assert ex[["m", "null_1", "null_2"]].corr().to_numpy()[np.triu_indices(3, 1)] == pytest.approx([0.5] * 3, abs=0.02)
     # a confounder adds c^2 to the mediator's variance; it is not in the table
