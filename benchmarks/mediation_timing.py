@@ -19,8 +19,10 @@ radiomics carry no relation to a clinical table; the cost does not depend on the
 Prints one JSON object (and writes it with ``--output``): ``meta`` (machine, usable cores, load average
 before and after, versions), ``settings``, ``inputs_not_timed_in_total`` (making the phantoms and the
 simulated table: the real pipeline reads slices and has its table), ``steps`` (``wall_s`` and the parent
-process's ``cpu_s``; joblib workers' CPU is not in ``cpu_s``), ``total_wall_s`` (the steps) and
-``within_10_minutes``. Timings are only meaningful on an otherwise idle machine (see README.md).
+process's ``cpu_s``, and ``cpu_s_all_processes`` with joblib's workers), ``total_wall_s`` (the steps),
+``within_10_minutes``, and ``idle_estimate_s``: the steps' CPU seconds divided by the workers (the wall
+time an idle machine with ``--jobs`` free cores would need, if the work splits evenly). Timings are only
+meaningful on an otherwise idle machine (see README.md); on a shared one, read ``idle_estimate_s``.
 
     python benchmarks/mediation_timing.py --output runs/bench/mediation_cpu.json
     python benchmarks/mediation_timing.py --quick          # checks that it runs; numbers mean nothing
@@ -66,10 +68,28 @@ def _cohort(n: int, k: int, seed: int):
     return df, [*planted, *[f"null_{i + 1}" for i in range(n_null)]]
 
 
+def _cpu_by_process() -> dict[int, float]:
+    """CPU seconds (user + system) of this process and its children (joblib's workers), by pid."""
+    import psutil
+
+    me = psutil.Process()
+    out = {}
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:  # a worker that ended meanwhile
+            pass
+    return out
+
+
 def _timed(steps: dict, name: str, fn):
-    t, c = time.perf_counter(), time.process_time()
+    before, t, c = _cpu_by_process(), time.perf_counter(), time.process_time()
     out = fn()
-    steps[name] = {"wall_s": round(time.perf_counter() - t, 2), "cpu_s": round(time.process_time() - c, 2)}
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    after = _cpu_by_process()
+    every = sum(v - before.get(pid, 0.0) for pid, v in after.items())
+    steps[name] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "cpu_s_all_processes": round(every, 2)}
     print(f"{name}: {steps[name]}", file=sys.stderr, flush=True)
     return out
 
@@ -157,6 +177,8 @@ def main(argv=None) -> dict:
                    "sensitivity_rows": len(sens), "disagreements": compare.attrs["counts"],
                    "sem_mediators": 0 if fit is None else int(fit.indirect.query("mediator != 'total'").mediator.nunique())},
         "total_wall_s": round(total, 1),
+        "total_cpu_s_all_processes": round(sum(v["cpu_s_all_processes"] for v in steps.values()), 1),
+        "idle_estimate_s": round(sum(v["cpu_s_all_processes"] for v in steps.values()) / max(a.jobs, 1), 1),
         "within_10_minutes": total <= 600,
     }
     text = json.dumps(result, indent=1, default=float)
