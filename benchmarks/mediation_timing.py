@@ -94,10 +94,13 @@ def _timed(steps: dict, name: str, fn):
     return out
 
 
-def _phantoms(n_patients: int, per_patient: int, size: int, seed: int):
+def _phantoms(n_patients: int, per_patient: int, size: int, seed: int, distinct: int = 60):
+    """``distinct`` phantoms cycled to one slice per patient and position: making a 512 px phantom costs
+    more than its radiomics, and the cost of PyRadiomics does not depend on which phantom it sees."""
     from ssinfnet.data.phantoms import synthetic_subset
 
-    return synthetic_subset("train", n=n_patients * per_patient, size=size, seed=seed)
+    pool = synthetic_subset("train", n=min(distinct, n_patients * per_patient), size=size, seed=seed)
+    return [pool[i % len(pool)] for i in range(n_patients * per_patient)]
 
 
 def _radiomics(slices, per_patient: int, jobs: int):
