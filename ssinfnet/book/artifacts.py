@@ -52,7 +52,7 @@ MAPS = "per-slice maps (.npz keyed by slice id, data.maps)"
 ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("split_manifest", "01_data", "splits/train_val.csv",
              "CSV: one row per training slice: slice_id, group, source, subset, split (train/val), path",
-             ("03_single", "04_multi")),
+             ("02_pretraining", "03_single", "04_multi")),
     Artifact("inpainter", "02_pretraining", "pretrain/single/inpainter.pt", MODEL, ("03_single",)),
     Artifact("coach", "02_pretraining", "pretrain/single/coach.pt", MODEL),
     Artifact("pretrain_history", "02_pretraining", "pretrain/single/history.csv", "CSV: one row per epoch"),
