@@ -333,6 +333,13 @@ def coverage_study(
     pandas.DataFrame
         One row per replicate: ``rep``, ``n``, ``truth``, ``indirect``, ``ci_low``, ``ci_high``, ``covered``
         (bool), ``significant`` (bootstrap interval excludes 0). Coverage is ``covered.mean()``.
+
+    Notes
+    -----
+    Measured with 1,000 replicates (n = 300, 1,000 resamples, seed 7): linear 0.946 (MC SE 0.007),
+    the misses lopsided (4.0 % of intervals below the truth, 1.4 % above: the product's sampling
+    distribution is skewed); logistic 0.937 (0.008; 2.8 % and 3.5 %). An earlier 0.92 from 200
+    replicates (MC SE 0.015) was within two SE of these.
     """
     y = _y_for(outcome)
     rows = []
