@@ -23,7 +23,7 @@ publish: setup
 ## unit and integration tests, then the notebooks under nbval on the embedded synthetic default,
 ## executed into a fresh temporary run folder (never a user's runs/, never a cached model)
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 	@runs=$$(mktemp -d) && trap 'rm -rf "$$runs"' EXIT && \
 	  echo "SSINFNET_DATA=synthetic SSINFNET_RUNS=$$runs pytest --nbval-lax notebooks" && \
 	  SSINFNET_DATA=synthetic SSINFNET_RUNS=$$runs $(PY) -m pytest -q --nbval-lax \

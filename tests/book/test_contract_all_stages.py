@@ -8,6 +8,8 @@ from ssinfnet.book import artifacts as A
 from ssinfnet.book.context import RunContext
 from ssinfnet.book.stages import STAGE_MODULES, run_stage
 
+pytestmark = pytest.mark.slow  # whole stages: run in the first CI round (default kernels), see .ci/run
+
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):

@@ -10,6 +10,8 @@ from ssinfnet.book.stages import data, pretraining, stage_function
 from ssinfnet.data.splits import load_split
 from ssinfnet.training.export import load_exported
 
+pytestmark = pytest.mark.slow  # whole stages: run in the first CI round (default kernels), see .ci/run
+
 
 def _open(folder) -> RunContext:
     return RunContext.open("smoke", "synthetic", str(folder), device="cpu")

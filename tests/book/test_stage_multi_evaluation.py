@@ -15,6 +15,8 @@ from ssinfnet.book.stages import evaluation, multi, run_stage, single
 from ssinfnet.data.maps import load_maps
 from ssinfnet.training.export import load_exported
 
+pytestmark = pytest.mark.slow  # whole stages: run in the first CI round (default kernels), see .ci/run
+
 
 def _open(run_dir):
     return RunContext.open("smoke", "synthetic", str(run_dir), device="cpu")

@@ -7,6 +7,8 @@ from ssinfnet.book.context import RunContext
 from ssinfnet.book.stages import data, pretraining
 from ssinfnet.pretraining import evidence as ev
 
+pytestmark = pytest.mark.slow  # whole stages: run in the first CI round (default kernels), see .ci/run
+
 
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):

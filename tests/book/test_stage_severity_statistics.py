@@ -12,6 +12,8 @@ from ssinfnet.book.stages import severity, stage_function, statistics
 from ssinfnet.data.maps import save_maps
 from ssinfnet.severity.slices import simulated_prediction
 
+pytestmark = pytest.mark.slow  # whole stages: run in the first CI round (default kernels), see .ci/run
+
 
 @pytest.fixture
 def ctx(tmp_path):

@@ -39,6 +39,8 @@ from ssinfnet.training.loop import train
 from ssinfnet.training.optimisers import sgd
 from ssinfnet.training.phases import Phase
 
+pytestmark = pytest.mark.slow  # whole stages: run in the first CI round (default kernels), see .ci/run
+
 N_SAMPLES, GLOBAL_BATCH, WORLD, SEED, LOADER_SEED = 16, 4, 2, 7, 3
 RTOL = 1e-5
 
