@@ -135,28 +135,28 @@ def on_cuda(params) -> bool:
     return bool(params) and params[0].is_cuda
 
 
+def _fused_on_cuda(optimizer_class, **settings) -> OptimizerFactory:
+    """A factory ``params -> optimizer_class(params, **settings)`` using the fused kernels for CUDA parameters."""
+    def make(params):
+        params = list(params)
+        return optimizer_class(params, fused=on_cuda(params) or None, **settings)
+
+    return make
+
+
 def adam(lr: float = 1e-4, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> OptimizerFactory:
     """Return a factory ``params -> torch.optim.Adam`` (the default optimiser: Adam, lr 1e-4); on CUDA the
     fused implementation (one kernel for all parameters instead of several per tensor)."""
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-
-    def make(params):
-        params = list(params)
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=on_cuda(params) or None)
-
-    return make
+    return _fused_on_cuda(torch.optim.Adam, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> OptimizerFactory:
     """Return a factory ``params -> torch.optim.SGD`` (paper inpainter: lr 0.1, momentum 0.9, wd 5e-4)."""
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    def make(params):
-        params = list(params)
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=on_cuda(params) or None)
-
-    return make
+    return _fused_on_cuda(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 class MilestoneFactor:
