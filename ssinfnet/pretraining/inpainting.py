@@ -4,7 +4,16 @@ The paper's schedule (Fung et al. 2021, after Pathak et al.'s context encoders a
 Misra et al.): the **inpainter** learns alone with random masks, then the **coach** learns alone
 against the frozen inpainter, then the two alternate. Each inpainter phase runs SGD (momentum 0.9,
 weight decay 5e-4) down the ladder lr 0.1 -> 0.01 -> 0.001 -> 0.0001 at 40 %, 80 % and 90 % of the
-phase (the paper's epochs 40, 80, 90 of 100); the coach uses Adam at 1e-5.
+phase's optimiser steps (:data:`LR_LADDER`; the paper's epochs 40, 80, 90 of 100), so a phase of any
+length, one epoch included, ends at 0.0001; the coach uses Adam at 1e-5.
+
+Every phase has a divergence guard (:class:`~ssinfnet.training.guard.DivergenceGuard`, settings
+``diverge_loss_ratio`` and ``diverge_past_ceiling`` of :class:`PretrainConfig`): training stops with a
+:class:`~ssinfnet.training.guard.DivergenceError` when an epoch's mean loss exceeds 3 x the phase's best
+epoch so far, or when more than half of an inpainter epoch's output pixels sit past the loss's clipping
+ceiling (logged per step as ``past_ceiling``). That is how the failed run looked: every output thrown
+past the ceiling (a share of 1), the loss flat at its maximum, no gradient left. A healthy inpainter
+starts at a share of about 0.15 (real slices, ``cpu`` profile) to 0.25 (synthetic ``smoke``) and falls.
 
 Masks keep a fraction ``keep`` of each slice: for the coach ``M = sigmoid(alpha (B(x) - kth(B(x))))``
 with alpha = 1 while the coach learns (soft, so gradients reach it) and alpha = 100 when its masks
@@ -33,7 +42,8 @@ from ..models.modes import eval_mode
 from ..models.registry import build_model
 from ..training.distributed import on_main
 from ..training.loop import TrainResult, train
-from ..training.losses import coach_loss, inpainting_loss
+from ..training.guard import DivergenceGuard
+from ..training.losses import coach_loss, inpainting_loss, past_ceiling
 from ..training.optimisers import adam, sgd
 from ..training.phases import Phase, alternate
 from ..training.provenance import code_fingerprint, config_fingerprint, loader_fingerprint
@@ -67,6 +77,11 @@ class PretrainConfig:
     kl_weight: float = 0.0
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = 5.0
+    # divergence guard of every phase (None turns a rule off): stop when an epoch's mean loss exceeds this
+    # multiple of the phase's best epoch mean so far, or (inpainter phases) when the epoch's mean share of
+    # output pixels past the loss's clipping ceiling exceeds this share
+    diverge_loss_ratio: float | None = 3.0
+    diverge_past_ceiling: float | None = 0.5
     # the input pipeline of the pool (pool_loader): side in pixels, batch, augmentation, loader workers
     image_size: int = 64
     batch_size: int = 4
@@ -81,6 +96,9 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.alternations < 0:
             raise ValueError(f"alternations must be >= 0, got {self.alternations}")
+        if self.diverge_past_ceiling is not None and not 0 < self.diverge_past_ceiling < 1:
+            raise ValueError(f"diverge_past_ceiling must be in (0, 1) or None, got {self.diverge_past_ceiling}")
+        self.guards()  # validates diverge_loss_ratio
 
     @property
     def in_chans(self) -> int:
@@ -89,16 +107,19 @@ class PretrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def guards(self) -> tuple[DivergenceGuard, DivergenceGuard]:
+        """The divergence guards of the inpainter phases and of the coach phases."""
+        limits = {} if self.diverge_past_ceiling is None else {"past_ceiling": self.diverge_past_ceiling}
+        meaning = {"past_ceiling": f"share of output pixels whose squared error is past the loss's clipping "
+                                   f"ceiling {self.ceiling:g}, where the loss gives no gradient"}
+        return (DivergenceGuard(self.diverge_loss_ratio, limits, meaning),
+                DivergenceGuard(self.diverge_loss_ratio))
 
-def lr_ladder(epochs: int) -> dict[int, float]:
-    """The paper's ladder within a phase: x0.1 at 40 %, x0.01 at 80 %, x0.001 at 90 % of ``epochs``
-    (milestones that fall on epoch 0 or coincide are dropped, so short phases keep a usable rate)."""
-    ladder = {}
-    for frac, factor in ((0.4, 0.1), (0.8, 0.01), (0.9, 0.001)):
-        m = int(round(frac * epochs))
-        if m >= 1 and m not in ladder:
-            ladder[m] = factor
-    return ladder
+
+#: The paper's ladder within an inpainter phase: fraction of the phase's optimiser steps -> multiplier
+#: of the initial lr (x0.1 at 40 %, x0.01 at 80 %, x0.001 at 90 %;
+#: :class:`~ssinfnet.training.schedules.FractionLadder`).
+LR_LADDER = {0.4: 0.1, 0.8: 0.01, 0.9: 0.001}
 
 
 def build_models(cfg: PretrainConfig) -> dict[str, torch.nn.Module]:
@@ -116,15 +137,18 @@ def make_losses(cfg: PretrainConfig):
     def inpaint_random(models, batch, ctx):
         x = network_input(batch, cfg.with_prior)
         mask = random_masks(x.shape, cfg.keep, cfg.patch, generator=ctx.generator, device=x.device)
-        loss = inpainting_loss(models["inpainter"](x * mask), x, mask, cfg.ceiling, cfg.rec_weight)
-        return loss, {"erased": 1.0 - mask.mean()}
+        return _inpaint(models["inpainter"], x, mask)
 
     def inpaint_coached(models, batch, ctx):
         x = network_input(batch, cfg.with_prior)
         with torch.no_grad():
             mask = models["coach"](x, alpha=cfg.alpha_apply)
-        loss = inpainting_loss(models["inpainter"](x * mask), x, mask, cfg.ceiling, cfg.rec_weight)
-        return loss, {"erased": 1.0 - mask.mean()}
+        return _inpaint(models["inpainter"], x, mask)
+
+    def _inpaint(inpainter, x, mask):
+        out = inpainter(x * mask)
+        loss = inpainting_loss(out, x, mask, cfg.ceiling, cfg.rec_weight)
+        return loss, {"erased": 1.0 - mask.mean(), "past_ceiling": past_ceiling(out, x, cfg.ceiling)}
 
     def coach_step(models, batch, ctx):
         x = network_input(batch, cfg.with_prior)
@@ -139,19 +163,19 @@ def build_phases(cfg: PretrainConfig) -> list[Phase]:
     """Inpainter alone -> coach alone -> ``alternations`` x (inpainter with coach masks, coach)."""
     inpaint_random, inpaint_coached, coach_step = make_losses(cfg)
     common = {"max_steps_per_epoch": cfg.max_steps_per_epoch, "grad_clip": cfg.grad_clip}
+    inp_guard, coach_guard = cfg.guards()
+    inp_common = {"make_optimizer": sgd(cfg.inpainter_lr, momentum=0.9, weight_decay=5e-4),
+                  "lr_fractions": LR_LADDER, "guard": inp_guard, **common}
+    coach_common = {"make_optimizer": adam(cfg.coach_lr), "guard": coach_guard, **common}
     phases = [
-        Phase("inpainter", cfg.inpainter_epochs, ["inpainter"], inpaint_random, frozen=["coach"],
-              make_optimizer=sgd(cfg.inpainter_lr, momentum=0.9, weight_decay=5e-4),
-              lr_factors=lr_ladder(cfg.inpainter_epochs), **common),
-        Phase("coach", cfg.coach_epochs, ["coach"], coach_step, frozen=["inpainter"],
-              make_optimizer=adam(cfg.coach_lr), **common),
+        Phase("inpainter", cfg.inpainter_epochs, ["inpainter"], inpaint_random, frozen=["coach"], **inp_common),
+        Phase("coach", cfg.coach_epochs, ["coach"], coach_step, frozen=["inpainter"], **coach_common),
     ]
     if cfg.alternations:
         inp = Phase("inpainter_adv", cfg.alternate_epochs, ["inpainter"], inpaint_coached, frozen=["coach"],
-                    make_optimizer=sgd(cfg.inpainter_lr, momentum=0.9, weight_decay=5e-4),
-                    lr_factors=lr_ladder(cfg.alternate_epochs), **common)
+                    **inp_common)
         coach = Phase("coach_adv", cfg.alternate_epochs, ["coach"], coach_step, frozen=["inpainter"],
-                      make_optimizer=adam(cfg.coach_lr), **common)
+                      **coach_common)
         phases += alternate(inp, coach, cfg.alternations)
     return phases
 

@@ -78,7 +78,8 @@ def default_channels_last(device: str | torch.device) -> bool:
     224 px, batch 4). It is not the CPU default because it changes the order of floating-point
     sums, and the ``cpu`` profile's coach-adversarial pretraining (SGD at lr 0.1) is chaotic
     enough that this sent it down another path: its inpainter diverged until every output was
-    past the loss's clipping ceiling (no gradient left), where the contiguous run converged. The
+    past the loss's clipping ceiling (no gradient left), where the contiguous run converged (the
+    pretraining's divergence guard now stops such a run, :mod:`ssinfnet.training.guard`). The
     published run must be reproducible with the default, so the CPU keeps PyTorch's layout.
     """
     return torch.device(device).type == "cuda"

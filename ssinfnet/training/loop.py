@@ -34,8 +34,9 @@ CPU with ``num_workers=0``); what they hold is in :mod:`ssinfnet.training.resume
 Layout
 ------
 :func:`train` checks its arguments, starts or resumes (:func:`_start`), then runs each phase
-(:func:`_run_phase`): an epoch is :func:`_train_epoch` (one :func:`_step` per batch) followed by
-:func:`_end_epoch` (validation, best checkpoint, history row, ``last.pt``).
+(:func:`_run_phase`): an epoch is :func:`_train_epoch` (one :func:`_step` per batch), the phase's
+divergence guard (:mod:`ssinfnet.training.guard`), then :func:`_end_epoch` (validation, best
+checkpoint, history row, ``last.pt``).
 """
 
 from __future__ import annotations
@@ -61,29 +62,14 @@ from .checkpoint import capture_rng_state
 from .callables import sync_values, validate_phase
 from .device import resolve_flag, to_device, tune_backend
 from .distributed import World, join, set_epoch, shard_loader
+from .guard import DivergenceError, NonFiniteLossError, check_epoch
 from .history import History
 from .phases import Phase, check_phases, enter_phase, make_scheduler
 from .provenance import code_fingerprint, loader_fingerprint, note_run, stamp, write_record
 from .resume import Resumed, load_last, restore_optimizer, save_last, update_best
 
 
-__all__ = ["Phase", "StepContext", "TrainResult", "NonFiniteLossError", "train"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; raised before the optimiser step that would apply it.
-
-    Attributes ``phase``, ``epoch`` (0-based within the phase), ``step`` (0-based within the epoch),
-    ``global_step``, ``batch_index`` (0-based position in the loader's epoch) and ``value``.
-    """
-
-    def __init__(self, phase: str, epoch: int, step: int, global_step: int, batch_index: int, value: float):
-        self.phase, self.epoch, self.step = phase, epoch, step
-        self.global_step, self.batch_index, self.value = global_step, batch_index, value
-        super().__init__(
-            f"non-finite loss ({value}) in phase {phase!r}, epoch {epoch}, step {step} "
-            f"(global step {global_step}), batch index {batch_index}"
-        )
+__all__ = ["Phase", "StepContext", "TrainResult", "DivergenceError", "NonFiniteLossError", "train"]
 
 
 @dataclass
@@ -189,9 +175,11 @@ def train(
 
     Raises
     ------
-    NonFiniteLossError
-        When a loss is NaN or infinite (before its optimiser step). On this or any other exception
-        the history so far is written before re-raising.
+    DivergenceError
+        A phase diverged: a NaN or infinite loss (:class:`NonFiniteLossError`, before its optimiser step)
+        or its ``guard``'s rule at an epoch's end (:mod:`ssinfnet.training.guard`); the history gets a
+        row of kind ``"diverged"`` saying so. On this or any other exception the history so far is
+        written before re-raising.
     ValueError
         For bad arguments, or a checkpoint that does not match ``phases`` or ``seed``.
     StaleRunError
@@ -233,10 +221,12 @@ def train(
         for pi in range(0 if start is None else start.phase_index, len(phases)):
             resumed_here = start is not None and pi == start.phase_index
             _run_phase(run, pi, original_flags, start if resumed_here else None)
-    except BaseException:
+    except BaseException as error:
         # Keep the rows run so far for diagnosis; a resume truncates to the checkpoint's length.
         with contextlib.suppress(OSError):  # never mask the original error
             if run.main:
+                if isinstance(error, DivergenceError):
+                    run.history.add(**error.history_row(), wall_s=run.wall())
                 run.history.write()
         raise
     finally:
@@ -334,23 +324,26 @@ def _run_phase(run: _Run, pi: int, original_flags: Mapping[str, list[bool]], res
     phase = run.phases[pi]
     params = enter_phase(phase, run.models, original_flags)
     optimizer = phase.make_optimizer(params)
-    scheduler = make_scheduler(phase, optimizer)
+    scheduler = make_scheduler(phase, optimizer, _epoch_length(run.loader, phase.max_steps_per_epoch))
+    per_step = scheduler if phase.lr_fractions else None  # stepped after every optimiser step
     if resumed is not None and resumed.optimizer_state is not None:
         restore_optimizer(resumed.optimizer_state, optimizer, scheduler, phase, resumed.path)
     run.nets = run.models if run.world is None else run.world.wrap(run.models, phase.trainable, run.device)
     for epoch in range(0 if resumed is None else resumed.epoch, phase.epochs):
         lr = optimizer.param_groups[0]["lr"]
-        n_steps, loss_sum = _train_epoch(run, pi, epoch, params, optimizer, lr)
-        if scheduler is not None:
+        n_steps, loss_sum = _train_epoch(run, pi, epoch, params, optimizer, per_step)
+        check_epoch(phase.guard, run.history.rows, phase.name, pi, epoch, n_steps, run.global_step)
+        if scheduler is not None and per_step is None:
             scheduler.step()
         _end_epoch(run, pi, epoch, n_steps, loss_sum / n_steps, lr, optimizer, scheduler)
     run.nets = run.models  # drops this phase's DDP wrappers
 
 
 def _train_epoch(run: _Run, pi: int, epoch: int, params: list, optimizer: torch.optim.Optimizer,
-                 lr: float) -> tuple[int, float]:
+                 per_step) -> tuple[int, float]:
     """One pass over the training loader (at most ``max_steps_per_epoch`` batches), a history row
-    per step; returns (steps run, sum of their losses)."""
+    per step (with the lr the step ran at), ``per_step.step()`` after each step unless None; returns
+    (steps run, sum of their losses)."""
     phase = run.phases[pi]
     n_steps, loss_sum = 0, 0.0
     set_epoch(run.loader, sum(p.epochs for p in run.phases[:pi]) + epoch)  # a distributed sampler's order
@@ -364,7 +357,10 @@ def _train_epoch(run: _Run, pi: int, epoch: int, params: list, optimizer: torch.
         dynamic_ncols=True,
     )
     for step, batch in enumerate(bar):
+        lr = optimizer.param_groups[0]["lr"]
         values = _step(run, pi, epoch, step, batch, params, optimizer)
+        if per_step is not None:
+            per_step.step()
         run.history.add(
             phase=phase.name, phase_index=pi, kind="step", epoch=epoch, step=step,
             global_step=run.global_step, lr=lr, wall_s=run.wall(), **values,
@@ -392,7 +388,7 @@ def _step(run: _Run, pi: int, epoch: int, step: int, batch: Any, params: list,
         loss, logs = phase.loss_fn(run.nets, batch, ctx)
     values = sync_values(loss, logs, phase.name, run.world)
     if not math.isfinite(values["loss"]):
-        raise NonFiniteLossError(phase.name, epoch, step, run.global_step, step, values["loss"])
+        raise NonFiniteLossError(phase.name, epoch, step, run.global_step, step, values["loss"], pi)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if phase.grad_clip is not None:

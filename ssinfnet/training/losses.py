@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.nn import functional as F
 
-__all__ = ["masked_errors", "inpainting_loss", "coach_loss", "boundary_weights", "structure_loss",
-           "edge_loss", "focal_loss", "focal_loss_multiclass", "multiclass_structure_loss",
+__all__ = ["masked_errors", "inpainting_loss", "coach_loss", "past_ceiling", "boundary_weights",
+           "structure_loss", "edge_loss", "focal_loss", "focal_loss_multiclass", "multiclass_structure_loss",
            "infnet_loss", "multi_infnet_loss"]
 
 SEG_KEYS = ("global", "lateral5", "lateral4", "lateral3")
@@ -121,6 +121,24 @@ def coach_loss(outputs, target: torch.Tensor, mask: torch.Tensor, ceiling: float
     if kl is not None and kl_weight > 0:
         loss = loss + kl_weight * kl.float()
     return loss
+
+
+@torch.no_grad()
+def past_ceiling(outputs, target: torch.Tensor, ceiling: float = 1.0) -> torch.Tensor:
+    """Share of output pixels whose squared error to ``target`` exceeds ``ceiling``: a 0-d float32
+    tensor in [0, 1], pooled over every output (each (B, C, H, W) like ``target``).
+
+    The clipped losses above give such pixels no gradient, so a share near 1 means an inpainter
+    thrown past the ceiling that cannot come back (a diverged pretraining); a working one, at
+    initialisation or later, stays far below (see :class:`ssinfnet.training.guard.DivergenceGuard`).
+    """
+    if not ceiling > 0:
+        raise ValueError(f"ceiling must be > 0, got {ceiling}")
+    shares = []
+    for pred in _as_list(outputs):
+        _check_same("target", pred, target)
+        shares.append(((pred.float() - target.float()).pow(2) > ceiling).float().mean())
+    return torch.stack(shares).mean()
 
 
 def boundary_weights(mask: torch.Tensor, kernel: int = 31) -> torch.Tensor:

@@ -26,19 +26,20 @@ The paper trains the inpainter alone (random masks), then the coach alone agains
 inpainter, then alternates. With ``inpaint_random``, ``inpaint_coached`` and ``coach_loss`` loss
 callables (from :mod:`ssinfnet.training.losses`), the schedule is only configuration::
 
+    from ssinfnet.training.guard import DivergenceGuard
     from ssinfnet.training.loader import make_loader
     from ssinfnet.training.loop import train
     from ssinfnet.training.optimisers import adam, sgd
     from ssinfnet.training.phases import Phase, alternate
 
-    ladder = {10: 0.1, 20: 0.01, 30: 0.001}  # lr 0.1 -> 0.01 -> 0.001 -> 0.0001 within a phase
+    ladder = {0.4: 0.1, 0.8: 0.01, 0.9: 0.001}  # lr 0.1 -> 0.01 -> 0.001 -> 0.0001 at 40/80/90 % of the steps
     inpaint = Phase("inpainter", epochs=40, trainable=["inpainter"], frozen=["coach"],
                     loss_fn=inpaint_random, make_optimizer=sgd(0.1, momentum=0.9, weight_decay=5e-4),
-                    lr_factors=ladder)
+                    lr_fractions=ladder, guard=DivergenceGuard(loss_ratio=3.0))
     coach = Phase("coach", epochs=10, trainable=["coach"], frozen=["inpainter"],
                   loss_fn=coach_loss, make_optimizer=adam(1e-5))
     inpaint_adv = Phase("inpainter_adv", epochs=10, trainable=["inpainter"], frozen=["coach"],
-                        loss_fn=inpaint_coached, make_optimizer=sgd(0.1), lr_factors=ladder)
+                        loss_fn=inpaint_coached, make_optimizer=sgd(0.1), lr_fractions=ladder)
     phases = [inpaint, coach, *alternate(inpaint_adv, coach, rounds=3)]
     loader = make_loader(unlabelled, batch_size=16, shuffle=True, seed=0)
     result = train(phases, {"inpainter": net, "coach": coach_net}, loader,
@@ -58,7 +59,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .guard import DivergenceGuard
 from .optimisers import MilestoneFactor, OptimizerFactory, SchedulerFactory, adam
+from .schedules import FractionLadder, check_fractions
 
 
 LossFn = Callable[[Mapping[str, nn.Module], Any, "StepContext"], "tuple[torch.Tensor, Mapping[str, Any]]"]
@@ -92,6 +95,11 @@ class Phase:
     lr_factors : Mapping[int, float], default={}
         Epoch milestone -> multiplier of the initial lr (see :class:`MilestoneFactor`). Ignored when
         ``make_scheduler`` is given.
+    lr_fractions : Mapping[float, float], default={}
+        Fraction of the phase's optimiser steps -> multiplier of the initial lr, stepped after every
+        optimiser step (:class:`~ssinfnet.training.schedules.FractionLadder`): the phase ends at the last
+        multiplier whatever its length. Needs a loader with a length or ``max_steps_per_epoch``; not
+        with ``lr_factors`` or ``make_scheduler``.
     make_scheduler : callable, optional
         ``make_scheduler(optimizer) -> LRScheduler``; stepped once per epoch.
     val_fn : callable, optional
@@ -110,6 +118,9 @@ class Phase:
         Stop each epoch after this many batches (smoke profiles).
     grad_clip : float, optional
         Clip the global L2 norm of the gradients to this value.
+    guard : DivergenceGuard, optional
+        When to stop the phase as diverged at an epoch's end (:mod:`ssinfnet.training.guard`); a
+        non-finite loss stops every phase.
     """
 
     name: str
@@ -127,6 +138,8 @@ class Phase:
     checkpoint_every: int = 1
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
+    lr_fractions: Mapping[float, float] = field(default_factory=dict)
+    guard: DivergenceGuard | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
@@ -156,6 +169,11 @@ class Phase:
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         MilestoneFactor(self.lr_factors)  # validates
+        check_fractions(self.lr_fractions)
+        if self.lr_fractions and (self.lr_factors or self.make_scheduler is not None):
+            raise ValueError(f"phase {self.name!r}: lr_fractions replaces lr_factors and make_scheduler; give one")
+        if self.guard is not None and not isinstance(self.guard, DivergenceGuard):
+            raise ValueError(f"guard must be a DivergenceGuard or None, got {type(self.guard).__name__}")
 
 
 def alternate(first: Phase, second: Phase, rounds: int) -> list[Phase]:
@@ -213,7 +231,15 @@ def enter_phase(phase: Phase, models: Mapping[str, nn.Module], original: Mapping
     return params
 
 
-def make_scheduler(phase: Phase, optimizer: torch.optim.Optimizer):
+def make_scheduler(phase: Phase, optimizer: torch.optim.Optimizer, steps_per_epoch: int | None = None):
+    """The phase's lr scheduler (None for a constant rate). ``steps_per_epoch`` (batches per epoch after
+    ``max_steps_per_epoch``; None when unknown) sizes an ``lr_fractions`` ladder, which is stepped after
+    every optimiser step; the others once per epoch."""
+    if phase.lr_fractions:
+        if not steps_per_epoch:
+            raise ValueError(f"phase {phase.name!r}: lr_fractions needs the number of steps per epoch (got "
+                             f"{steps_per_epoch}): a non-empty loader with a length, or max_steps_per_epoch")
+        return FractionLadder(optimizer, phase.lr_fractions, phase.epochs * steps_per_epoch)
     if phase.make_scheduler is not None:
         return phase.make_scheduler(optimizer)
     if phase.lr_factors:

@@ -109,7 +109,10 @@ def restore_optimizer(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer
     if scheduler is not None:
         if saved["scheduler"] is None:
             raise ValueError(f"checkpoint {path} has no scheduler state for phase {phase.name!r}")
-        scheduler.load_state_dict(saved["scheduler"])
+        try:
+            scheduler.load_state_dict(saved["scheduler"])
+        except ValueError as err:  # e.g. a per-step ladder over another number of steps
+            raise ValueError(f"checkpoint {path}, phase {phase.name!r}: {err}") from None
 
 
 def save_last(path: Path, *, seed: int, phases: list[Phase], phase_index: int, epochs_done: int,

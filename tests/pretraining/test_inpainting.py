@@ -1,10 +1,13 @@
 import warnings
 
+import pandas as pd
 import pytest
 import torch
 
 from ssinfnet.pretraining import inpainting as pretrain
 from ssinfnet.training import provenance
+from ssinfnet.training.guard import DivergenceError
+from ssinfnet.training.loop import train
 from ssinfnet.data.dataset import SliceDataset
 from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.sources import DataRoot
@@ -16,10 +19,50 @@ TINY = {"backbone": "resnet18", "backbone_kwargs": {"channels": (8, 16, 32, 64)}
         "edge_channels": 8, "ra_widths": (16, 8, 8)}
 
 
-def test_lr_ladder_follows_the_paper_and_survives_short_phases():
-    assert pretrain.lr_ladder(100) == {40: 0.1, 80: 0.01, 90: 0.001}
-    assert pretrain.lr_ladder(4) == {2: 0.1, 3: 0.01, 4: 0.001}
-    assert pretrain.lr_ladder(1) == {1: 0.01}  # a one-epoch phase never reaches its first milestone
+def test_inpainter_phases_follow_the_papers_ladder_over_their_steps_and_every_phase_is_guarded():
+    assert pretrain.LR_LADDER == {0.4: 0.1, 0.8: 0.01, 0.9: 0.001}
+    phases = pretrain.build_phases(pretrain.PretrainConfig(alternations=1))
+    inpainters = [p for p in phases if p.trainable == ["inpainter"]]
+    assert [p.name for p in inpainters] == ["inpainter", "inpainter_adv_r1"]
+    assert all(p.lr_fractions == pretrain.LR_LADDER and not p.lr_factors for p in inpainters)
+    assert all(p.guard.loss_ratio == 3.0 and dict(p.guard.limits) == {"past_ceiling": 0.5} for p in inpainters)
+    coaches = [p for p in phases if p.trainable == ["coach"]]
+    assert all(p.guard.loss_ratio == 3.0 and not p.guard.limits and not p.lr_fractions for p in coaches)
+    off = pretrain.PretrainConfig(diverge_loss_ratio=None, diverge_past_ceiling=None).guards()
+    assert all(g.loss_ratio is None and not g.limits for g in off)
+
+
+def _pool_loader(n, batch=2):
+    ds = SliceDataset(synthetic_subset("unlabelled", n, 64), 32, eval_transform(32))
+    return make_loader(ds, batch, True, 0)
+
+
+def test_a_one_epoch_inpainter_phase_ends_at_a_thousandth_of_its_rate(tmp_path):
+    cfg = pretrain.PretrainConfig(model_kwargs=TINY, patch=8, alternations=0)
+    torch.manual_seed(0)
+    inpainter_phase = pretrain.build_phases(cfg)[:1]  # the coach's phase is not needed here
+    result = train(inpainter_phase, pretrain.build_models(cfg), _pool_loader(20), seed=0, run_dir=tmp_path,
+                   progress=False)
+    steps = result.history[result.history["kind"] == "step"]
+    assert steps["lr"].tolist() == pytest.approx([0.1] * 4 + [0.01] * 4 + [0.001, 0.0001], rel=1e-12)
+    assert steps["past_ceiling"].between(0, 0.5).all()  # a healthy run: the guard stays quiet
+
+
+def test_a_diverging_pretraining_stops_and_says_why(tmp_path):
+    # SGD at lr 1e3 throws every output past the clipping ceiling: the loss sits flat at its maximum
+    cfg = pretrain.PretrainConfig(model_kwargs=TINY, patch=8, alternations=0, inpainter_lr=1e3, inpainter_epochs=3)
+    with pytest.raises(DivergenceError, match=r"phase 'inpainter' diverged at epoch 0 \(global step 5\): the epoch's "
+                                              r"mean 'past_ceiling' \(share of output pixels whose squared error is "
+                                              r"past the loss's clipping ceiling 1, where the loss gives no gradient\)"):
+        pretrain.pretrain(cfg, _pool_loader(10), device="cpu", seed=0, run_dir=tmp_path, progress=False)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert hist["kind"].iloc[-1] == "diverged" and "training stopped" in hist["note"].iloc[-1]
+    assert hist["past_ceiling"].iloc[-2] == 1.0 and hist["past_ceiling"].iloc[-1] > 0.5
+    assert "coach" not in set(hist["phase"])  # nothing trained after the diverged phase
+    with pytest.raises(ValueError, match="diverge_past_ceiling"):
+        pretrain.PretrainConfig(diverge_past_ceiling=1.5)
+    with pytest.raises(ValueError, match="loss_ratio"):
+        pretrain.PretrainConfig(diverge_loss_ratio=0.5)
 
 
 def test_schedule_is_inpainter_then_coach_then_alternation():

@@ -14,7 +14,7 @@ from ssinfnet.training import provenance
 from ssinfnet.training import loop as train_module
 from ssinfnet.training.checkpoint import load_checkpoint
 from ssinfnet.training.optimisers import MilestoneFactor, sgd
-from ssinfnet.training.loop import NonFiniteLossError, train
+from ssinfnet.training.loop import DivergenceError, NonFiniteLossError, train
 from ssinfnet.training.phases import Phase, alternate
 from ssinfnet.training.device import default_amp, default_channels_last
 from ssinfnet.training.loader import make_loader
@@ -322,7 +322,11 @@ def test_nan_loss_stops_within_the_step_and_names_it(tmp_path):
     clean[0].lr_factors = {}
     ref, m_ref = _run(tmp_path / "ref", clean)
     _assert_same_weights(models, m_ref)
-    assert len(pd.read_csv(tmp_path / "history.csv")) == 3 + 1  # rows so far were written
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert len(hist) == 3 + 1 + 1  # rows so far were written, then the row that says why training stopped
+    assert hist["kind"].iloc[-1] == "diverged" and hist["note"].iloc[-1] == str(err.value)
+    assert (hist["phase_index"].iloc[-1], hist["epoch"].iloc[-1], hist["global_step"].iloc[-1]) == (0, 1, 3)
+    assert isinstance(err.value, DivergenceError)
 
 
 @pytest.mark.parametrize("bad", [torch.ones(2, requires_grad=True), 1.0])

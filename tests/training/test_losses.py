@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from ssinfnet.training.losses import (boundary_weights, coach_loss, edge_loss, focal_loss, focal_loss_multiclass,
                                       infnet_loss, inpainting_loss, masked_errors, multi_infnet_loss,
-                                      multiclass_structure_loss, structure_loss)
+                                      multiclass_structure_loss, past_ceiling, structure_loss)
 
 PRED = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])  # squared errors vs 0: 0, 1, 4, 9
 ZERO = torch.zeros(1, 1, 2, 2)
@@ -42,6 +42,21 @@ def test_inpainting_loss_weights_and_sums_outputs():
     assert inpainting_loss(outputs, ZERO, KEEP, ceiling=10.0).item() == pytest.approx(expected)
     assert inpainting_loss([PRED, PRED], ZERO, KEEP, ceiling=10.0).item() == pytest.approx(2 * expected)
     assert inpainting_loss(PRED, ZERO, KEEP, ceiling=10.0, weight=1.0).item() == pytest.approx(2.5)
+
+
+def test_past_ceiling_counts_pixels_the_clipped_loss_ignores():
+    # squared errors 0, 1, 4, 9: past a ceiling of 1 are 4 and 9 (1 itself is still clipped to itself)
+    assert past_ceiling(PRED, ZERO, ceiling=1.0).item() == 0.5
+    assert past_ceiling(PRED, ZERO, ceiling=10.0).item() == 0.0
+    # pooled over outputs: a perfect one and one past the ceiling everywhere
+    assert past_ceiling({"a": ZERO, "b": ZERO + 5.0}, ZERO).item() == 0.5
+    x = torch.rand(2, 1, 4, 4, requires_grad=True)
+    share = past_ceiling([x * 10], torch.zeros(2, 1, 4, 4), ceiling=1.0)
+    assert share.ndim == 0 and not share.requires_grad
+    with pytest.raises(ValueError, match="shape"):
+        past_ceiling(PRED, torch.zeros(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="ceiling"):
+        past_ceiling(PRED, ZERO, ceiling=0.0)
 
 
 def test_coach_loss_hand_case_and_kl():
