@@ -14,7 +14,10 @@ into subfolders, and writes for each slice, in the same subfolder of ``DIR``, an
 probability PNG at the input size (scorable by ``python -m ssinfnet evaluate``), with a multi model a
 colour class map (GGO red, consolidation green) and an index PNG (0/1/2), plus ``lesions.csv``:
 one row per slice (``ok``) or per file that gave none (``unreadable``, ``unsupported``, ``skipped``),
-with the ``reason``. It writes only into a new or empty folder or one it wrote before (marked by
+with the ``reason``. Every slice goes through :mod:`ssinfnet.segmentation.pipeline`: the input steps
+(HU windowed, full-field slices cropped to the body, grey levels far from the training's re-windowed;
+``--no-crop``, ``--no-rewindow``), the lung restriction (``--no-lung-mask``) and the out-of-distribution
+flag; the CSV records each, and one ``warning:`` line per file with flagged slices goes to stderr. It writes only into a new or empty folder or one it wrote before (marked by
 ``.ssinfnet-predict``), unless ``--overwrite``; everything is checked before the folder is made.
 Exit codes: 0 some slice predicted, 1 nothing predicted (or writing failed), 2 refused (arguments,
 device, models, inputs or output folder), with one ``error:`` line.

@@ -100,7 +100,15 @@ class SliceResult:
     lesion_lung_fraction: float = float("nan")
 
     def record(self) -> dict:
-        """The columns ``predict`` writes for this slice into ``lesions.csv`` (besides the file's)."""
+        """The columns ``predict`` writes for this slice into ``lesions.csv`` (besides the file's).
+
+        ``kind`` ("uint8" or "hu"); ``input_steps`` (the steps taken, " | "-separated; empty when none);
+        ``signature_distance_in`` / ``signature_distance`` (from the training reference, before and after
+        the steps); ``lung_fraction`` (lung mask / prepared slice); ``lung_restricted`` ("yes"/"no");
+        ``lesion_outside_lung`` and ``lesion_removed`` (shares of the predicted lesion, probability
+        >= 0.5, outside the lung mask and removed by the restriction; empty when nothing is predicted);
+        ``infection_lung_fraction`` (predicted lesion in the lungs / lung area); ``ood`` ("yes"/"no")
+        and ``ood_reason``; ``warnings`` (the input path's). Numbers rounded to 4 digits."""
         p = self.prepared
         fmt = (lambda v: "" if not np.isfinite(v) else round(float(v), 4))
         return {"kind": p.kind, "input_steps": " | ".join(p.steps),
