@@ -210,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write into a non-empty folder that predict did not write")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=_positive_int, default=8, help="slices per forward pass (>= 1)")
+    p.add_argument("--no-lung-mask", action="store_true",
+                   help="do not confine the maps to the lungs (by default predicted lesions lying mostly "
+                        "outside the automatic lung mask are removed)")
+    p.add_argument("--no-crop", action="store_true",
+                   help="do not crop full-field slices to the body (the training slices' field of view)")
+    p.add_argument("--no-rewindow", action="store_true",
+                   help="do not re-window 8-bit slices whose grey levels are far from the training slices'")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_predict)
     return parser

@@ -55,7 +55,7 @@ from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ..data.dataset import SliceDataset
 from ..data.sample import Sample
 from ..data.inputs import network_input
-from ..data.transforms import train_transform
+from ..data.signature import reference_record
 from ..evaluation.paper_metrics import paper_scores
 from ..models.registry import build_model
 from ..models.transfer import TransferReport, transfer_weights
@@ -398,8 +398,7 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
     torch.manual_seed(seed)  # model initialisation is part of the seeded run
     model, report = build_segmenter(cfg)
     require = ("infection",) if cfg.task == "single" else ("classes",)
-    augment = train_transform(cfg.image_size, cutout=cfg.cutout, rotation=cfg.rotation,
-                              scale=tuple(cfg.crop_scale), hflip=cfg.hflip)
+    augment = cfg.augmentation()
     dataset = SliceDataset(train_samples, cfg.image_size, augment, require=require, priors=p_train)
     loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers,
                          pin_memory=device.type == "cuda")
@@ -432,7 +431,7 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
     kwargs = {k: v for k, v in cfg.network_kwargs().items() if k != "pretrained_path"}  # weights are saved
     extra = {"task": cfg.task, "variant": cfg.name, "label": cfg.label, "prior_source": cfg.prior_source,
              "best_epoch": None if best is None else best[0], "val_dice": None if best is None else best[1],
-             "seed": seed, "config": cfg.to_dict(),
+             "seed": seed, "config": cfg.to_dict(), "input_reference": reference_record(train_samples),
              "transfer": None if report is None else {"copied": len(report.copied),
                                                       "skipped_head": list(report.skipped_head),
                                                       "skipped_shape": [n for n, _, _ in report.skipped_shape],

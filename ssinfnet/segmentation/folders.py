@@ -14,7 +14,10 @@ into subfolders, and writes for each slice, in the same subfolder of ``DIR``, an
 probability PNG at the input size (scorable by ``python -m ssinfnet evaluate``), with a multi model a
 colour class map (GGO red, consolidation green) and an index PNG (0/1/2), plus ``lesions.csv``:
 one row per slice (``ok``) or per file that gave none (``unreadable``, ``unsupported``, ``skipped``),
-with the ``reason``. It writes only into a new or empty folder or one it wrote before (marked by
+with the ``reason``. Every slice goes through :mod:`ssinfnet.segmentation.pipeline`: the input steps
+(HU windowed, full-field slices cropped to the body, grey levels far from the training's re-windowed;
+``--no-crop``, ``--no-rewindow``), the lung restriction (``--no-lung-mask``) and the out-of-distribution
+flag; the CSV records each, and one ``warning:`` line per file with flagged slices goes to stderr. It writes only into a new or empty folder or one it wrote before (marked by
 ``.ssinfnet-predict``), unless ``--overwrite``; everything is checked before the folder is made.
 Exit codes: 0 some slice predicted, 1 nothing predicted (or writing failed), 2 refused (arguments,
 device, models, inputs or output folder), with one ``error:`` line.
@@ -26,7 +29,7 @@ import argparse
 import csv
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -37,6 +40,7 @@ from ..data.io import DataError, IMAGE_SUFFIXES, read_image
 from ..data.phantoms import LUNG_WINDOW, window_hu
 from ..training.device import resolve_device
 from ..training.export import LoadedModel, TASK_CLASSES, TASK_IN_CHANS, check_task, load_exported
+from .pipeline import PredictOptions, model_reference, predict_slices
 from .predict import predict_probabilities
 
 
@@ -54,9 +58,11 @@ OUTPUT_MARKER = ".ssinfnet-predict"  # in every folder predict writes into; such
 
 # ----------------------------------------------------------------------------- reading any input
 
-def read_slices(path: Path, window: tuple[float, float] = LUNG_WINDOW) -> list[tuple[str, np.ndarray]]:
-    """(name, uint8 image) pairs of one input file: one for 2-D images and DICOM, one per axial slice
-    for NIfTI volumes. DICOM/NIfTI values are taken as HU and windowed with ``window`` (level, width)."""
+def raw_slices(path: Path) -> list[tuple[str, np.ndarray, str]]:
+    """(name, array, kind) triples of one input file: one for 2-D images and DICOM, one per axial
+    slice for NIfTI volumes (or DICOM frames). ``kind`` is "uint8" for images (uint8 grey) and "hu"
+    for DICOM/NIfTI (float Hounsfield units, the DICOM rescale applied); the input path
+    (:func:`ssinfnet.data.inputs.prepare_slice`) windows HU. DataError naming the file when unreadable."""
     name = path.name
     low = name.lower()
     if low.endswith(NIFTI_SUFFIXES):
@@ -64,7 +70,7 @@ def read_slices(path: Path, window: tuple[float, float] = LUNG_WINDOW) -> list[t
 
         vol = load_nifti(path)
         stem = name[: -len(".nii.gz")] if low.endswith(".nii.gz") else name[:-4]
-        return [(f"{stem}_{k:03d}", window_hu(vol[:, :, k].T, *window)) for k in range(vol.shape[2])]
+        return [(f"{stem}_{k:03d}", np.asarray(vol[:, :, k].T, np.float64), "hu") for k in range(vol.shape[2])]
     if low.endswith(DICOM_SUFFIXES):
         import pydicom
 
@@ -78,10 +84,18 @@ def read_slices(path: Path, window: tuple[float, float] = LUNG_WINDOW) -> list[t
         if px.ndim not in (2, 3) or px.size == 0:
             raise DataError(f"{path}: DICOM pixel data of shape {px.shape}; expected (rows, columns) or frames")
         hu = px * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
+        if not np.isfinite(hu).all():
+            raise DataError(f"{path}: DICOM values are not finite after the rescale")
         if hu.ndim == 3:  # multi-frame: one slice per frame, named like NIfTI slices
-            return [(f"{path.stem}_{k:03d}", window_hu(hu[k], *window)) for k in range(hu.shape[0])]
-        return [(path.stem, window_hu(hu, *window))]
-    return [(path.stem, read_image(path))]
+            return [(f"{path.stem}_{k:03d}", hu[k], "hu") for k in range(hu.shape[0])]
+        return [(path.stem, hu, "hu")]
+    return [(path.stem, read_image(path), "uint8")]
+
+
+def read_slices(path: Path, window: tuple[float, float] = LUNG_WINDOW) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 image) pairs of one input file (:func:`raw_slices`), HU windowed with ``window``
+    (level, width); 8-bit images as read."""
+    return [(n, window_hu(a, *window) if kind == "hu" else a) for n, a, kind in raw_slices(path)]
 
 
 @dataclass(frozen=True)
@@ -208,12 +222,15 @@ def _check_model(loaded: LoadedModel, task: str, role: str, device: str) -> None
 
 
 CSV_FIELDS = ["path", "slice", "status", "reason", "height", "width", "infection_fraction", "infection_soft_sum",
-              f"{CLASS_NAMES[GGO]}_fraction", f"{CLASS_NAMES[CONSOLIDATION]}_fraction"]
+              f"{CLASS_NAMES[GGO]}_fraction", f"{CLASS_NAMES[CONSOLIDATION]}_fraction",
+              # what the input path did and what it found (ssinfnet.segmentation.pipeline.SliceResult.record)
+              "kind", "input_steps", "signature_distance_in", "signature_distance", "lung_fraction", "lung_restricted",
+              "lesion_outside_lung", "lesion_removed", "infection_lung_fraction", "ood", "ood_reason", "warnings"]
 
 
 def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: LoadedModel | None = None,
                    device: str = "cpu", batch_size: int = 8, progress: bool = True,
-                   overwrite: bool = False) -> Path:
+                   overwrite: bool = False, options: PredictOptions | None = None) -> Path:
     """Run the models on every input slice and write maps and ``lesions.csv`` into ``output``.
 
     Parameters
@@ -231,6 +248,9 @@ def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: Loade
     progress : bool
     overwrite : bool, default=False
         Write into a non-empty folder that predict did not write.
+    options : PredictOptions, optional
+        Lung restriction and input steps (:mod:`ssinfnet.segmentation.pipeline`); default all on,
+        compared with the single model's training reference.
 
     Returns
     -------
@@ -238,6 +258,10 @@ def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: Loade
         ``output/lesions.csv``: columns :data:`CSV_FIELDS`, one row per slice (status ``ok``) and
         one per input file that gave no slice: ``unreadable`` (the reader's error), ``unsupported``
         (a file type predict does not read) or ``skipped`` (its map would replace another input's).
+        Slice rows also say what the input path did (``input_steps``), how far the slice is from the
+        training slices (``signature_distance_in`` / ``signature_distance``), what the lung restriction
+        did, and whether the slice is out of distribution (``ood``, ``ood_reason``); see
+        :meth:`ssinfnet.segmentation.pipeline.SliceResult.record`.
 
     Everything (arguments, models, inputs, output folder) is checked before ``output`` is made;
     a folder predict writes into gets the ``.ssinfnet-predict`` marker.
@@ -252,6 +276,9 @@ def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: Loade
     _check_model(single, "single", "--checkpoint", device)
     if multi is not None:
         _check_model(multi, "multi", "--multi-checkpoint", device)
+    options = PredictOptions() if options is None else options
+    if options.reference is None:  # the model's training distribution, checked before anything is written
+        options = replace(options, reference=model_reference(single))
     output.mkdir(parents=True, exist_ok=True)
     (output / OUTPUT_MARKER).write_text("written by python -m ssinfnet predict; a later predict run may "
                                         "replace the files of this folder\n")
@@ -263,33 +290,35 @@ def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: Loade
             rows.append({**base, "status": entry.status, "reason": entry.reason})
             continue
         try:
-            slices = read_slices(entry.path)
+            slices = raw_slices(entry.path)
         except DataError as exc:
             rows.append({**base, "status": "unreadable", "reason": str(exc)})
             continue
         tails = ("",) if multi is None else ("", "_classes", "_classes_rgb")
-        targets = [entry.rel.parent / f"{n}{tail}.png" for n, _ in slices for tail in tails]
+        targets = [entry.rel.parent / f"{n}{tail}.png" for n, _, _ in slices for tail in tails]
         clash = next((t for t in targets if t in written), None)
         if clash is not None:
             rows.append({**base, "status": "skipped",
                          "reason": f"its map {clash.as_posix()} is already written for {written[clash].as_posix()}; "
                                    f"rename one of the two"})
             continue
+        try:
+            results = predict_slices(single, [(a, kind) for _, a, kind in slices], options, device, batch_size,
+                                     multi, names=[f"{entry.rel.as_posix()}:{n}" for n, _, _ in slices])
+        except ValueError as exc:  # e.g. a slice too small for the input path
+            rows.append({**base, "status": "unreadable", "reason": str(exc)})
+            continue
         written.update({t: entry.rel for t in targets})
         folder = output / entry.rel.parent
         folder.mkdir(parents=True, exist_ok=True)
-        images = [img for _, img in slices]
-        probs = predict_probabilities(single.model, images, single.image_size, device, batch_size)
-        classes = None
-        if multi is not None:
-            classes = predict_probabilities(multi.model, images, multi.image_size, device, batch_size, priors=probs)
-        for k, ((name, img), p) in enumerate(zip(slices, probs)):
+        for (name, img, _), res in zip(slices, results):
+            p = res.prob
             Image.fromarray(np.round(p * 255).astype(np.uint8)).save(folder / f"{name}.png")
             row = {**base, "slice": name, "status": "ok", "reason": "", "height": img.shape[0],
                    "width": img.shape[1], "infection_fraction": float((p >= 0.5).mean()),
-                   "infection_soft_sum": float(p.sum())}
-            if classes is not None:
-                idx = classes[k].argmax(0).astype(np.uint8)
+                   "infection_soft_sum": float(p.sum()), **res.record()}
+            if res.classes is not None:
+                idx = res.classes.argmax(0).astype(np.uint8)
                 Image.fromarray(idx).save(folder / f"{name}_classes.png")
                 Image.fromarray(class_colour_map(idx)).save(folder / f"{name}_classes_rgb.png")
                 row[f"{CLASS_NAMES[GGO]}_fraction"] = float((idx == GGO).mean())
@@ -303,6 +332,25 @@ def predict_folder(single: LoadedModel, inputs: Path, output: Path, multi: Loade
     return csv_path
 
 
+def file_warnings(rows: list[dict]) -> list[str]:
+    """One line per input file whose slices carry warnings or are out of distribution (rows of
+    ``lesions.csv``): the file, how many of its slices, and the first slice's reasons."""
+    by_file: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["status"] == "ok" and (r["ood"] == "yes" or r["warnings"]):
+            by_file.setdefault(r["path"], []).append(r)
+    lines = []
+    for path, hit in by_file.items():
+        n = sum(r["path"] == path and r["status"] == "ok" for r in rows)
+        ood = [r for r in hit if r["ood"] == "yes"]
+        first = (ood or hit)[0]
+        what = "; ".join(x for x in (first["ood_reason"], first["warnings"]) if x)
+        lines.append(f"{path}: {len(ood)} of {n} slice{'s' if n > 1 else ''} out of distribution"
+                     f"{', ' + str(len(hit)) + ' with warnings' if len(hit) > len(ood) else ''} "
+                     f"(e.g. {first['slice']}: {what})")
+    return lines
+
+
 def main(args: argparse.Namespace) -> int:
     """The ``predict`` command: 0 when some slice was predicted, 1 when none was (or writing failed),
     2 when refused before anything was written (one ``error:`` line on stderr each time)."""
@@ -313,8 +361,11 @@ def main(args: argparse.Namespace) -> int:
         single = load_exported(args.checkpoint, device, expect_task="single", role="--checkpoint")
         multi = (load_exported(args.multi_checkpoint, device, expect_task="multi", role="--multi-checkpoint")
                  if args.multi_checkpoint else None)
+        options = PredictOptions(lung_mask=not getattr(args, "no_lung_mask", False),
+                                 crop=not getattr(args, "no_crop", False),
+                                 rewindow=not getattr(args, "no_rewindow", False))
         csv_path = predict_folder(single, Path(args.input), Path(args.output), multi, device, args.batch_size,
-                                  progress=not args.no_progress, overwrite=args.overwrite)
+                                  progress=not args.no_progress, overwrite=args.overwrite, options=options)
     except ValueError as exc:  # DataError included; predict_folder checks everything before it writes
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -324,8 +375,11 @@ def main(args: argparse.Namespace) -> int:
     with open(csv_path) as fh:
         rows = list(csv.DictReader(fh))
     count = {k: sum(r["status"] == k for r in rows) for k in ("ok", "unreadable", "unsupported", "skipped")}
-    print(f"[ssinfnet] {count['ok']} slices predicted; files unreadable {count['unreadable']}, "
-          f"unsupported {count['unsupported']}, skipped {count['skipped']}; table: {csv_path}")
+    for line in file_warnings(rows):
+        print(f"warning: {line}", file=sys.stderr)
+    n_ood = sum(r["status"] == "ok" and r["ood"] == "yes" for r in rows)
+    print(f"[ssinfnet] {count['ok']} slices predicted ({n_ood} out of distribution); files unreadable "
+          f"{count['unreadable']}, unsupported {count['unsupported']}, skipped {count['skipped']}; table: {csv_path}")
     if count["ok"] == 0:
         print(f"error: no slice was predicted (every supported file was unreadable or skipped); see {csv_path}",
               file=sys.stderr)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from typing import Any, Callable
 
+from ..data.transforms import train_transform
 from ..training.optimisers import adam, sgd
 
 
@@ -94,6 +95,13 @@ class SegConfig:
         The rest of the training augmentation (:func:`ssinfnet.data.transforms.train_transform`): random
         rotation up to ``rotation`` degrees, random resized crop keeping ``crop_scale`` of the area,
         horizontal flip with probability ``hflip``.
+    zoom_out, window_jitter, gamma_range, resolution, noise_std, jpeg_quality, shift_p
+        The shift augmentations (the shifts users' slices bring; see
+        :func:`ssinfnet.data.transforms.train_transform`), all off by default: padding with air to up
+        to ``zoom_out`` x the side (field of view), window width factor up to ``1 + window_jitter``,
+        gamma in ``gamma_range``, down-sampling to a side in ``resolution`` (px, e.g. (128, 512)),
+        Gaussian noise SD up to ``noise_std`` (grey fraction), JPEG quality in ``jpeg_quality``; each
+        applied with probability ``shift_p``. :data:`ROBUST_AUGMENTATION` turns them all on.
     prior_source : {"predicted", "ground_truth"}
         Multi only (ignored for single): caller's stage-1 maps, or the oracle infection mask.
     max_steps_per_epoch : int, optional
@@ -125,6 +133,13 @@ class SegConfig:
     rotation: float = 15.0
     crop_scale: tuple = (0.8, 1.0)
     hflip: float = 0.5
+    zoom_out: float = 1.0
+    window_jitter: float = 0.0
+    gamma_range: tuple = (1.0, 1.0)
+    resolution: tuple | None = None
+    noise_std: float = 0.0
+    jpeg_quality: tuple | None = None
+    shift_p: float = 0.5
     prior_source: str = "predicted"
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
@@ -160,6 +175,7 @@ class SegConfig:
             raise ValueError(f"image_size must be >= 32 pixels (stride-32 encoders), got {self.image_size}")
         if not 0.0 <= self.cutout < 1.0:
             raise ValueError(f"cutout must be in [0, 1), got {self.cutout}")
+        self.augmentation()  # the shift augmentations check their own settings
         if self.prior_source not in PRIOR_SOURCES:
             raise ValueError(f"prior_source must be one of {PRIOR_SOURCES}, got {self.prior_source!r}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
@@ -168,6 +184,19 @@ class SegConfig:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {self.num_workers!r}")
+
+    def augmentation(self):
+        """The training transform of these settings (:func:`ssinfnet.data.transforms.train_transform`);
+        ValueError for an invalid augmentation setting."""
+        if not self.zoom_out >= 1:
+            raise ValueError(f"zoom_out must be >= 1, got {self.zoom_out}")
+        return train_transform(self.image_size, cutout=self.cutout, rotation=self.rotation,
+                               scale=tuple(self.crop_scale), hflip=self.hflip, zoom_out=self.zoom_out,
+                               window_jitter=self.window_jitter, gamma_range=tuple(self.gamma_range),
+                               resolution=None if self.resolution is None else tuple(self.resolution),
+                               noise_std=self.noise_std,
+                               jpeg_quality=None if self.jpeg_quality is None else tuple(self.jpeg_quality),
+                               shift_p=self.shift_p)
 
     @property
     def in_chans(self) -> int:
@@ -197,6 +226,12 @@ class SegConfig:
     def to_dict(self) -> dict:
         """Plain JSON-able settings."""
         return json.loads(json.dumps(asdict(self)))
+
+
+#: The shift augmentations all on (off by default until a real-data run shows they do not cost clean
+#: accuracy): ``variant_config(name, profile, **ROBUST_AUGMENTATION)``.
+ROBUST_AUGMENTATION = dict(zoom_out=1.6, window_jitter=0.6, gamma_range=(0.7, 1.5), resolution=(128, 512),
+                           noise_std=0.03, jpeg_quality=(15, 95), shift_p=0.3)
 
 
 # ------------------------------------------------------------------------------------------ variants

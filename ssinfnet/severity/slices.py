@@ -7,6 +7,7 @@ import pandas as pd
 
 from ..data.maps import load_maps, map_ids
 from .lungs import LungParams, segment_lungs
+from .restrict import restrict_to_lungs
 from .scores import check_prob, regional_score, slice_record
 
 
@@ -91,7 +92,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * np.logical_and(a, b).sum() / den) if den else float("nan")
 
 
-def severity_frame(samples, predictions, *, params: LungParams | None = None, zones: int = 3):
+def severity_frame(samples, predictions, *, params: LungParams | None = None, zones: int = 3, restrict: bool = True):
     """Reference and predicted severity of labelled slices, with lung-mask quality, one row per slice.
 
     Two lung masks per slice: the *automatic* one (image only: what a deployed pipeline has) and the
@@ -111,6 +112,12 @@ def severity_frame(samples, predictions, *, params: LungParams | None = None, zo
         Lung segmentation parameters.
     zones : int, default 3
         Zones per lung of the regional CT severity score.
+    restrict : bool, default True
+        Confine each prediction to the automatic lung mask first
+        (:func:`ssinfnet.severity.restrict.restrict_to_lungs`, what ``predict`` does). The ratio and the
+        regional score count only lung pixels, so they are the same either way; the columns
+        ``pred_outside_lung`` and ``pred_removed`` say how much predicted lesion lay outside the mask and
+        how much the restriction removed.
 
     Returns
     -------
@@ -119,7 +126,9 @@ def severity_frame(samples, predictions, *, params: LungParams | None = None, zo
         image), ``gt_coverage`` (share of GT infection inside the automatic mask, NaN without infection),
         ``lung_dice`` (automatic vs true lungs, NaN when unknown), ``ratio_reference``,
         ``ratio_predicted``, ``ratio_gt_auto`` (GT over the automatic mask: the lung-mask effect alone),
-        ``ctss_reference``, ``ctss_predicted`` (regional scores, 0..4*zones).
+        ``ctss_reference``, ``ctss_predicted`` (regional scores, 0..4*zones), ``pred_outside_lung`` and
+        ``pred_removed`` (shares of the predicted lesion, probability >= 0.5, outside the automatic mask
+        and removed by the restriction; NaN when nothing is predicted).
     masks : dict
         ``slice_id → (automatic LungMask, reference LungMask)``.
     """
@@ -134,13 +143,17 @@ def severity_frame(samples, predictions, *, params: LungParams | None = None, zo
         gt = np.asarray(s.infection, bool)
         pred = check_prob(pred, gt.shape, name=f"prediction of {s.slice_id}")
         auto = segment_lungs(s.image, params=params)
+        confined, _, info = restrict_to_lungs(pred, auto.mask)
+        pred = confined if restrict and auto.mask.any() else pred
         ref = segment_lungs(s.image, params=params, include=gt)
         masks[s.slice_id] = (auto, ref)
         truth = s.meta.get("lungs") if isinstance(s.meta, dict) else None
         row = {"slice_id": s.slice_id, "included": auto.ok, "reason": "" if auto.ok else "lung mask flagged",
                "lung_flags": "; ".join(auto.flags), "lung_fraction": auto.area_fraction,
                "gt_coverage": float(auto.mask[gt].mean()) if gt.any() else float("nan"),
-               "lung_dice": _dice(auto.mask, np.asarray(truth, bool)) if truth is not None else float("nan")}
+               "lung_dice": _dice(auto.mask, np.asarray(truth, bool)) if truth is not None else float("nan"),
+               "pred_outside_lung": info["outside_share"],
+               "pred_removed": info["removed_share"] if restrict and auto.mask.any() else 0.0}
         if auto.mask.any():
             row["ratio_reference"] = slice_record(gt.astype(float), ref.mask)["ratio"]
             row["ratio_predicted"] = slice_record(pred, auto.mask)["ratio"]

@@ -137,3 +137,21 @@ def test_a_missing_variant_model_names_the_chapter_that_trains_it(tmp_path):
         artifacts.require(ctx, "model:multi_ssinfnet", "05_evaluation")
     with pytest.raises(artifacts.MissingArtifact, match="chapter 03_single"):
         artifacts.require(ctx, "model:ssinfnet", "05_evaluation")
+
+
+def test_evaluation_measures_the_lung_restriction_and_the_shifts(done):
+    ctx, _, estage = done
+    robust = estage.robustness
+    assert robust.recommended == "ssinfnet"
+    assert list(robust.lung_effect.model) == ["ssinfnet", "sinfnet"]
+    # 19 conditions (clean and 6 shifts x 3 severities) x 2 models x 2 handlings
+    assert len(robust.scores) == 19 * 2 * 2
+    assert set(robust.scores.handling) == {"model only", "predict"}
+    clean = robust.scores[(robust.scores["shift"] == "clean") & (robust.scores.handling == "model only")]
+    # the clean "model only" Dice is the chapter's own per-image Dice of the same maps
+    paper = estage.single_scores["ssinfnet"]
+    assert clean.set_index("model").dice["ssinfnet"] == pytest.approx(paper[paper["class"] == "infection"].dice.mean())
+    table = robust.table.set_index(["model", "handling"])
+    assert list(table.columns[:8]) == ["clean", "window", "gamma", "resolution", "noise", "jpeg", "fov",
+                                       "mean shifted"]
+    assert robust.verdict().count("\n") == 1 and "bar 0.8 x clean" in robust.verdict()

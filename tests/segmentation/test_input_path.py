@@ -15,6 +15,7 @@ from ssinfnet.data.io import read_image
 from ssinfnet.data.sample import Sample
 from ssinfnet.models.registry import build_model
 from ssinfnet.segmentation.folders import predict_folder
+from ssinfnet.segmentation.pipeline import MODEL_ONLY
 from ssinfnet.segmentation.predict import predict_samples
 from ssinfnet.training.export import LoadedModel
 
@@ -68,7 +69,9 @@ def test_training_and_inference_feed_the_same_tensor(task, size):
 
 def test_the_predict_command_feeds_the_same_tensor(tmp_path):
     """predict_folder (the ``predict`` command): PNG slices read back, the single model's map as the
-    multi model's prior; both networks see what SliceDataset gives for those slices and priors."""
+    multi model's prior; both networks see what SliceDataset gives for those slices and priors. The
+    input steps and the lung restriction are off here (MODEL_ONLY): with them on, the network sees the
+    prepared slice through the same path (tests/segmentation/test_pipeline.py)."""
     samples, _ = _samples()
     folder = tmp_path / "in"
     folder.mkdir()
@@ -82,7 +85,7 @@ def test_the_predict_command_feeds_the_same_tensor(tmp_path):
     hooks = [single.model.register_forward_pre_hook(lambda _m, a: seen_single.append(a[0].clone())),
              multi.model.register_forward_pre_hook(lambda _m, a: seen_multi.append(a[0].clone()))]
     try:
-        predict_folder(single, folder, tmp_path / "out", multi, batch_size=8, progress=False)
+        predict_folder(single, folder, tmp_path / "out", multi, batch_size=8, progress=False, options=MODEL_ONLY)
     finally:
         for h in hooks:
             h.remove()

@@ -20,6 +20,7 @@ from ssinfnet.evaluation.folders import evaluate_folders
 from ssinfnet.models.registry import build_model
 from ssinfnet.training.export import EXPORT_FORMAT, LoadedModel, export_model, load_exported
 from ssinfnet.segmentation.folders import OUTPUT_MARKER, class_colour_map, predict_folder, read_slices
+from ssinfnet.segmentation.pipeline import MODEL_ONLY, predict_slices
 from ssinfnet.segmentation.predict import predict_probabilities
 
 SIZE = 32  # network input side (px)
@@ -275,16 +276,31 @@ def test_csv_lists_every_slice_and_the_unreadable_file(predicted):
         assert 0.0 <= float(ok[name]["infection_fraction"]) <= 1.0
 
 
-def test_map_values_are_the_rounded_probabilities(models, mixed, predicted):
-    out, rows = predicted
+def test_map_values_are_the_rounded_probabilities(models, mixed, tmp_path):
+    # with the input steps and the lung restriction off, the map is the model's probability as it is
     single = load_exported(models["single_path"])
+    csv_path = predict_folder(single, mixed[0] / "grey.png", tmp_path / "out", progress=False, options=MODEL_ONLY)
+    with open(csv_path) as fh:
+        [row] = list(csv.DictReader(fh))
     image = read_image(mixed[0] / "grey.png")
     [prob] = predict_probabilities(single.model, [image], SIZE)
-    written = np.asarray(Image.open(out / "grey.png"))
+    written = np.asarray(Image.open(tmp_path / "out" / "grey.png"))
     np.testing.assert_array_equal(written, np.round(prob * 255).astype(np.uint8))
-    row = next(r for r in rows if r["slice"] == "grey")
     assert float(row["infection_fraction"]) == pytest.approx(float((prob >= 0.5).mean()))
+    assert (row["input_steps"], row["lung_restricted"]) == ("", "no")
     assert written.min() < written.max()  # a structured input gives a non-constant map
+
+
+def test_default_maps_are_the_pipelines(models, mixed, predicted):
+    # by default predict writes what the pipeline (input steps, lung restriction) gives, and says what it did
+    out, rows = predicted
+    single = load_exported(models["single_path"])
+    [res] = predict_slices(single, [(read_image(mixed[0] / "grey.png"), "uint8")])
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "grey.png")), np.round(res.prob * 255).astype(np.uint8))
+    row = next(r for r in rows if r["slice"] == "grey")
+    assert {k: row[k] for k in res.record()} == {k: str(v) for k, v in res.record().items()}
+    ct = next(r for r in rows if r["slice"] == "ct")
+    assert ct["kind"] == "hu" and ct["input_steps"].startswith("HU windowed to level -600, width 1500")
 
 
 def test_written_maps_score_like_metrics_on_the_same_arrays(predicted, tmp_path):
@@ -414,8 +430,14 @@ def test_cli_predict_returns_0_and_writes(models, mixed, tmp_path, capsys):
                      "--device", "cpu"])
     assert code == 0
     assert (out / "lesions.csv").is_file() and (out / "vol_002_classes.png").is_file()
-    assert (f"{len(expected_shapes())} slices predicted; files unreadable 1, unsupported 0, skipped 0"
-            in capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert re.search(rf"{len(expected_shapes())} slices predicted \(\d+ out of distribution\); files unreadable 1, "
+                     r"unsupported 0, skipped 0", captured.out), captured.out
+    # the ramps and random volumes are nothing like CT: one warning line per file names it and says why
+    warned = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert {line.split(":")[1].strip() for line in warned} <= {"grey.png", "rgb.png", "rgba.png", "deep.png",
+                                                               "photo.jpg", "ct.dcm", "vol.nii.gz"}
+    assert warned and all("out of distribution" in line for line in warned)
 
 
 def test_cli_predict_missing_checkpoint_returns_2(mixed, tmp_path, capsys):
@@ -675,7 +697,7 @@ def test_subfolders_are_read_and_mirrored_and_every_file_gets_a_row(models, tmp_
 
     out = tmp_path / "out"
     rows = list(csv.DictReader(open(predict_folder(load_exported(models["single_path"]), root, out,
-                                                   progress=False))))
+                                                   progress=False, options=MODEL_ONLY))))
     got = [(r["path"], r["slice"], r["status"]) for r in rows]
     assert got == [("p1/ct/a.png", "a", "ok"), ("p1/ct/bad.png", "", "unreadable"), ("p1/link", "", "unsupported"),
                    ("p1/scan", "", "unsupported"), ("p2/a.png", "a", "ok"), ("p2/gone.png", "", "unsupported"),

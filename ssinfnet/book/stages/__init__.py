@@ -2,7 +2,7 @@
 
 The notebooks call these (narrative + one call + figures); so does the command line,
 ``python -m ssinfnet stage 03``. Each stage module holds one chapter; :mod:`.variants` holds what the
-training stages share. What a stage reads and writes is declared in :mod:`ssinfnet.book.artifacts`.
+training stages share, :mod:`.shifts` chapter 5's lung-restriction and shift benchmark. What a stage reads and writes is declared in :mod:`ssinfnet.book.artifacts`.
 """
 from __future__ import annotations
 

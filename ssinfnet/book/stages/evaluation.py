@@ -21,6 +21,7 @@ from ...evaluation import tables
 from ...segmentation.variants import variant_config
 from ...training import cost
 from .. import artifacts
+from . import shifts
 from .variants import cost_models, predict_variant, predict_with
 
 STAGE = "05_evaluation"
@@ -68,6 +69,7 @@ class EvaluationStage:
     cost_table: pd.DataFrame
     predictions_path: Path
     class_maps_path: Path
+    robustness: shifts.Robustness | None = None  # lung restriction and shift benchmark (book/stages/shifts.py)
 
     @property
     def gts(self) -> list[np.ndarray]:
@@ -169,7 +171,8 @@ def run(ctx, progress: bool = True) -> EvaluationStage:
         worst=tables.worst_images(single_scores[STAGE1], n=3),
         multi_paper=tables.paper_table(multi_scores, classes=list(MULTI_CLASSES), columns=("dice",)),
         multi_infnet_table=multi_infnet, cv_table=cv_recap(ctx), cost_table=cost_table,
-        predictions_path=predictions_path, class_maps_path=class_maps_path)
+        predictions_path=predictions_path, class_maps_path=class_maps_path,
+        robustness=shifts.run(ctx, test, STAGE, single, recommended=STAGE1))
 
 
 def _label_of(ctx, name: str, multi: dict) -> str:

@@ -37,7 +37,8 @@ AGREEMENT_COLUMNS = ["n", "n_excluded", "micro_f1", "macro_f1", "kappa_quadratic
 class SeverityStage:
     """What chapter 6 shows.
 
-    ``test``: the test slices (Sample); ``predictions``: one float32 (H, W) map in [0, 1] per slice;
+    ``test``: the test slices (Sample); ``predictions``: one float32 (H, W) map in [0, 1] per slice, as
+    read (the frame scores them confined to the lungs unless the stage ran with ``lung_restrict=False``);
     ``prediction_source``: "model" (chapter 5's SSInfNet probabilities) or "simulated" (the stand-in);
     ``why_simulated``: why chapter 5's predictions were not used ("" when they were);
     ``frame``: one row per slice (:func:`ssinfnet.severity.slices.severity_frame`); ``masks``: slice id ->
@@ -113,23 +114,28 @@ def load_predictions(ctx, test: list) -> tuple[list, str, str]:
     return preds, "simulated", why
 
 
-def run(ctx, progress: bool = True) -> SeverityStage:
+def run(ctx, progress: bool = True, lung_restrict: bool = True) -> SeverityStage:
     """Score the severity of the test slices of ``ctx`` and record ``test_severity``.
 
     Reads ``test_predictions`` (chapter 5) when present, else uses the simulated stand-in (see
-    :func:`load_predictions`). Writes ``06_severity/test_severity.csv`` (one row per test slice) and
+    :func:`load_predictions`). With ``lung_restrict`` (default) each prediction is confined to its
+    slice's automatic lung mask before it is scored (:func:`ssinfnet.severity.restrict.restrict_to_lungs`,
+    as ``predict`` does; the ratios count lung pixels only, so they do not change, and the frame's
+    ``pred_outside_lung`` / ``pred_removed`` say what lay outside and what was removed);
+    ``predictions`` holds the maps as read. Writes ``06_severity/test_severity.csv`` (one row per test slice) and
     records it with the prediction source, the slice counts and the agreement numbers.
     ``progress`` is accepted for the common stage signature; this stage prints nothing.
     """
     test = ctx.samples("test")
     preds, source, why = load_predictions(ctx, test)
-    frame, masks = sv_slices.severity_frame(test, preds)
+    frame, masks = sv_slices.severity_frame(test, preds, restrict=lung_restrict)
     results = sv_agreement.agreement_suite(frame)
     table = sv_agreement.agreement_table(results)
     frame_path = ctx.path("06_severity", "test_severity.csv")
     frame.to_csv(frame_path, index=False)
     stage = SeverityStage(test, preds, source, why, frame, masks, results, table, frame_path)
     artifacts.record(ctx, STAGE, {"test_severity": frame_path}, predictions=stage.prediction_label,
+                     lung_restricted=lung_restrict,
                      prediction_source=source, n_slices=len(frame), n_flagged=int((~frame.included).sum()),
                      agreement={k: {m: round(float(v[m]), 4)
                                     for m in ("micro_f1", "kappa_quadratic", "spearman_rho", "mean_diff")}
