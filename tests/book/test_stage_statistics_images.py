@@ -296,3 +296,11 @@ def test_conditional_artifacts_are_listed_only_under_their_condition():
     assert set(full) - set(plain) == {"ictcf_class_maps", "ictcf_phenotypes"}
     with pytest.raises(ValueError, match="unknown conditions"):
         artifacts.expected_outputs(STAGE, smoke, {"sunshine"})
+
+
+def test_a_model_file_of_the_wrong_kind_is_an_error_not_a_fallback(data_root, models, tmp_path):
+    ctx = RunContext.open("smoke", str(data_root), str(tmp_path / "run"), device="cpu")
+    record_models(ctx, {"stage1_model": models["stage1_model"], "model:multi_ssinfnet": models["stage1_model"]})
+    clinical, _ = statistics.clinical_table(ctx)
+    with pytest.raises(DataError, match=r"multi_ssinfnet/model.pt is a single \(infection\) segmentation model"):
+        statistics.mediation_cohort(ctx, clinical)

@@ -18,6 +18,7 @@ trained in this run folder); the chapter then uses the simulated cohort and prin
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def image_cohort(ctx, clinical: pd.DataFrame, progress: bool = False) -> ImageCo
     if image_root is None:
         raise ValueError(f"{ctx.data.describe()}: no {phenotypes.ICTCF_IMAGE_FOLDER} folder below the data root")
     limit = ctx.profile.ictcf_patient_limit
-    found = len([p for p in image_root.iterdir() if p.is_dir() and p.name.startswith("Patient ")])
+    found = sum(p.is_dir() and re.fullmatch(r"Patient \d+", p.name) is not None for p in image_root.iterdir())
     samples = ictcf.read_ictcf_images(image_root, limit_patients=limit)
     _check_patients(samples, clinical, image_root, ctx)
     stage1 = load_exported(artifacts.require(ctx, "stage1_model", STAGE), ctx.device, expect_task="single")
@@ -151,6 +152,5 @@ def image_cohort(ctx, clinical: pd.DataFrame, progress: bool = False) -> ImageCo
     table, names = phenotypes.patient_phenotypes(features, clinical)
     table.to_csv(paths["ictcf_phenotypes"], index=False)
     mediators, excluded = candidate_mediators(table, names)
-    n_patients = len({s.group_id for s in samples})
-    return ImageCohort(image_root, max(found, n_patients), n_patients, maps, features, table, names, mediators,
-                       excluded, paths)
+    return ImageCohort(image_root, found, len({s.group_id for s in samples}), maps, features, table, names,
+                       mediators, excluded, paths)
