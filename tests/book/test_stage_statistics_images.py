@@ -271,14 +271,20 @@ def test_no_candidate_mediator_falls_back_but_keeps_the_maps(models, tmp_path):
     assert len(load_maps(cohort.images.paths["ictcf_class_maps"])) == 3 * SLICES_PER_PATIENT
 
 
-def test_the_profile_limits_the_patients(data_root, models, tmp_path):
-    ctx = RunContext.open("smoke", str(data_root), str(tmp_path / "run"), device="cpu", ictcf_patient_limit=9)
+def test_the_profile_limits_the_patients_and_chunks_in_processes_measure_the_same(image_run, models, monkeypatch):
+    first, stage = image_run
+    ctx = RunContext.open("smoke", str(first.data.path), str(first.run_dir.parent / "limited"), device="cpu",
+                          ictcf_patient_limit=9)
     record_models(ctx, models)
     clinical, _ = statistics.clinical_table(ctx)
+    monkeypatch.setattr(ictcf_images, "RADIOMICS_CHUNK", 7)  # 18 slices: chunks of 7, 7, 4 ...
+    monkeypatch.setattr(ictcf_images, "PARALLEL_FROM", 5)  # ... the first two in joblib processes
     images = ictcf_images.image_cohort(ctx, clinical)
     assert images.patients_used == 9 and images.patients_found == 10
     assert "9 patients (the profile's limit; 10 found)" in images.summary_line()
     assert images.phenotypes.patient_id.tolist() == list(range(1, 10))
+    whole = stage.images.features.iloc[: len(images.features)]
+    pd.testing.assert_frame_equal(images.features, whole)
 
 
 def test_candidate_mediators_need_enough_patients_and_a_spread():

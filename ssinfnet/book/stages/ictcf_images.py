@@ -46,6 +46,9 @@ MIN_PATIENTS = 8
 #: Slices from which radiomics run in joblib processes (one per core); fewer run in this process.
 PARALLEL_FROM = 64
 
+#: Slices whose region masks are built and measured at a time (bounds the memory of a large cohort).
+RADIOMICS_CHUNK = 1024
+
 
 @dataclass
 class ImageCohort:
@@ -114,6 +117,18 @@ def candidate_mediators(table: pd.DataFrame, names: list[str], min_patients: int
     return keep, excluded
 
 
+def slice_features(samples, class_maps: dict, cache_dir: Path | None = None, progress: bool = False) -> pd.DataFrame:
+    """:func:`ssinfnet.stats.phenotypes.slice_radiomics` of ``samples`` in their class maps, in chunks of
+    :data:`RADIOMICS_CHUNK` slices, each in joblib processes from :data:`PARALLEL_FROM` slices on (rows in
+    input order either way)."""
+    parts = []
+    for start in range(0, len(samples), RADIOMICS_CHUNK):
+        part = samples[start:start + RADIOMICS_CHUNK]
+        parts.append(phenotypes.slice_radiomics(part, class_maps, n_jobs=-1 if len(part) >= PARALLEL_FROM else 1,
+                                                cache_dir=cache_dir, progress=progress))
+    return pd.concat(parts, ignore_index=True)
+
+
 def _check_patients(samples, clinical: pd.DataFrame, image_root: Path, ctx) -> None:
     """DataError naming the image folder and the clinical table when a patient has no clinical row."""
     have = set(clinical.patient_id.astype(int))
@@ -147,8 +162,7 @@ def image_cohort(ctx, clinical: pd.DataFrame, progress: bool = False) -> ImageCo
     paths = {"ictcf_class_maps": ctx.path(STAGE, "ictcf_class_maps.npz"),
              "ictcf_phenotypes": ctx.path(STAGE, "ictcf_phenotypes.csv")}
     save_maps(paths["ictcf_class_maps"], samples, maps.maps_of(samples))
-    features = phenotypes.slice_radiomics(samples, maps.class_maps, n_jobs=-1 if len(samples) >= PARALLEL_FROM else 1,
-                                          cache_dir=ctx.path("radiomics_cache"), progress=progress)
+    features = slice_features(samples, maps.class_maps, ctx.path("radiomics_cache"), progress)
     table, names = phenotypes.patient_phenotypes(features, clinical)
     table.to_csv(paths["ictcf_phenotypes"], index=False)
     mediators, excluded = candidate_mediators(table, names)
