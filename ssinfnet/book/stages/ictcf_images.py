@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -28,10 +29,11 @@ from ...data import ictcf
 from ...data.io import DataError
 from ...data.maps import save_maps
 from ...data.sources import get_source
-from ...segmentation.cohort import CohortMaps, predict_class_maps
 from ...stats import phenotypes
-from ...training.export import load_exported
 from .. import artifacts
+
+if TYPE_CHECKING:  # the networks are imported only when there are images to segment
+    from ...segmentation.cohort import CohortMaps
 
 STAGE = "07_radiomics_mediation"
 
@@ -149,6 +151,9 @@ def image_cohort(ctx, clinical: pd.DataFrame, progress: bool = False) -> ImageCo
     Raises DataError for an unreadable image folder, a patient without a clinical row, or a model file
     that is not the model it should be (a broken artifact is an error, not a reason to simulate).
     """
+    from ...segmentation.cohort import predict_class_maps
+    from ...training.export import load_exported
+
     image_root = phenotypes.ictcf_image_root(ctx.data.path)
     if image_root is None:
         raise ValueError(f"{ctx.data.describe()}: no {phenotypes.ICTCF_IMAGE_FOLDER} folder below the data root")
