@@ -29,6 +29,8 @@ from ssinfnet.data.transforms import normalize
 from ssinfnet.models.registry import build_model
 from ssinfnet.training.export import export_model
 
+pytestmark = pytest.mark.slow  # chapter 7 run whole, several times: the first CI round (see .ci/run)
+
 STAGE = "07_radiomics_mediation"
 PATIENTS_WITH_IMAGES = tuple(range(1, 11))
 PATIENTS = tuple(range(1, 13))
