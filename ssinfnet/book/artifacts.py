@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Artifact", "ARTIFACTS", "STAGE_NAMES", "MissingArtifact", "UndeclaredArtifact", "declared",
+__all__ = ["Artifact", "ARTIFACTS", "CONDITIONS", "STAGE_NAMES", "MissingArtifact", "UndeclaredArtifact", "declared",
            "record", "require", "optional", "expected_outputs"]
 
 #: Stage key (the notebook's stem) of each chapter number.
@@ -29,7 +29,8 @@ class Artifact:
     """One file a stage writes for later stages.
 
     ``name`` may hold ``{variant}``; ``path`` is relative to the run folder and uses the same fields;
-    ``per`` names the profile field listing the variants (e.g. ``"single_variants"``).
+    ``per`` names the profile field listing the variants (e.g. ``"single_variants"``). ``when`` names
+    the condition under which the writer writes it (a key of :data:`CONDITIONS`); None: always.
     """
 
     name: str
@@ -38,6 +39,7 @@ class Artifact:
     format: str
     readers: tuple[str, ...] = ()
     per: str | None = None
+    when: str | None = None
 
     def matches(self, name: str) -> dict | None:
         """The template's fields when ``name`` is an instance of this artifact, else None."""
@@ -45,6 +47,10 @@ class Artifact:
         m = re.match(pattern, name)
         return None if m is None else m.groupdict()
 
+
+#: Conditions of artifacts written only sometimes (``Artifact.when``) -> when, in words.
+CONDITIONS = {"ictcf_images": "the data root holds iCTCF CT images (ictcf-images/Patient <N>/) and the "
+                              "clinical table, and chapters 3 and 4 trained the models"}
 
 MODEL = "exported model (ssinfnet-model-v2, training.export.load_exported)"
 MAPS = "per-slice maps (.npz keyed by slice id, data.maps)"
@@ -63,11 +69,11 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("train_oof_priors", "03_single", "priors/train_oof_ssinfnet.npz",
              MAPS + ": held-out stage-1 probabilities of every training slice", ("04_multi",)),
     Artifact("stage1_model", "03_single", "finetune/ssinfnet/model.pt", MODEL + ": the stage-1 model",
-             ("04_multi",)),
+             ("04_multi", "07_radiomics_mediation")),
     Artifact("multi_inpainter", "04_multi", "pretrain/multi/inpainter.pt", MODEL),
     Artifact("multi_coach", "04_multi", "pretrain/multi/coach.pt", MODEL),
-    Artifact("model:{variant}", "04_multi", "finetune/{variant}/model.pt", MODEL, ("05_evaluation",),
-             per="multi_variants"),
+    Artifact("model:{variant}", "04_multi", "finetune/{variant}/model.pt", MODEL,
+             ("05_evaluation", "07_radiomics_mediation"), per="multi_variants"),
     Artifact("test_predictions", "05_evaluation", "predictions/test_ssinfnet.npz",
              MAPS + ": SSInfNet infection probabilities of the test slices", ("06_severity",)),
     Artifact("test_class_maps", "05_evaluation", "predictions/test_multi_ssinfnet_classes.npz",
@@ -79,6 +85,12 @@ ARTIFACTS: tuple[Artifact, ...] = (
              "CSV: radiomics per slice and region"),
     Artifact("sem_estimates", "07_radiomics_mediation", "07_radiomics_mediation/sem_estimates.csv",
              "CSV: SEM path estimates"),
+    Artifact("ictcf_class_maps", "07_radiomics_mediation", "07_radiomics_mediation/ictcf_class_maps.npz",
+             MAPS + ": class labels of the iCTCF CT slices (stage 1 + multi SSInfNet, inside the lungs)",
+             when="ictcf_images"),
+    Artifact("ictcf_phenotypes", "07_radiomics_mediation", "07_radiomics_mediation/ictcf_phenotypes.csv",
+             "CSV: one row per iCTCF patient with images: clinical columns and <region>_<feature> means",
+             when="ictcf_images"),
 )
 
 
@@ -168,11 +180,15 @@ def optional(ctx, name: str, reader: str) -> Path | None:
     return _lookup(ctx, name, reader)[1]
 
 
-def expected_outputs(stage: str, profile) -> dict[str, str]:
-    """Every artifact name ``stage`` must write under ``profile`` -> its relative path."""
+def expected_outputs(stage: str, profile, conditions=()) -> dict[str, str]:
+    """Every artifact name ``stage`` must write under ``profile`` -> its relative path; artifacts written
+    only under a condition (``Artifact.when``) are listed when ``conditions`` holds it."""
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        raise ValueError(f"unknown conditions {unknown}; known: {', '.join(CONDITIONS)}")
     out = {}
     for art in ARTIFACTS:
-        if art.writer != stage:
+        if art.writer != stage or (art.when is not None and art.when not in conditions):
             continue
         if art.per is None:
             out[art.name] = art.path

@@ -58,6 +58,9 @@ class Profile:
     n_boot: int = 200
     simulation_replicates: int = 20
     radiomics_slice_limit: int | None = None  # slices per subset for radiomics (None: all)
+    # iCTCF CT images (chapter 7's image branch): first N patient folders segmented and measured (None: all).
+    # Lung masks and radiomics cost about 2 and 4 CPU-seconds per 512 px slice.
+    ictcf_patient_limit: int | None = None
     num_workers: int = 0
     seed: int = 0
 
@@ -89,13 +92,14 @@ PROFILES: dict[str, Profile] = {
                                      "multi_ssinfnet_encoder"),
                      cv_variants=("ssinfnet",),
                      max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2,
-                     radiomics_slice_limit=6),
+                     radiomics_slice_limit=6, ictcf_patient_limit=24),
     "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8, unlabelled_limit=800,
                    baseline_kwargs={"unet": {"base_width": 32}, "unet_multi": {"base_width": 32},
                                     "fcn8s": {"fc_width": 512}},
 
                    pretrain_inpainter_epochs=4, pretrain_coach_epochs=1, pretrain_alternations=1,
                    pretrain_alternate_epochs=1, finetune_epochs=30, multi_epochs=30, n_boot=1000,
+                   ictcf_patient_limit=100,
                    cv_variants=("ssinfnet", "multi_ssinfnet"),
                    simulation_replicates=200),
     # sized from the H200 timings in ../shared/measurements (about 3.6 ms per training image at batch 16):
@@ -109,7 +113,7 @@ PROFILES: dict[str, Profile] = {
                    cv_variants=("ssinfnet", "multi_ssinfnet"),
                    pretrain_inpainter_epochs=12, pretrain_coach_epochs=6, pretrain_alternations=2,
                    pretrain_alternate_epochs=6, finetune_epochs=60, multi_epochs=60, n_boot=2000,
-                   simulation_replicates=200, num_workers=4),
+                   simulation_replicates=200, num_workers=4, ictcf_patient_limit=300),
     "paper": Profile(name="paper", image_size=352, backbone="res2net50_26w_4s", batch_size=16,
                      synthetic_size=256, pretrain_inpainter_epochs=200, pretrain_coach_epochs=200,
                      pretrain_alternations=9, pretrain_alternate_epochs=100, finetune_epochs=500,

@@ -142,11 +142,12 @@ def test_statistics_rejects_class_maps_that_are_not_labels(ctx):
         statistics.slice_features(ctx)
 
 
-def test_the_mediation_cohort_is_simulated_even_with_ictcf_images(tmp_path):
-    (tmp_path / "ictcf-images" / "Patient 1").mkdir(parents=True)
-    fake = SimpleNamespace(data=SimpleNamespace(path=tmp_path), seed=0)
+def test_the_simulated_cohort_resamples_the_clinical_covariates():
+    # the image branch and its fallbacks: tests/book/test_stage_statistics_images.py
+    fake = SimpleNamespace(seed=0)
     clinical = pd.DataFrame({"age": [40.0, 60.0, 70.0], "male": [0, 1, 1], "n_diseases": [0, 1, 2]})
-    cohort, mediators, source, note = statistics.mediation_cohort(fake, clinical)
-    assert source == "simulated" and "iCTCF CT images are present" in note
-    assert len(cohort) == 1521 and set(cohort.age) <= {40.0, 60.0, 70.0}
-    assert set(mediators) == {"m_common", "m_age", "m_disease", "m_common_twin", *(f"null_{i}" for i in range(1, 11))}
+    cohort = statistics.simulated_cohort(fake, clinical, "why")
+    assert cohort.source == "simulated" and cohort.note == "why" and cohort.images is None
+    assert len(cohort.table) == 1521 and set(cohort.table.age) <= {40.0, 60.0, 70.0}
+    assert set(cohort.mediators) == {"m_common", "m_age", "m_disease", "m_common_twin",
+                                     *(f"null_{i}" for i in range(1, 11))}

@@ -5,10 +5,15 @@ wrote them, the multi SSInfNet class maps of the test slices (artifact ``test_cl
 univariate mediation results (``mediation``), the per-slice radiomic features (``slice_features``) and
 the SEM path estimates (``sem_estimates``).
 
-The mediation cohort has one branch today: ``cohort_source == "simulated"``, phenotypes with planted
-paths on covariates resampled from the clinical table. Per-patient phenotypes from iCTCF CT images and
-their predicted masks (image -> prediction -> radiomics) are a later issue; :func:`mediation_cohort` is
-where that branch goes.
+The mediation cohort has two branches (:func:`mediation_cohort`; ``cohort_source`` names the one that ran
+and the page's first line says it in words):
+
+* ``"images"``: the data root holds iCTCF CT images (``ictcf-images/Patient <N>/*.jpg``) and the iCTCF
+  clinical table, and chapters 3 and 4 trained the models in this run folder: the images are segmented
+  and measured per patient (:mod:`.ictcf_images`, writing ``ictcf_class_maps`` and ``ictcf_phenotypes``);
+* ``"simulated"``: otherwise, phenotypes with planted paths on covariates resampled from the clinical
+  table, with the reason (no images; images but no clinical table or no trained model, naming the
+  chapter to run; images whose features leave no candidate mediator).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from ...data.maps import load_maps, map_ids
 from ...stats import mediation, phenotypes, sem, simulation
 from ...stats.radiomics import feature_columns
 from .. import artifacts
+from . import ictcf_images
 
 STAGE = "07_radiomics_mediation"
 
@@ -38,7 +44,29 @@ CORRELATION_LIMIT = 0.8
 #: cohort_source -> what the page says about the mediation cohort.
 COHORT_SOURCES = {
     "simulated": "SIMULATED phenotypes with planted paths, covariates resampled from the {clinical}",
+    "images": "MEASURED phenotypes (radiomics of iCTCF CT images inside the lesions predicted by stage 1 + "
+              "multi SSInfNet within the lungs, averaged per patient), joined to the {clinical}",
 }
+
+#: Forest plots of measured phenotypes show the significant mediators and the largest |indirect|, up to this.
+FOREST_ROWS = 25
+
+#: Columns of the SEM estimates table (written empty when no SEM was fitted).
+SEM_COLUMNS = ["lval", "rval", "estimate", "std_estimate", "se", "z", "p"]
+
+
+@dataclass
+class Cohort:
+    """The mediation cohort (:func:`mediation_cohort`): ``table`` (one row per patient), ``mediators``,
+    ``source`` (a key of :data:`COHORT_SOURCES`), ``note`` (why this branch), ``images`` (the image
+    branch's :class:`~.ictcf_images.ImageCohort` when the images were segmented, even if the cohort then
+    fell back to simulated phenotypes; else None)."""
+
+    table: pd.DataFrame
+    mediators: list
+    source: str
+    note: str
+    images: ictcf_images.ImageCohort | None = None
 
 
 @dataclass
@@ -51,8 +79,10 @@ class StatisticsStage:
     Mediation: ``cohort_source`` (the branch that ran, see :data:`COHORT_SOURCES`), ``cohort_note`` (why),
     ``cohort`` (one row per patient with ``mediators`` columns), ``med`` (univariate results adjusted for
     the other exposures, with bootstrap intervals), ``unadjusted`` (one exposure at a time, no bootstrap),
-    ``kept`` / ``dropped`` (correlation filter), ``fit`` (the multiple-mediator SEM).
-    Radiomics: ``slices`` (one row per slice and region, column ``set`` = subset and mask source),
+    ``kept`` / ``dropped`` (correlation filter), ``fit`` (the multiple-mediator SEM, None when no mediator
+    was kept or the model could not be fitted; ``sem_note`` says why), ``images`` (the image branch's
+    :class:`~.ictcf_images.ImageCohort`, None when it did not run).
+    Radiomics (COVID-SemiSeg): ``slices`` (one row per slice and region, column ``set`` = subset and mask source),
     ``masks_used``, ``ggo_features`` (non-constant GGO features of the ground truth) and ``ggo_survivors``.
     Validation: ``coverage`` (outcome -> replicates), ``null``, ``power``.
     ``paths``: artifact name -> written file.
@@ -78,6 +108,8 @@ class StatisticsStage:
     null: pd.DataFrame
     power: pd.DataFrame
     paths: dict
+    sem_note: str = ""
+    images: ictcf_images.ImageCohort | None = None
 
     @property
     def simulated(self) -> bool:
@@ -90,9 +122,12 @@ class StatisticsStage:
         return COHORT_SOURCES[self.cohort_source].format(clinical=self.clinical_label)
 
     def cohort_line(self) -> str:
-        """The branch that ran, in plain words, for the top of the page."""
-        return (f"Mediation cohort: {self.cohort_label}; {len(self.cohort)} patients, "
+        """The branch that ran, in plain words, for the top of the page (first line: the branch)."""
+        line = (f"Mediation cohort: {self.cohort_label}; {len(self.cohort)} patients, "
                 f"{len(self.mediators)} candidate mediators.\nWhy: {self.cohort_note}")
+        if self.images is not None:
+            line += f"\nCT images: {self.images.summary_line()}"
+        return line + (f"\nSEM: {self.sem_note}" if self.sem_note else "")
 
     def significant_counts(self) -> pd.DataFrame:
         """Significant mediators per exposure, adjusted for the other exposures and one at a time."""
@@ -101,8 +136,14 @@ class StatisticsStage:
             "one exposure at a time (paper)": self.unadjusted.groupby("x", sort=False).significant.sum()})
 
     def forest(self) -> pd.DataFrame:
-        """``med`` with the planted indirect effect (column ``truth``) when the cohort is simulated."""
-        return simulation.with_truth(self.med) if self.simulated else self.med
+        """``med`` with the planted indirect effect (column ``truth``) when the cohort is simulated; for
+        measured phenotypes, per exposure the significant mediators and then the largest |indirect|, up
+        to :data:`FOREST_ROWS` rows."""
+        if self.simulated:
+            return simulation.with_truth(self.med)
+        order = self.med.assign(_s=~self.med.significant, _a=-self.med.indirect.abs())
+        order = order.sort_values(["_s", "_a"], kind="stable").groupby("x", sort=False).head(FOREST_ROWS)
+        return order.drop(columns=["_s", "_a"]).sort_index()
 
     def region_summary(self) -> pd.DataFrame:
         """Rows, valid rows and medians of the paper's retained feature types per set and region."""
@@ -130,23 +171,59 @@ def total_effects(clinical: pd.DataFrame) -> pd.DataFrame:
         .assign(model="mutually adjusted")], ignore_index=True)
 
 
-def mediation_cohort(ctx, clinical: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str, str]:
-    """The per-patient table the mediation tests run on: ``(cohort, mediators, cohort_source, note)``.
+def simulated_cohort(ctx, clinical: pd.DataFrame, note: str, images=None) -> Cohort:
+    """The simulated cohort (:func:`ssinfnet.stats.simulation.phenotype_cohort`, 1,521 patients, covariates
+    resampled from ``clinical``) with its planted and null mediators."""
+    table = simulation.phenotype_cohort(clinical, seed=ctx.seed)
+    mediators = [c for c in table.columns if c.startswith(("m_", "null_"))]
+    return Cohort(table, mediators, "simulated", note, images)
 
-    Today always the simulated cohort (:func:`ssinfnet.stats.simulation.phenotype_cohort`, 1,521
-    patients, covariates resampled from ``clinical``). The iCTCF branch (CT images under
-    ``<data root>/ictcf-images``, segmented by the trained models, radiomics averaged per patient with
-    :func:`ssinfnet.stats.phenotypes.patient_phenotypes`) is not wired yet; it will set
-    ``cohort_source = "ictcf"``.
+
+def mediation_cohort(ctx, clinical: pd.DataFrame, progress: bool = False) -> Cohort:
+    """The per-patient table the mediation tests run on (module docstring: the two branches).
+
+    Measured phenotypes when the data root holds iCTCF CT images, the iCTCF clinical table (``clinical``
+    is then that table) and this run folder the two trained models; otherwise the simulated cohort, with
+    the reason in ``note``. A broken input (unreadable image, a patient without a clinical row, a model
+    file of the wrong kind) raises: it is an error, not a reason to simulate.
     """
-    if phenotypes.ictcf_image_root(ctx.data.path) is not None:
-        note = ("iCTCF CT images are present under the data root, but no chapter predicts their masks yet "
-                "(image -> prediction -> radiomics is a later issue), so the phenotypes are simulated")
-    else:
-        note = "the data root holds no iCTCF CT images, so the phenotypes are simulated"
-    cohort = simulation.phenotype_cohort(clinical, seed=ctx.seed)
-    mediators = [c for c in cohort.columns if c.startswith(("m_", "null_"))]
-    return cohort, mediators, "simulated", note
+    root = phenotypes.ictcf_image_root(ctx.data.path)
+    if root is None:
+        return simulated_cohort(ctx, clinical, f"the data root holds no iCTCF CT images "
+                                               f"({phenotypes.ICTCF_IMAGE_FOLDER}/Patient <N>/*.jpg), "
+                                               "so the phenotypes are simulated")
+    missing = ictcf_images.missing_inputs(ctx)
+    if missing:
+        return simulated_cohort(ctx, clinical, f"iCTCF CT images are present ({root}), but "
+                                + "; and ".join(missing) + "; so the phenotypes are simulated")
+    images = ictcf_images.image_cohort(ctx, clinical, progress=progress)
+    if not images.mediators:
+        return simulated_cohort(ctx, clinical, f"the iCTCF CT images were segmented, but no patient feature has "
+                                               f"values in at least {ictcf_images.MIN_PATIENTS} patients with a "
+                                               "spread, so there is nothing to test and the phenotypes are "
+                                               "simulated", images)
+    note = (f"the data root holds iCTCF CT images and the clinical table, and this run folder the trained "
+            f"models, so the phenotypes are measured ({len(images.excluded)} patient features left out: too "
+            f"few patients with a value, or constant)")
+    return Cohort(images.phenotypes, images.mediators, "images", note, images)
+
+
+def sem_fit(cohort: Cohort, med: pd.DataFrame, kept: list, n_boot: int, seed: int):
+    """The multiple-mediator SEM of the kept significant mediators, or None; returns (fit, note).
+
+    None when no mediator is significant for the SEM's exposures, or, for measured phenotypes, when
+    semopy cannot fit the model (the note gives its message); the simulated cohort's failures raise.
+    """
+    common, specific = sem.mediator_groups(med, exposures=SEM_EXPOSURES, kept=kept)
+    if not common and not any(specific.values()):
+        return None, (f"no mediator of {' or '.join(SEM_EXPOSURES)} passed the univariate tests and the "
+                      "correlation filter, so no SEM was fitted")
+    try:
+        return sem.fit_mediation_sem(cohort.table, common, specific, n_boot=n_boot, seed=seed), ""
+    except ValueError as err:
+        if cohort.source == "simulated":
+            raise
+        return None, f"the SEM could not be fitted ({err})"
 
 
 def slice_features(ctx) -> tuple[pd.DataFrame, str]:
@@ -186,21 +263,22 @@ def predicted_class_maps(ctx, samples: list) -> dict | None:
 def run(ctx, progress: bool = True) -> StatisticsStage:
     """Run the statistics of chapter 7 on ``ctx`` and record ``mediation``, ``slice_features`` and
     ``sem_estimates``. Sizes come from the profile: ``n_boot`` bootstrap resamples for every interval,
-    ``simulation_replicates`` replicates per simulation study. ``progress`` is accepted for the common
-    stage signature; this stage prints nothing."""
+    ``simulation_replicates`` replicates per simulation study. With iCTCF CT images (module docstring) also
+    ``ictcf_class_maps`` and ``ictcf_phenotypes``. ``progress`` shows a bar while the CT images' radiomics
+    are extracted; nothing else is printed."""
     n_boot, n_rep, seed = ctx.profile.n_boot, ctx.profile.simulation_replicates, ctx.seed
     clinical, clinical_label = clinical_table(ctx)
     totals = total_effects(clinical)
 
-    cohort, mediators, cohort_source, cohort_note = mediation_cohort(ctx, clinical)
+    chosen = mediation_cohort(ctx, clinical, progress=progress)
+    cohort, mediators = chosen.table, chosen.mediators
     med = mediation.mediation_by_exposure(cohort, EXPOSURES, mediators, "severity_binary", n_boot=n_boot, seed=seed)
     unadjusted = mediation.mediation_by_exposure(cohort, EXPOSURES, mediators, "severity_binary",
                                                  adjust_for_others=False, n_boot=0)
     scores = med[med.significant].groupby("mediator").indirect.apply(lambda v: v.abs().max())
     kept, dropped = mediation.correlation_filter(cohort, list(scores.index), CORRELATION_LIMIT, "larger_indirect",
                                                  scores=scores)
-    common, specific = sem.mediator_groups(med, exposures=SEM_EXPOSURES, kept=kept)
-    fit = sem.fit_mediation_sem(cohort, common, specific, n_boot=n_boot, seed=seed)
+    fit, sem_note = sem_fit(chosen, med, kept, n_boot, seed)
 
     slices, masks_used = slice_features(ctx)
     ggo = ground_truth_ggo(slices)
@@ -217,13 +295,28 @@ def run(ctx, progress: bool = True) -> StatisticsStage:
              "sem_estimates": ctx.path(STAGE, "sem_estimates.csv")}
     med.to_csv(paths["mediation"], index=False)
     slices.drop(columns=["set"]).to_csv(paths["slice_features"], index=False)
-    fit.estimates.to_csv(paths["sem_estimates"], index=False)
-    stage = StatisticsStage(clinical, clinical_label, totals, cohort_source, cohort_note, cohort, mediators, med,
+    (fit.estimates if fit is not None else pd.DataFrame(columns=SEM_COLUMNS)).to_csv(paths["sem_estimates"],
+                                                                                     index=False)
+    if chosen.images is not None:
+        paths.update(chosen.images.paths)
+    stage = StatisticsStage(clinical, clinical_label, totals, chosen.source, chosen.note, cohort, mediators, med,
                             unadjusted, kept, dropped, fit, slices, masks_used, ggo_features, ggo_survivors,
-                            coverage, null, power, paths)
-    artifacts.record(ctx, STAGE, paths, phenotypes=stage.cohort_label, cohort_source=cohort_source,
-                     clinical=clinical_label, masks=masks_used, kept_mediators=kept,
+                            coverage, null, power, paths, sem_note, chosen.images)
+    artifacts.record(ctx, STAGE, paths, phenotypes=stage.cohort_label, cohort_source=chosen.source,
+                     cohort_note=chosen.note, clinical=clinical_label, masks=masks_used, kept_mediators=kept,
+                     sem=sem_note or "fitted", ictcf_images=image_record(chosen.images),
                      totals=totals.round(4).to_dict("records"),
                      coverage={o: float(c.covered.mean()) for o, c in coverage.items()},
                      null_fp_share=float(null.fp_rate.mean()), power=dict(zip(power.n.astype(int), power.power)))
     return stage
+
+
+def image_record(images) -> dict | None:
+    """What the manifest says about the image branch (None when it did not run)."""
+    if images is None:
+        return None
+    s = images.maps.slices
+    return {"image_root": str(images.image_root), "patients": images.patients_used,
+            "patients_found": images.patients_found, "slices": len(s), "lung_masks_flagged": images.maps.n_flagged,
+            "ggo_pixels": int(s.ggo_pixels.sum()), "consolidation_pixels": int(s.consolidation_pixels.sum()),
+            "candidate_mediators": len(images.mediators), "patient_features": len(images.features_all)}
