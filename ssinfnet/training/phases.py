@@ -110,6 +110,11 @@ class Phase:
         Stop each epoch after this many batches (smoke profiles).
     grad_clip : float, optional
         Clip the global L2 norm of the gradients to this value.
+    patience : int, optional
+        Early stopping: end the phase once ``patience`` validations in a row have not improved on the
+        best ``monitor`` value (a NaN or infinite value never improves); ``epochs`` is then the cap.
+        The epoch row where the phase ends gets ``stop`` = ``"patience"`` (stopped early) or ``"cap"``
+        (ran all ``epochs``) in the history. None (default): always run ``epochs``. Needs a ``monitor``.
     """
 
     name: str
@@ -127,6 +132,7 @@ class Phase:
     checkpoint_every: int = 1
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
@@ -155,7 +161,27 @@ class Phase:
             raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.patience is not None:
+            if not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 1:
+                raise ValueError(f"patience must be an int >= 1 or None, got {self.patience!r} (phase {self.name!r})")
+            if self.monitor is None:
+                raise ValueError(f"patience={self.patience} needs a monitor to watch (phase {self.name!r})")
         MilestoneFactor(self.lr_factors)  # validates
+
+    def validations_since_best(self, best_epoch: int | None, epochs_done: int) -> int:
+        """How many validations ran after the best one, once ``epochs_done`` epochs of this phase are done.
+
+        ``best_epoch``: 0-based epoch of the best monitored value so far (None: no finite value yet, so
+        every validation counts). Validations run after epochs ``e`` with ``(e + 1) % val_every == 0``
+        and after the last epoch. A function of the best epoch alone, which checkpoints keep, so a
+        resumed run counts exactly as an uninterrupted one.
+        """
+        first = 0 if best_epoch is None else best_epoch + 1
+        return sum(1 for e in range(first, epochs_done) if (e + 1) % self.val_every == 0 or e + 1 == self.epochs)
+
+    def patience_spent(self, best_epoch: int | None, epochs_done: int) -> bool:
+        """Whether early stopping ends the phase after ``epochs_done`` epochs (always False without ``patience``)."""
+        return self.patience is not None and self.validations_since_best(best_epoch, epochs_done) >= self.patience
 
 
 def alternate(first: Phase, second: Phase, rounds: int) -> list[Phase]:
