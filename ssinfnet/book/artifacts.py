@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Artifact", "ARTIFACTS", "STAGE_NAMES", "MissingArtifact", "UndeclaredArtifact", "declared",
+__all__ = ["Artifact", "ARTIFACTS", "CONDITIONS", "STAGE_NAMES", "MissingArtifact", "UndeclaredArtifact", "declared",
            "record", "require", "optional", "expected_outputs"]
 
 #: Stage key (the notebook's stem) of each chapter number.
@@ -29,7 +29,8 @@ class Artifact:
     """One file a stage writes for later stages.
 
     ``name`` may hold ``{variant}``; ``path`` is relative to the run folder and uses the same fields;
-    ``per`` names the profile field listing the variants (e.g. ``"single_variants"``).
+    ``per`` names the profile field listing the variants (e.g. ``"single_variants"``). ``when`` names
+    the condition under which the writer writes it (a key of :data:`CONDITIONS`); None: always.
     """
 
     name: str
@@ -38,6 +39,7 @@ class Artifact:
     format: str
     readers: tuple[str, ...] = ()
     per: str | None = None
+    when: str | None = None
 
     def matches(self, name: str) -> dict | None:
         """The template's fields when ``name`` is an instance of this artifact, else None."""
@@ -45,6 +47,11 @@ class Artifact:
         m = re.match(pattern, name)
         return None if m is None else m.groupdict()
 
+
+#: Conditions of artifacts written only sometimes (``Artifact.when``) -> when, in words.
+CONDITIONS = {"usable_single": "a single-class InfNet-family model passed its training checks (chapter 5 "
+                               "hands on the best of them on validation)",
+              "usable_multi": "a multi-class InfNet-family model (not the oracle) passed its training checks"}
 
 MODEL = "exported model (ssinfnet-model-v2, training.export.load_exported)"
 MAPS = "per-slice maps (.npz keyed by slice id, data.maps)"
@@ -69,9 +76,11 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("model:{variant}", "04_multi", "finetune/{variant}/model.pt", MODEL, ("05_evaluation",),
              per="multi_variants"),
     Artifact("test_predictions", "05_evaluation", "predictions/test_ssinfnet.npz",
-             MAPS + ": SSInfNet infection probabilities of the test slices", ("06_severity",)),
+             MAPS + ": infection probabilities of the test slices by the single-class model selected on "
+             "validation (the manifest names it)", ("06_severity",), when="usable_single"),
     Artifact("test_class_maps", "05_evaluation", "predictions/test_multi_ssinfnet_classes.npz",
-             MAPS + ": multi SSInfNet class labels of the test slices", ("07_radiomics_mediation",)),
+             MAPS + ": class labels of the test slices by the multi-class model selected on validation "
+             "(the manifest names it)", ("07_radiomics_mediation",), when="usable_multi"),
     Artifact("test_severity", "06_severity", "06_severity/test_severity.csv", "CSV: one row per test slice"),
     Artifact("mediation", "07_radiomics_mediation", "07_radiomics_mediation/mediation.csv",
              "CSV: one row per exposure and candidate mediator"),
@@ -168,11 +177,15 @@ def optional(ctx, name: str, reader: str) -> Path | None:
     return _lookup(ctx, name, reader)[1]
 
 
-def expected_outputs(stage: str, profile) -> dict[str, str]:
-    """Every artifact name ``stage`` must write under ``profile`` -> its relative path."""
+def expected_outputs(stage: str, profile, conditions=()) -> dict[str, str]:
+    """Every artifact name ``stage`` must write under ``profile`` -> its relative path; artifacts written
+    only under a condition (``Artifact.when``) are listed when ``conditions`` holds it."""
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        raise ValueError(f"unknown conditions {unknown}; known: {', '.join(CONDITIONS)}")
     out = {}
     for art in ARTIFACTS:
-        if art.writer != stage:
+        if art.writer != stage or (art.when is not None and art.when not in conditions):
             continue
         if art.per is None:
             out[art.name] = art.path
