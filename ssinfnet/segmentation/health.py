@@ -3,11 +3,14 @@
 A model can reach a validation Dice without learning anything: one that marks every pixel of every
 slice as lesion scores the lesions' share of each slice (on the cpu profile's 10 real validation
 slices the infection Dice of that constant map is 0.25, since lesions cover up to a third of some
-slices), and one that marks nothing scores 0. So a fine-tuned model has **failed** when its best
-validation score does not beat the larger of
+slices), and one that marks nothing scores 0. A network whose output is nearly constant lands within
+a few thousandths of the constant map: in the published cpu run the inpainting-initialised variants
+scored 0.250-0.251 after their first epoch, against 0.2496 for the constant map, before they learnt
+anything. So a fine-tuned model has **failed** when its best validation score is not above the larger of
 
 * :data:`MIN_FLOOR` (0.05 Dice), and
-* the score of the best *constant map* on the same validation slices (every pixel one lesion class),
+* the score of the best *constant map* on the same validation slices (every pixel one lesion class)
+  plus :data:`MARGIN` (0.01 Dice: on 10 validation slices, one slice's Dice moving by 0.1),
 
 or when its training loss was not finite or did not fall (:func:`ssinfnet.training.health.check_training`,
 whose flat-loss rule needs three epochs or more). Single-class models are judged on the infection Dice;
@@ -27,17 +30,22 @@ from ..data.classes import CONSOLIDATION, GGO
 from ..data.sample import Sample
 from ..training.health import TrainingHealth, check_training
 
-__all__ = ["MIN_FLOOR", "TrainingHealth", "score_floors", "fit_health", "judge_fit", "health_record", "stop_record"]
+__all__ = ["MARGIN", "MIN_FLOOR", "TrainingHealth", "score_floors", "fit_health", "judge_fit", "health_record", "stop_record"]
 
 #: The least validation Dice a model must beat whatever the constant maps reach.
 MIN_FLOOR = 0.05
+
+#: How much a model must beat the best constant map's score by (Dice).
+MARGIN = 0.01
 
 #: The per-class score columns of a multi-class validation (``validation_scores`` keys).
 MULTI_CLASS_SCORES = {"dice_ggo": GGO, "dice_consolidation": CONSOLIDATION}
 
 
-def score_floors(task: str, val_samples: Sequence[Sample], minimum: float = MIN_FLOOR) -> dict[str, float]:
-    """The floor of each validation score of ``task`` on ``val_samples``: max(``minimum``, constant map).
+def score_floors(task: str, val_samples: Sequence[Sample], minimum: float = MIN_FLOOR,
+                 margin: float = MARGIN) -> dict[str, float]:
+    """The floor of each validation score of ``task`` on ``val_samples``: max(``minimum``, constant map's
+    score + ``margin``).
 
     Single: ``{"dice": ...}``, the constant map being infection everywhere. Multi: ``{"dice", "dice_ggo",
     "dice_consolidation"}``; the constant maps are GGO everywhere and consolidation everywhere, ``dice``
@@ -49,17 +57,17 @@ def score_floors(task: str, val_samples: Sequence[Sample], minimum: float = MIN_
     shapes = [s.image.shape for s in val_samples]
     if task == "single":
         every = validation_scores(task, [np.ones(sh, np.float32) for sh in shapes], val_samples)
-        return {"dice": max(minimum, every["dice"]) if math.isfinite(every["dice"]) else minimum}
+        return {"dice": max(minimum, every["dice"] + margin) if math.isfinite(every["dice"]) else minimum}
     const = {}
     for cls in (GGO, CONSOLIDATION):
         maps = [np.zeros((3, *sh), np.float32) for sh in shapes]
         for m in maps:
             m[cls] = 1.0
         const[cls] = validation_scores(task, maps, val_samples)
-    floors = {"dice": max([minimum, *(c["dice"] for c in const.values() if math.isfinite(c["dice"]))])}
+    floors = {"dice": max([minimum, *(c["dice"] + margin for c in const.values() if math.isfinite(c["dice"]))])}
     for key, cls in MULTI_CLASS_SCORES.items():
         if math.isfinite(const[cls][key]):
-            floors[key] = max(minimum, const[cls][key])
+            floors[key] = max(minimum, const[cls][key] + margin)
     return floors
 
 
@@ -67,8 +75,7 @@ def fit_health(history: pd.DataFrame, floors: Mapping[str, float], phase: str | 
     """Judge a fine-tuning run from its history (epoch rows: ``loss`` and ``val_<score>`` columns).
 
     The loss must be finite and fall (:func:`~ssinfnet.training.health.check_training`); each score of
-    ``floors`` must beat its floor at its best validated epoch (a model stuck on a constant map
-    reaches the floor exactly, so equal fails). ``best_score`` is that of ``"dice"``.
+    ``floors`` must be above its floor at its best validated epoch (equal fails). ``best_score`` is that of ``"dice"``.
     Raises ValueError when the history has no epoch rows or lacks a ``val_<score>`` column of ``floors``.
     """
     loss = check_training(history, None, phase=phase)

@@ -8,7 +8,7 @@ import ssinfnet.segmentation.fit as finetune
 from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.sample import Sample
 from ssinfnet.segmentation.fit import fit
-from ssinfnet.segmentation.health import MIN_FLOOR, fit_health, score_floors, stop_record
+from ssinfnet.segmentation.health import MARGIN, MIN_FLOOR, fit_health, score_floors, stop_record
 from ssinfnet.segmentation.variants import variant_config
 from ssinfnet.training.export import load_exported
 
@@ -34,7 +34,7 @@ def test_single_floor_is_the_all_lesion_maps_dice_or_the_minimum():
     small[0, 0] = True  # one pixel: 2/101
     empty = np.zeros((10, 10), bool)  # left out of the mean
     floors = score_floors("single", [_sample("a", big), _sample("b", small), _sample("c", empty)])
-    assert floors == {"dice": pytest.approx((2 / 3 + 2 / 101) / 2)}
+    assert floors == {"dice": pytest.approx((2 / 3 + 2 / 101) / 2 + MARGIN)}
     assert score_floors("single", [_sample("b", small)]) == {"dice": MIN_FLOOR}
 
 
@@ -44,17 +44,22 @@ def test_multi_floors_per_class_and_for_the_mean():
     classes[4:5] = 2  # consolidation 10 %: 2*10/110
     floors = score_floors("multi", [_sample("a", classes=classes)])
     ggo, cons = 80 / 140, 20 / 110
-    assert floors == {"dice": pytest.approx(ggo / 2), "dice_ggo": pytest.approx(ggo),
-                      "dice_consolidation": pytest.approx(cons)}
+    assert floors == {"dice": pytest.approx(ggo / 2 + MARGIN), "dice_ggo": pytest.approx(ggo + MARGIN),
+                      "dice_consolidation": pytest.approx(cons + MARGIN)}
+    assert score_floors("multi", [_sample("a", classes=classes)], margin=0.0)["dice_consolidation"] == \
+        pytest.approx(cons)  # 20/110 = 0.18 > 0.05: the constant map decides
+
     # no consolidation anywhere: it cannot be judged, so it has no floor
     only_ggo = np.where(classes == 2, 0, classes).astype(np.uint8)
     assert set(score_floors("multi", [_sample("a", classes=only_ggo)])) == {"dice", "dice_ggo"}
 
 
-def test_phantom_floor_matches_a_constant_prediction(tmp_path):
+def test_phantom_floor_matches_a_constant_prediction():
     val = synthetic_subset("train", 4, size=64, seed=0)
     ones = [np.ones(s.image.shape, np.float32) for s in val]
-    assert score_floors("single", val)["dice"] == max(MIN_FLOOR, finetune.validation_scores("single", ones, val)["dice"])
+    constant = finetune.validation_scores("single", ones, val)["dice"]
+    assert score_floors("single", val)["dice"] == max(MIN_FLOOR, constant + MARGIN)
+    assert score_floors("single", val, minimum=0.9)["dice"] == 0.9
 
 
 @pytest.mark.parametrize("scores, failed, why", [
@@ -114,7 +119,7 @@ def test_fit_stops_early_records_why_and_exports_its_health(tmp_path, monkeypatc
 def test_patience_in_configs_and_profiles():
     from ssinfnet.book.profiles import get_profile
 
-    assert variant_config("ssinfnet", get_profile("cpu")).patience == get_profile("cpu").patience == 15
+    assert variant_config("ssinfnet", get_profile("cpu")).patience == get_profile("cpu").patience == 20
     assert variant_config("multi_ssinfnet", get_profile("smoke")).patience == 2
     with pytest.raises(ValueError, match="patience"):
         variant_config("ssinfnet", patience=0)
