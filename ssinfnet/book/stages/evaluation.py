@@ -59,8 +59,9 @@ class EvaluationStage:
     Tables: ``single_paper`` / ``multi_paper`` ("mean ± 1.96 SE" per class and metric);
     ``single_infnet_table`` (one row per variant); ``multi_infnet_table`` (GGO / consolidation meanDic,
     methods suffixed "(ours, <profile>)"); ``init_effect`` (meanDic differences of inpainting-initialised
-    minus from-scratch pairs); ``worst`` (SSInfNet's three lowest-Dice slices); ``cv_table``
-    (held-out Dice recorded by chapters 3 and 4: chapter, variant, class, dice); ``cost_table``
+    minus from-scratch pairs, NaN when either failed); ``worst`` (the three lowest-Dice slices of the
+    single model handed on; empty when none is); ``cv_table`` (held-out Dice recorded by chapters 3
+    and 4: chapter, variant, class, dice); ``cost_table``
     (:func:`ssinfnet.training.cost.cost_table`). ``models``: one row per model (task, variant, label,
     network, val_dice, epochs_run, stop, status, failed); ``selected``: artifact name -> the variant
     whose maps it holds (None: not written, every candidate failed). Tables keep failed models' rows
