@@ -49,9 +49,8 @@ class Artifact:
 
 
 #: Conditions of artifacts written only sometimes (``Artifact.when``) -> when, in words.
-CONDITIONS = {"usable_single": "a single-class InfNet-family model passed its training checks (chapter 5 "
-                               "hands on the best of them on validation)",
-              "usable_multi": "a multi-class InfNet-family model (not the oracle) passed its training checks"}
+CONDITIONS = {"usable_single": "a single-class InfNet-family model passed its training checks",
+              "usable_multi": "a multi-class InfNet-family model other than the oracle passed its training checks"}
 
 MODEL = "exported model (ssinfnet-model-v2, training.export.load_exported)"
 MAPS = "per-slice maps (.npz keyed by slice id, data.maps)"
