@@ -48,10 +48,14 @@ def _cmd_stage(args) -> int:
     if world is not None and not world.main:
         return 0  # process 0 reports
     stage = artifacts.STAGE_NAMES[number]
-    written = ctx.manifest().get("stages", {}).get(stage, {}).get("artifacts", {})
+    entry = ctx.manifest().get("stages", {}).get(stage, {})
+    written = entry.get("artifacts", {})
     print(f"[ssinfnet] stage {stage} done in {ctx.run_dir}")
     for name, rel in sorted(written.items()):
         print(f"  {name:<28} {rel}")
+    for name, cond in sorted((a.name, a.when) for a in artifacts.ARTIFACTS if a.writer == stage and a.when):
+        if name not in written:  # a conditional artifact this run did not write, and why
+            print(f"  {name:<28} not written (only when {artifacts.CONDITIONS[cond]})")
     return 0
 
 

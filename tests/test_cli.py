@@ -243,3 +243,21 @@ def test_under_torchrun_only_stage_runs(tmp_path, capsys, monkeypatch, no_notebo
     assert _one_error_line(capsys) == ("error: under torchrun (2 processes) only `stage NN` runs; "
                                        "run `python -m ssinfnet run` without torchrun")
     assert not run.exists()
+
+
+def test_stage_names_the_conditional_artifacts_it_did_not_write(tmp_path, capsys, monkeypatch):
+    """Chapter 5 writes its hand-off maps only from models that passed their training checks; the stage
+    command lists what it wrote and says which of them it did not write, and when it would."""
+    from ssinfnet.book import artifacts, stages
+
+    def evaluation_handing_on_single_only(key, ctx, progress=True):
+        path = ctx.path("predictions", "test_ssinfnet.npz")
+        path.write_bytes(b"x")
+        artifacts.record(ctx, "05_evaluation", {"test_predictions": path})
+
+    monkeypatch.setattr(stages, "run_stage", evaluation_handing_on_single_only)
+    assert main(["stage", "05", "--data-root", "synthetic", "--run-dir", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].split() == ["test_predictions", "predictions/test_ssinfnet.npz"]
+    assert lines[-1].split(None, 1) == ["test_class_maps", "not written (only when a multi-class InfNet-family "
+                                        "model other than the oracle passed its training checks)"]

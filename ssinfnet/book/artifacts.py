@@ -49,7 +49,9 @@ class Artifact:
 
 
 #: Conditions of artifacts written only sometimes (``Artifact.when``) -> when, in words.
-CONDITIONS = {"ictcf_images": "the data root holds iCTCF CT images (ictcf-images/Patient <N>/) and the "
+CONDITIONS = {"usable_single": "a single-class InfNet-family model passed its training checks",
+              "usable_multi": "a multi-class InfNet-family model other than the oracle passed its training checks",
+              "ictcf_images": "the data root holds iCTCF CT images (ictcf-images/Patient <N>/) and the "
                               "clinical table, and chapters 3 and 4 trained the models"}
 
 MODEL = "exported model (ssinfnet-model-v2, training.export.load_exported)"
@@ -75,9 +77,11 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("model:{variant}", "04_multi", "finetune/{variant}/model.pt", MODEL,
              ("05_evaluation", "07_radiomics_mediation"), per="multi_variants"),
     Artifact("test_predictions", "05_evaluation", "predictions/test_ssinfnet.npz",
-             MAPS + ": SSInfNet infection probabilities of the test slices", ("06_severity",)),
+             MAPS + ": infection probabilities of the test slices by the single-class model selected on "
+             "validation (the manifest names it)", ("06_severity",), when="usable_single"),
     Artifact("test_class_maps", "05_evaluation", "predictions/test_multi_ssinfnet_classes.npz",
-             MAPS + ": multi SSInfNet class labels of the test slices", ("07_radiomics_mediation",)),
+             MAPS + ": class labels of the test slices by the multi-class model selected on validation "
+             "(the manifest names it)", ("07_radiomics_mediation",), when="usable_multi"),
     Artifact("test_severity", "06_severity", "06_severity/test_severity.csv", "CSV: one row per test slice"),
     Artifact("mediation", "07_radiomics_mediation", "07_radiomics_mediation/mediation.csv",
              "CSV: one row per exposure and candidate mediator"),

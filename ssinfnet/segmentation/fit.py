@@ -68,8 +68,9 @@ from ..training.losses import (SEG_KEYS, edge_loss, focal_loss, infnet_loss, mul
                                multiclass_structure_loss, structure_loss)
 from ..training.optimisers import adam, make_lookahead_sgd, sgd
 from ..training.phases import Phase
-from ..training.provenance import (check_key, code_fingerprint, config_fingerprint, note_stale, samples_fingerprint,
-                                   stamp)
+from ..training.provenance import (check_key, code_fingerprint, config_fingerprint, note_stale, read_record,
+                                   samples_fingerprint, stamp)
+from .health import TrainingHealth, judge_fit
 from .predict import predict_probabilities
 from .variants import MODEL_KEY, PHASE_NAME, SegConfig, TASKS
 
@@ -282,7 +283,9 @@ class FitResult:
     is :func:`ssinfnet.training.loop.train`'s table (step and epoch rows, ``val_dice`` per epoch);
     ``best`` is ``(epoch, val_dice)`` (0-based epoch) or None when no validation score was finite
     (then the last weights were exported); ``export_path`` is ``run_dir/model.pt``; ``transfer`` the
-    inpainting-init report (None from scratch).
+    inpainting-init report (None from scratch); ``health`` whether training failed
+    (:func:`ssinfnet.segmentation.health.fit_health`); ``record`` what the exported model says of it:
+    ``status``, ``failed``, ``reasons``, ``floors`` and where training ended (``epochs_run``, ``stop``).
     """
 
     config: SegConfig
@@ -292,6 +295,8 @@ class FitResult:
     export_path: Path
     transfer: TransferReport | None
     run_dir: Path
+    health: TrainingHealth | None = None
+    record: dict | None = None
 
 
 def _check_run_dir(run_dir: Path, cfg: SegConfig, seed: int, train_samples: Sequence[Sample] = (),
@@ -415,7 +420,7 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
 
     phase = Phase(PHASE_NAME, cfg.epochs, [MODEL_KEY], loss_fn, make_optimizer=_optimizer_factory(cfg),
                   lr_factors=cfg.lr_factors, val_fn=val_fn, monitor="dice", mode="max",
-                  max_steps_per_epoch=cfg.max_steps_per_epoch, grad_clip=cfg.grad_clip)
+                  max_steps_per_epoch=cfg.max_steps_per_epoch, grad_clip=cfg.grad_clip, patience=cfg.patience)
     result = train([phase], {MODEL_KEY: model}, loader, device=device, seed=seed, run_dir=run_dir,
                    progress=progress, provenance=key)
 
@@ -427,18 +432,18 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
         best = (int(entry["epoch"]), float(entry["value"]))
     else:
         warnings.warn(f"{cfg.name}: no finite validation Dice; exporting the last weights", stacklevel=2)
+    health, record = judge_fit(cfg.task, result.history, val_samples, phase=PHASE_NAME)
     model.eval()
     kwargs = {k: v for k, v in cfg.network_kwargs().items() if k != "pretrained_path"}  # weights are saved
     extra = {"task": cfg.task, "variant": cfg.name, "label": cfg.label, "prior_source": cfg.prior_source,
              "best_epoch": None if best is None else best[0], "val_dice": None if best is None else best[1],
-             "seed": seed, "config": cfg.to_dict(), "input_reference": reference_record(train_samples),
+             "seed": seed, "config": cfg.to_dict(), "health": record,
+             "input_reference": reference_record(train_samples),
              "transfer": None if report is None else {"copied": len(report.copied),
                                                       "skipped_head": list(report.skipped_head),
                                                       "skipped_shape": [n for n, _, _ in report.skipped_shape],
                                                       "missing": list(report.missing)}}
-    from ..training.provenance import read_record
-
     extra["provenance"] = read_record(run_dir)  # the commit, code and data that trained these weights
     path = run_dir / "model.pt"
     on_main(export_model, path, model, cfg.network, kwargs, cfg.image_size, extra, task=cfg.task)
-    return FitResult(cfg, model, result.history, best, path, report, run_dir)
+    return FitResult(cfg, model, result.history, best, path, report, run_dir, health, record)

@@ -88,7 +88,11 @@ class SegConfig:
     lr_factors : dict
         Epoch milestone -> lr multiplier (:class:`ssinfnet.training.optimisers.MilestoneFactor`); default constant.
     epochs, batch_size, image_size : int
-        Passes over the training data, slices per batch, training side (pixels).
+        Passes over the training data (the cap when ``patience`` is set), slices per batch, training
+        side (pixels).
+    patience : int, optional
+        Early stopping: stop after this many epochs without a better validation Dice (the selected
+        epoch is the best one either way); None trains all ``epochs``.
     cutout : float in [0, 1)
         Side of the grey cutout square as a fraction of the image side (paper: 0, 0.4, 0.5).
     rotation, crop_scale, hflip : float, (float, float), float
@@ -127,6 +131,7 @@ class SegConfig:
     weight_decay: float = 0.0
     lr_factors: dict = field(default_factory=dict)
     epochs: int = 100
+    patience: int | None = None
     batch_size: int = 16
     image_size: int = 352
     cutout: float = 0.0
@@ -171,6 +176,9 @@ class SegConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or isinstance(self.patience, bool)
+                                          or self.patience < 1):
+            raise ValueError(f"patience must be an int >= 1 or None, got {self.patience!r}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32 pixels (stride-32 encoders), got {self.image_size}")
         if not 0.0 <= self.cutout < 1.0:
@@ -286,7 +294,7 @@ def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
         A key of :data:`VARIANTS`.
     profile : ssinfnet.book.profiles.Profile, optional
         Takes ``image_size``, ``batch_size``, ``finetune_epochs`` (single) or ``multi_epochs``
-        (multi), ``max_steps_per_epoch``, ``num_workers`` and the network's constructor arguments
+        (multi), ``patience``, ``max_steps_per_epoch``, ``num_workers`` and the network's constructor arguments
         (``infnet_kwargs()`` for InfNet networks, ``baseline_kwargs[network]`` for the baselines).
     **overrides
         Any :class:`SegConfig` field (applied after the profile). ``model_kwargs`` is merged into
@@ -310,7 +318,7 @@ def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
     if profile is not None:
         multi = settings["task"] == "multi"
         settings.update(image_size=profile.image_size, batch_size=profile.batch_size,
-                        epochs=profile.multi_epochs if multi else profile.finetune_epochs,
+                        epochs=profile.multi_epochs if multi else profile.finetune_epochs, patience=profile.patience,
                         max_steps_per_epoch=profile.max_steps_per_epoch, num_workers=profile.num_workers)
         network = overrides.get("network", settings["network"])
         if network.startswith("infnet"):

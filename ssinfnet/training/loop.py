@@ -36,7 +36,7 @@ Layout
 :func:`train` checks its arguments, starts or resumes (:func:`_start`), then runs each phase
 (:func:`_run_phase`): an epoch is :func:`_train_epoch` (one :func:`_step` per batch), the phase's
 divergence guard (:mod:`ssinfnet.training.guard`), then :func:`_end_epoch` (validation, best
-checkpoint, history row, ``last.pt``).
+checkpoint, early stopping, history row, ``last.pt``).
 """
 
 from __future__ import annotations
@@ -161,7 +161,8 @@ def train(
     history_name : str, default="history.csv"
         File name of the CSV history (columns ``phase, phase_index, kind, epoch, step, global_step,
         loss, lr, wall_s`` then the logged values and ``val_*`` metrics; ``wall_s`` in seconds since
-        the run started, summed over resumed sessions).
+        the run started, summed over resumed sessions; ``stop`` on the row where a phase with a
+        ``patience`` ended: "patience" or "cap", see :class:`Phase`).
     provenance : Mapping[str, str or None], optional
         The key of this run: short hashes of what determines it, e.g. ``{"data", "config", "code"}``
         (:mod:`ssinfnet.training.provenance`). Default ``{"data": loader_fingerprint(train_loader), "code":
@@ -330,6 +331,8 @@ def _run_phase(run: _Run, pi: int, original_flags: Mapping[str, list[bool]], res
         restore_optimizer(resumed.optimizer_state, optimizer, scheduler, phase, resumed.path)
     run.nets = run.models if run.world is None else run.world.wrap(run.models, phase.trainable, run.device)
     for epoch in range(0 if resumed is None else resumed.epoch, phase.epochs):
+        if phase.patience_spent(run.best.get(phase.name, {}).get("epoch"), epoch):  # stopped early, or resumed after it
+            break
         lr = optimizer.param_groups[0]["lr"]
         n_steps, loss_sum = _train_epoch(run, pi, epoch, params, optimizer, per_step)
         check_epoch(phase.guard, run.history.rows, phase.name, pi, epoch, n_steps, run.global_step)
@@ -411,10 +414,13 @@ def _end_epoch(run: _Run, pi: int, epoch: int, n_steps: int, mean_loss: float, l
         validate = lambda: validate_phase(phase, run.models, run.val_loader, ctx, run.amp)  # noqa: E731
         metrics = validate() if run.world is None else run.world.from_main(validate)
         update_best(phase, pi, epoch, run.global_step, metrics, run.models, run.best, run.ckpt_dir, save=run.main)
+    early = phase.patience_spent(run.best.get(phase.name, {}).get("epoch"), epoch + 1)
+    stop = {} if phase.patience is None or not (early or last_epoch) else {"stop": "patience" if early else "cap"}
+    last_epoch = last_epoch or early  # the phase ends here: write last.pt
     run.history.add(
         phase=phase.name, phase_index=pi, kind="epoch", epoch=epoch, step=n_steps,
         global_step=run.global_step, loss=mean_loss, lr=lr, wall_s=run.wall(),
-        **{f"val_{k}": v for k, v in metrics.items()},
+        **{f"val_{k}": v for k, v in metrics.items()}, **stop,
     )
     due = (epoch + 1) % phase.checkpoint_every == 0 or last_epoch
     rng_by_rank = None if run.world is None or not due else run.world.gather(capture_rng_state(run.generators))

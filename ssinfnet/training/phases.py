@@ -121,6 +121,11 @@ class Phase:
     guard : DivergenceGuard, optional
         When to stop the phase as diverged at an epoch's end (:mod:`ssinfnet.training.guard`); a
         non-finite loss stops every phase.
+    patience : int, optional
+        Early stopping: end the phase once ``patience`` validations in a row have not improved on the
+        best ``monitor`` value (a NaN or infinite value never improves); ``epochs`` is then the cap.
+        The epoch row where the phase ends gets ``stop`` = ``"patience"`` (stopped early) or ``"cap"``
+        (ran all ``epochs``) in the history. None (default): always run ``epochs``. Needs a ``monitor``.
     """
 
     name: str
@@ -140,6 +145,7 @@ class Phase:
     grad_clip: float | None = None
     lr_fractions: Mapping[float, float] = field(default_factory=dict)
     guard: DivergenceGuard | None = None
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
@@ -168,12 +174,32 @@ class Phase:
             raise ValueError(f"max_steps_per_epoch must be >= 1 or None, got {self.max_steps_per_epoch}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.patience is not None:
+            if not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 1:
+                raise ValueError(f"patience must be an int >= 1 or None, got {self.patience!r} (phase {self.name!r})")
+            if self.monitor is None:
+                raise ValueError(f"patience={self.patience} needs a monitor to watch (phase {self.name!r})")
         MilestoneFactor(self.lr_factors)  # validates
         check_fractions(self.lr_fractions)
         if self.lr_fractions and (self.lr_factors or self.make_scheduler is not None):
             raise ValueError(f"phase {self.name!r}: lr_fractions replaces lr_factors and make_scheduler; give one")
         if self.guard is not None and not isinstance(self.guard, DivergenceGuard):
             raise ValueError(f"guard must be a DivergenceGuard or None, got {type(self.guard).__name__}")
+
+    def validations_since_best(self, best_epoch: int | None, epochs_done: int) -> int:
+        """How many validations ran after the best one, once ``epochs_done`` epochs of this phase are done.
+
+        ``best_epoch``: 0-based epoch of the best monitored value so far (None: no finite value yet, so
+        every validation counts). Validations run after epochs ``e`` with ``(e + 1) % val_every == 0``
+        and after the last epoch. A function of the best epoch alone, which checkpoints keep, so a
+        resumed run counts exactly as an uninterrupted one.
+        """
+        first = 0 if best_epoch is None else best_epoch + 1
+        return sum(1 for e in range(first, epochs_done) if (e + 1) % self.val_every == 0 or e + 1 == self.epochs)
+
+    def patience_spent(self, best_epoch: int | None, epochs_done: int) -> bool:
+        """Whether early stopping ends the phase after ``epochs_done`` epochs (always False without ``patience``)."""
+        return self.patience is not None and self.validations_since_best(best_epoch, epochs_done) >= self.patience
 
 
 def alternate(first: Phase, second: Phase, rounds: int) -> list[Phase]:

@@ -29,6 +29,16 @@ def test_templates_expand_over_the_profile_variants():
     assert A.declared("model:multi_unet", writer="04_multi")[1] == {"variant": "multi_unet"}
 
 
+def test_conditional_artifacts_are_expected_only_under_their_condition():
+    smoke = get_profile("smoke")
+    assert A.expected_outputs("05_evaluation", smoke) == {}  # chapter 5 hands maps on only from usable models
+    assert set(A.expected_outputs("05_evaluation", smoke, ["usable_single"])) == {"test_predictions"}
+    assert set(A.expected_outputs("05_evaluation", smoke, list(A.CONDITIONS))) == {"test_predictions",
+                                                                                   "test_class_maps"}
+    with pytest.raises(ValueError, match="unknown conditions"):
+        A.expected_outputs("05_evaluation", smoke, ["sunny"])
+
+
 def test_record_refuses_undeclared_names_and_other_paths(ctx):
     path = ctx.path("splits", "train_val.csv")
     path.write_text("slice_id,split\n")

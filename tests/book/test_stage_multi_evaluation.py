@@ -7,6 +7,7 @@ run, and the numbers must be the smoke reference the notebooks check.
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ssinfnet.book import artifacts, checks
@@ -52,7 +53,8 @@ def done(single_done, tmp_path_factory):
 
 
 def _assert_outputs_recorded(ctx, stage):
-    expected = artifacts.expected_outputs(stage, ctx.profile)
+    conditions = ctx.manifest()["stages"][stage].get("conditions", ())
+    expected = artifacts.expected_outputs(stage, ctx.profile, conditions)
     recorded = ctx.manifest()["stages"][stage]["artifacts"]
     assert recorded == expected
     for rel in expected.values():
@@ -98,6 +100,10 @@ def test_multi_numbers_are_the_smoke_reference(done):
     assert list(mstage.summary.variant) == list(ctx.profile.multi_variants)
     checks.expect_close(mstage.summary.set_index("variant").val_dice, {v: 0.0 for v in ctx.profile.multi_variants},
                         atol=checks.SCORE_ATOL, what="validation Dice of the selected epoch")
+    # no smoke multi model beats the floor (0.05 or a constant map's Dice): every one is shown as failed
+    assert mstage.summary.status.str.startswith("failed: best val_dice").all(), mstage.summary.status
+    assert (mstage.summary.epochs_run == 2).all() and (mstage.summary.stop == "cap").all()  # patience 2, 2 epochs
+    assert ctx.manifest()["stages"]["04_multi"]["status"] == dict(zip(mstage.summary.label, mstage.summary.status))
     assert set(mstage.pretrain_history.phase) == {"inpainter", "coach", "inpainter_adv_r1", "coach_adv_r1"}
 
 
@@ -105,25 +111,45 @@ def test_evaluation_writes_and_records_its_artifacts(done):
     ctx, _, estage = done
     _assert_outputs_recorded(ctx, "05_evaluation")
     test = ctx.samples("test")
-    probs = load_maps(estage.predictions_path, test, kind="probability")
-    assert all(np.allclose(p, m, atol=1e-3) for p, m in zip(probs, estage.single["ssinfnet"]))  # float16 on disk
-    labels = load_maps(estage.class_maps_path, test, kind="labels")
-    assert all(np.array_equal(a, b) for a, b in zip(labels, estage.class_labels["multi_ssinfnet"]))
     recorded = ctx.manifest()["stages"]["05_evaluation"]
-    assert set(recorded["infnet_single"]) == set(ctx.profile.single_variants)
+    assert recorded["selected"] == estage.selected
+    chosen = estage.selected["test_predictions"]
+    assert chosen == evaluation.select(estage.models, "single")
+    if chosen is not None:  # the smoke SSInfNet beats its floor by a few thousandths: machine-dependent
+        probs = load_maps(estage.predictions_path, test, kind="probability")
+        assert all(np.allclose(p, m, atol=1e-3) for p, m in zip(probs, estage.single[chosen]))  # float16 on disk
+    # every smoke multi model failed: no class maps are handed on, and the page says so
+    assert estage.selected["test_class_maps"] is None and estage.class_maps_path is None
+    assert not (ctx.run_dir / "predictions" / "test_multi_ssinfnet_classes.npz").exists()
+    assert "test_class_maps" not in recorded["artifacts"] and "usable_multi" not in recorded["conditions"]
+    assert estage.handoff().set_index("artifact").loc["test_class_maps", "model"] == "none: not written"
+    ok = estage.models[~estage.models.failed]
+    assert set(recorded["infnet_single"]) == set(ok[ok.task == "single"].variant)
+    assert all(v == {} for v in recorded["infnet_multi"].values())
+    assert recorded["status"] == dict(zip(estage.models.key, estage.models.status))
 
 
 def test_evaluation_tables_are_the_smoke_reference(done):
     ctx, _, estage = done
-    table = estage.single_infnet_table.set_index("method")
-    checks.expect_close(table.meanDic, {"sinfnet": 0.038, "ssinfnet": 0.041, "unet": 0.001, "ssinfnet_encoder": 0.070},
+    raw = {name: r["meanDic"] for name, r in estage.single_infnet.items()}  # every model, failed or not
+    checks.expect_close(raw, {"sinfnet": 0.038, "ssinfnet": 0.041, "unet": 0.001, "ssinfnet_encoder": 0.070},
                         atol=checks.TEST_DICE_ATOL, what="Inf-Net meanDic on the test slices")
+    table = estage.single_infnet_table.set_index("method")
+    failed = table.status.str.startswith("failed")
+    assert table.loc[failed].drop(columns="status").isna().all().all()
+    assert (table.loc[~failed, "meanDic"] == pd.Series(raw)[~failed]).all()
+    # sinfnet, unet and the encoder transfer predict lesion everywhere: their validation Dice is the all-lesion map's
+    assert set(table.index[failed]) >= {"sinfnet", "unet", "ssinfnet_encoder"}
+    assert estage.multi_infnet_table.status.str.startswith("failed").all()
+    assert estage.multi_infnet_table.drop(columns=["method", "status"]).isna().all().all()
     assert list(estage.multi_infnet_table.method) == [
         f"{m} (ours, smoke)" for m in ("multi_ssinfnet", "multi_sinfnet", "multi_fcn8s",
                                        "multi_ssinfnet_gt_prior (oracle prior)", "multi_ssinfnet_encoder")]
     assert len(estage.single_beside_published(ctx)) == len(ctx.profile.single_variants) + 4
     assert list(estage.init_effect.index) == ["ssinfnet - sinfnet", "ssinfnet_encoder - sinfnet"]
-    assert len(estage.worst) == 3 and [estage.test[i].slice_id for i in estage.worst_index()] == list(estage.worst.image)
+    assert len(estage.worst) == (3 if estage.selected["test_predictions"] else 0)
+    assert [estage.test[i].slice_id for i in estage.worst_index()] == list(estage.worst.image)
+    assert np.isnan(estage.init_effect["ssinfnet_encoder - sinfnet"])  # both failed: no difference to show
     cv = estage.cv_table
     assert cv[["chapter", "variant", "class"]].values.tolist() == [["03_single", "ssinfnet", "infection"]]
     assert cv.dice.iloc[0] == ctx.manifest()["stages"]["03_single"]["cross_validation"]["ssinfnet"]
@@ -155,3 +181,63 @@ def test_evaluation_measures_the_lung_restriction_and_the_shifts(done):
     assert list(table.columns[:8]) == ["clean", "window", "gamma", "resolution", "noise", "jpeg", "fov",
                                        "mean shifted"]
     assert robust.verdict().count("\n") == 1 and "bar 0.8 x clean" in robust.verdict()
+
+
+def _models_table(rows):
+    base = {"task": "single", "network": "infnet", "oracle": False, "failed": False}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_selection_skips_failed_oracle_and_other_networks():
+    models = _models_table([
+        {"variant": "ssinfnet", "val_dice": 0.8, "failed": True},
+        {"variant": "unet", "network": "unet", "val_dice": 0.9},
+        {"variant": "sinfnet", "val_dice": 0.5},
+        {"variant": "ssinfnet_encoder", "val_dice": 0.6},
+        {"variant": "multi_ssinfnet_gt_prior", "task": "multi", "network": "infnet_multi", "oracle": True,
+         "val_dice": 0.9},
+        {"variant": "multi_ssinfnet", "task": "multi", "network": "infnet_multi", "val_dice": 0.3},
+        {"variant": "multi_fcn8s", "task": "multi", "network": "fcn8s", "val_dice": 0.4},
+    ])
+    assert evaluation.select(models, "single") == "ssinfnet_encoder"
+    assert evaluation.select(models, "multi") == "multi_ssinfnet"
+    assert evaluation.select(models.assign(failed=True), "single") is None
+
+
+def test_a_failed_model_is_never_handed_on(done, tmp_path, monkeypatch):
+    """Mark SSInfNet failed and SInfNet usable: chapter 5 hands on SInfNet's maps. Then mark every single
+    model failed: no file (a stale one is removed), and the record and the page say why."""
+    ctx0, _, _ = done
+    run = tmp_path / "run"
+    shutil.copytree(ctx0.run_dir, run)
+    original = evaluation.predict_variant
+
+    def patched(verdicts):
+        def predict(ctx, reader, name, samples, priors=None):
+            info, maps = original(ctx, reader, name, samples, priors)
+            if name in verdicts:
+                failed, val = verdicts[name]
+                info = {**info, "val_dice": val, "health": {"status": "failed: test" if failed else "ok",
+                                                             "failed": failed, "epochs_run": 2, "stop": "cap"}}
+            return info, maps
+        return predict
+
+    monkeypatch.setattr(evaluation, "predict_variant", patched({"ssinfnet": (True, 0.9), "sinfnet": (False, 0.2),
+                                                                "ssinfnet_encoder": (True, 0.5)}))
+    ctx = _open(run)
+    estage = evaluation.run(ctx, progress=False)
+    assert estage.selected["test_predictions"] == "sinfnet"
+    probs = load_maps(estage.predictions_path, ctx.samples("test"), kind="probability")
+    assert all(np.allclose(p, m, atol=1e-3) for p, m in zip(probs, estage.single["sinfnet"]))
+    row = estage.single_infnet_table.set_index("method").loc["ssinfnet"]
+    assert row.status == "failed: test" and np.isnan(row.meanDic)
+    assert {"ssinfnet", "ssinfnet_encoder"} <= set(estage.failed().variant) and "sinfnet" not in set(estage.failed().variant)
+
+    monkeypatch.setattr(evaluation, "predict_variant", patched({v: (True, 0.5) for v in ctx.profile.single_variants}))
+    estage = evaluation.run(_open(run), progress=False)
+    assert estage.selected == {"test_predictions": None, "test_class_maps": None}
+    assert estage.predictions_path is None and not (run / "predictions" / "test_ssinfnet.npz").exists()
+    recorded = _open(run).manifest()["stages"]["05_evaluation"]
+    assert recorded["artifacts"] == {} and recorded["conditions"] == [] and recorded["infnet_single"] == {}
+    assert artifacts.optional(_open(run), "test_predictions", "06_severity") is None  # chapter 6 falls back
+    assert list(estage.handoff().model) == ["none: not written"] * 2 and len(estage.worst) == 0

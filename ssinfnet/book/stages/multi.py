@@ -60,7 +60,8 @@ class MultiStage:
         return pd.Series({"training slices": len(self.train), "validation slices": len(self.val),
                           "split": self.split_source,
                           "stage-1 model": self.stage1_model.relative_to(ctx.run_dir),
-                          "epochs": ctx.profile.multi_epochs})
+                          "epochs (cap)": ctx.profile.multi_epochs,
+                          "early-stopping patience (epochs)": ctx.profile.patience or "none"})
 
 
 def pool_limit(profile) -> int | None:
@@ -126,7 +127,8 @@ def run(ctx, progress: bool = True) -> MultiStage:
     artifacts.record(ctx, STAGE,
                      {**{f"model:{k}": f.export_path for k, f in fits.items()},
                       "multi_inpainter": pretrained["inpainter"], "multi_coach": pretrained["coach"]},
-                     validation=summary.set_index("label").val_dice.round(4).to_dict(), pool=pool_counts,
+                     validation=summary.set_index("label").val_dice.round(4).to_dict(),
+                     status=summary.set_index("label").status.to_dict(), pool=pool_counts,
                      cross_validation=_cv_record(cv_table))
     return MultiStage(train_all, train, val, split_source, priors, stage1_model, pool_counts, mcfg,
                       presult.history, pretrained, fits, summary, cv_results, cv_scores, cv_table)

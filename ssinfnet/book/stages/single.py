@@ -41,7 +41,8 @@ class SingleStage:
         """The data and schedule this stage ran with, for the page."""
         return pd.Series({"training slices": len(self.train), "validation slices": len(self.val),
                           "split": self.split_source, "image size (px)": ctx.profile.image_size,
-                          "epochs": ctx.profile.finetune_epochs,
+                          "epochs (cap)": ctx.profile.finetune_epochs,
+                          "early-stopping patience (epochs)": ctx.profile.patience or "none",
                           "steps per epoch (cap)": ctx.profile.max_steps_per_epoch or "all",
                           "pretrained inpainter": self.pretrained.relative_to(ctx.run_dir)})
 
@@ -66,6 +67,7 @@ def run(ctx, progress: bool = True) -> SingleStage:
                      {**{f"model:{k}": f.export_path for k, f in fits.items()}, "train_oof_priors": priors_path,
                       "stage1_model": fits["ssinfnet"].export_path},
                      validation=summary.set_index("variant").val_dice.round(4).to_dict(),
+                     status=summary.set_index("variant").status.to_dict(),
                      cross_validation=cv_table[cv_table.fold == "all"].set_index("variant").dice.round(4).to_dict())
     return SingleStage(train_all, train, val, split_source, pretrained, fits, summary, cv_results, cv_scores,
                        cv_table, priors_path)

@@ -29,7 +29,9 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
 
     Inpainting-initialised variants get ``init_weights``; multi variants get ``priors_train`` /
     ``priors_val``, except the oracle, which :func:`~ssinfnet.segmentation.fit.fit` builds from the masks. Returns the fits and a
-    summary table (variant, label, best epoch, validation Dice, trainable parameters, transfer counts).
+    summary table (variant, label, best epoch, validation Dice, epochs run and why training stopped
+    ("patience" or "cap"), ``status`` ("ok" or "failed: <reasons>", :mod:`ssinfnet.segmentation.health`),
+    trainable parameters, transfer counts).
     """
     fits, rows = {}, []
     for name in names:
@@ -49,6 +51,7 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
                      "network": cfg.network, "loss": cfg.loss, "optimizer": cfg.optimizer, "cutout": cfg.cutout,
                      "best_epoch (1-based)": None if res.best is None else res.best[0] + 1,
                      "val_dice": float("nan") if res.best is None else res.best[1],
+                     "epochs_run": res.record["epochs_run"], "stop": res.record["stop"], "status": res.health.status,
                      "parameters_M": round(sum(p.numel() for p in res.model.parameters()) / 1e6, 2),
                      "copied_tensors": None if res.transfer is None else len(res.transfer.copied)})
     return fits, pd.DataFrame(rows)
@@ -95,11 +98,13 @@ def predict_with(path: str | Path, samples: Sequence[Sample], device: str, prior
     return predict_samples(load_exported(path, device, expect_task=task), samples, device=device, priors=priors)
 
 
-def predict_variant(ctx, reader: str, name: str, samples: Sequence[Sample], priors=None) -> tuple[str, list[np.ndarray]]:
+def predict_variant(ctx, reader: str, name: str, samples: Sequence[Sample], priors=None) -> tuple[dict, list[np.ndarray]]:
     """Predict ``samples`` with the exported model of variant ``name``, read by stage ``reader``.
 
     A multi-class model trained with the oracle prior (read from the exported model itself) gets the
-    ground-truth infection masks as priors, any other multi model ``priors``. Returns (label, maps).
+    ground-truth infection masks as priors, any other multi model ``priors``. Returns (what the
+    exported model says of itself: its ``extra`` (label, task, val_dice, health, ...) with ``network``
+    (registry name) and ``task``; the maps).
     """
     from ..artifacts import require
 
@@ -109,7 +114,7 @@ def predict_variant(ctx, reader: str, name: str, samples: Sequence[Sample], prio
     if task == "multi" and loaded.extra.get("prior_source") == "ground_truth":
         priors = oracle_priors(samples)
     maps = predict_samples(loaded, samples, device=ctx.device, priors=priors if task == "multi" else None)
-    return loaded.extra.get("label", name), maps
+    return {"label": name, **loaded.extra, "network": loaded.name, "task": task}, maps
 
 
 def cost_models(ctx) -> dict[str, tuple[str, dict]]:
