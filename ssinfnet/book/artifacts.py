@@ -5,7 +5,9 @@ and its format. Stages write through :func:`record` (which refuses a name not de
 stage, or a path other than the declared one) and read through :func:`require` /
 :func:`optional` (which refuse an undeclared name or a stage not listed as a reader, and turn a
 missing file into :class:`MissingArtifact` naming the chapter to run). Names with a ``{variant}``
-field stand for one file per variant of the profile list named by ``per``.
+field stand for one file per variant of the profile list named by ``per``, and names with a ``{seed}``
+field for one file per extra fine-tuning seed (``Profile.extra_seeds``: 1 .. ``n_seeds`` - 1). A reader
+is a chapter or :data:`PAGE`, the results page rendered from the finished run.
 
 ``tests/book/test_artifacts.py`` runs every stage on the smoke profile and checks that the files
 declared here are the files written, and that every read goes through this table.
@@ -16,12 +18,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Artifact", "ARTIFACTS", "CONDITIONS", "STAGE_NAMES", "MissingArtifact", "UndeclaredArtifact", "declared",
+from ..evaluation.comparison import TABLE_COLUMNS
+
+__all__ = ["Artifact", "ARTIFACTS", "CONDITIONS", "PAGE", "STAGE_NAMES", "MissingArtifact", "UndeclaredArtifact", "declared",
            "record", "require", "optional", "expected_outputs"]
 
 #: Stage key (the notebook's stem) of each chapter number.
 STAGE_NAMES = {"01": "01_data", "02": "02_pretraining", "03": "03_single", "04": "04_multi",
                "05": "05_evaluation", "06": "06_severity", "07": "07_radiomics_mediation"}
+
+#: The reader that is not a chapter: the results page (``book/results.md``, :mod:`ssinfnet.book.results_page`),
+#: written from the finished run when the book is rendered.
+PAGE = "book"
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,8 @@ class Artifact:
     """One file a stage writes for later stages.
 
     ``name`` may hold ``{variant}``; ``path`` is relative to the run folder and uses the same fields;
-    ``per`` names the profile field listing the variants (e.g. ``"single_variants"``). ``when`` names
+    ``per`` names the profile field listing the variants (e.g. ``"single_variants"``); ``{seed}`` stands for
+    each of the profile's ``extra_seeds``. ``when`` names
     the condition under which the writer writes it (a key of :data:`CONDITIONS`); None: always.
     """
 
@@ -68,6 +77,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
              "torch tensors: the coach's masks of fixed slices after each phase"),
     Artifact("model:{variant}", "03_single", "finetune/{variant}/model.pt", MODEL, ("05_evaluation",),
              per="single_variants"),
+    Artifact("model:{variant}@seed{seed}", "03_single", "finetune/{variant}/seed{seed}/model.pt",
+             MODEL + ": fine-tuning seed k of a compared variant (training seed = profile seed + k; seed 0 is "
+             "model:{variant}); the same pretrained inpainter", ("05_evaluation",), per="single_seed_variants"),
     Artifact("train_oof_priors", "03_single", "priors/train_oof_ssinfnet.npz",
              MAPS + ": held-out stage-1 probabilities of every training slice", ("04_multi",)),
     Artifact("stage1_model", "03_single", "finetune/ssinfnet/model.pt", MODEL + ": the stage-1 model",
@@ -76,12 +88,19 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("multi_coach", "04_multi", "pretrain/multi/coach.pt", MODEL),
     Artifact("model:{variant}", "04_multi", "finetune/{variant}/model.pt", MODEL,
              ("05_evaluation", "07_radiomics_mediation"), per="multi_variants"),
+    Artifact("model:{variant}@seed{seed}", "04_multi", "finetune/{variant}/seed{seed}/model.pt",
+             MODEL + ": fine-tuning seed k of a compared variant (training seed = profile seed + k; seed 0 is "
+             "model:{variant}); the same pretrained inpainter and priors", ("05_evaluation",),
+             per="multi_seed_variants"),
     Artifact("test_predictions", "05_evaluation", "predictions/test_ssinfnet.npz",
              MAPS + ": infection probabilities of the test slices by the single-class model selected on "
              "validation (the manifest names it)", ("06_severity",), when="usable_single"),
     Artifact("test_class_maps", "05_evaluation", "predictions/test_multi_ssinfnet_classes.npz",
              MAPS + ": class labels of the test slices by the multi-class model selected on validation "
              "(the manifest names it)", ("07_radiomics_mediation",), when="usable_multi"),
+    Artifact("comparisons", "05_evaluation", "05_evaluation/comparisons.csv",
+             "CSV: one row per comparison of two variants on the test slices (paired bootstrap over images and "
+             "fine-tuning seeds): " + ", ".join(TABLE_COLUMNS), (PAGE,)),
     Artifact("test_severity", "06_severity", "06_severity/test_severity.csv", "CSV: one row per test slice"),
     Artifact("mediation", "07_radiomics_mediation", "07_radiomics_mediation/mediation.csv",
              "CSV: one row per exposure and candidate mediator"),
@@ -197,6 +216,8 @@ def expected_outputs(stage: str, profile, conditions=()) -> dict[str, str]:
         if art.per is None:
             out[art.name] = art.path
             continue
+        seeds = profile.extra_seeds if "{seed}" in art.name else (None,)
         for variant in getattr(profile, art.per):
-            out[art.name.format(variant=variant)] = art.path.format(variant=variant)
+            for seed in seeds:
+                out[art.name.format(variant=variant, seed=seed)] = art.path.format(variant=variant, seed=seed)
     return out

@@ -43,6 +43,11 @@ class Profile:
                              "multi_ssinfnet_no_focal", "multi_ssinfnet_no_lookahead", "multi_unet",
                              "multi_fcn8s", "multi_ssinfnet_gt_prior", "multi_ssinfnet_encoder")
     cv_variants: tuple = ("sinfnet", "ssinfnet", "multi_ssinfnet")
+    # the decisive comparison (chapter 5): these variants are fine-tuned with ``n_seeds`` seeds, seed k
+    # with training seed ``seed + k``; seed 0 is the model every chapter uses. Pretraining runs once (with
+    # ``seed``): the extra seeds re-run fine-tuning only, from the same pretrained weights.
+    seed_variants: tuple = ("sinfnet", "ssinfnet", "ssinfnet_encoder", "unet", "multi_ssinfnet", "multi_sinfnet")
+    n_seeds: int = 5
     # synthetic embedded default (ignored on real data)
     synthetic_size: int = 128
     synthetic_counts: dict = field(default_factory=lambda: {"train": 24, "test": 12, "unlabelled": 48})
@@ -80,8 +85,27 @@ class Profile:
             raise ValueError(f"unknown profile fields {unknown}; valid: {sorted(valid)}")
         return replace(self, **overrides)
 
+    def __post_init__(self):
+        if not (isinstance(self.n_seeds, int) and self.n_seeds >= 1):
+            raise ValueError(f"profile {self.name!r}: n_seeds must be an integer >= 1, got {self.n_seeds!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def single_seed_variants(self) -> tuple:
+        """The variants of ``seed_variants`` that chapter 3 trains (in ``single_variants``), in profile order."""
+        return tuple(v for v in self.single_variants if v in self.seed_variants)
+
+    @property
+    def multi_seed_variants(self) -> tuple:
+        """The variants of ``seed_variants`` that chapter 4 trains (in ``multi_variants``), in profile order."""
+        return tuple(v for v in self.multi_variants if v in self.seed_variants)
+
+    @property
+    def extra_seeds(self) -> tuple:
+        """The seed indices trained besides seed 0 (the existing models): 1 .. ``n_seeds`` - 1."""
+        return tuple(range(1, self.n_seeds))
 
     def infnet_kwargs(self) -> dict:
         """Constructor arguments of the InfNet family for this profile (backbone included)."""
@@ -99,14 +123,15 @@ PROFILES: dict[str, Profile] = {
                      multi_variants=("multi_ssinfnet", "multi_sinfnet", "multi_fcn8s", "multi_ssinfnet_gt_prior",
                                      "multi_ssinfnet_encoder"),
                      cv_variants=("ssinfnet",), patience=2,  # 2 epochs: the cap always ends them, as "cap"
-                     max_steps_per_epoch=3, n_boot=50, simulation_replicates=6, cv_folds=2,
+                     max_steps_per_epoch=3, n_seeds=2, n_boot=50, simulation_replicates=6, cv_folds=2,
                      radiomics_slice_limit=6, ictcf_patient_limit=24),
     "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8, unlabelled_limit=800,
                    baseline_kwargs={"unet": {"base_width": 32}, "unet_multi": {"base_width": 32},
                                     "fcn8s": {"fc_width": 512}},
 
                    pretrain_inpainter_epochs=4, pretrain_coach_epochs=1, pretrain_alternations=1,
-                   pretrain_alternate_epochs=1, finetune_epochs=30, multi_epochs=30, patience=20, n_boot=1000,
+                   pretrain_alternate_epochs=1, finetune_epochs=30, multi_epochs=30, patience=20, n_seeds=3,
+                   n_boot=1000,
                    ictcf_patient_limit=100,
                    cv_variants=("ssinfnet", "multi_ssinfnet"),
                    simulation_replicates=200),
@@ -143,7 +168,7 @@ SUMMARY_FIELDS = {
     "pretrain_alternations": "pretraining: alternation rounds", "pretrain_alternate_epochs": "pretraining: epochs per alternation phase",
     "finetune_epochs": "stage-1 epochs", "multi_epochs": "stage-2 epochs",
     "patience": "fine-tuning: early-stopping patience (epochs)", "max_steps_per_epoch": "steps per epoch (cap)",
-    "cv_folds": "cross-validation folds", "n_boot": "bootstrap resamples", "simulation_replicates": "simulation replicates",
+    "cv_folds": "cross-validation folds", "n_seeds": "fine-tuning seeds of the comparison", "n_boot": "bootstrap resamples", "simulation_replicates": "simulation replicates",
 }
 
 

@@ -12,7 +12,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["PairedComparison", "paired_bootstrap", "verdict"]
+__all__ = ["MIN_BOOT", "TABLE_COLUMNS", "NOT_ESTIMABLE", "PairedComparison", "paired_bootstrap", "verdict"]
+
+#: The least number of bootstrap resamples :func:`paired_bootstrap` accepts.
+MIN_BOOT = 100
+
+#: The columns of a table of comparisons (chapter 5's ``comparisons`` artifact), in this order: what is
+#: compared (claim, task, class, model_a, model_b: the estimate is B - A), :class:`PairedComparison`'s
+#: numbers, which seeds failed, ``seed_means`` (';'-joined per-seed mean differences), the verdict and a note.
+TABLE_COLUMNS = ("claim", "task", "class", "model_a", "model_b", "estimate", "ci_low", "ci_high", "level",
+                 "n_seeds", "seeds_failed", "n_images", "seed_means", "p_not_better", "verdict", "note")
+
+#: The verdict's prefix of a comparison that could not be made ("not estimable: <why>").
+NOT_ESTIMABLE = "not estimable"
 
 
 @dataclass(frozen=True)
@@ -79,8 +91,8 @@ def paired_bootstrap(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"a and b must have the same shape (n_images,) or (n_seeds, n_images); got "
                          f"{np.shape(a)} and {np.shape(b)}")
-    if n_boot < 100:
-        raise ValueError(f"n_boot must be >= 100, got {n_boot}")
+    if n_boot < MIN_BOOT:
+        raise ValueError(f"n_boot must be >= {MIN_BOOT}, got {n_boot}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     keep = np.isfinite(a).all(axis=0) & np.isfinite(b).all(axis=0)

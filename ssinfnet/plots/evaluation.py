@@ -157,3 +157,56 @@ def plot_comparison_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray]
                 ax.set_ylabel(ids[r])
     fig.tight_layout()
     return fig
+
+
+def plot_comparisons(table: pd.DataFrame) -> Figure:
+    """Forest plot of paired comparisons: per row the pooled difference B - A with its interval (bar), the
+    mean difference of each seed (dots) and a line at zero; a row without an estimate says why.
+
+    Parameters
+    ----------
+    table : one row per comparison with columns ``claim``, ``class``, ``estimate``, ``ci_low``, ``ci_high``,
+        ``level``, ``seed_means`` (';'-joined floats, empty when not estimated) and ``verdict``
+        (:data:`ssinfnet.evaluation.comparison.TABLE_COLUMNS`)
+
+    Returns
+    -------
+    Figure with one axis: x the Dice difference (fraction), one y row per comparison (first at the top).
+    """
+    need = ["claim", "class", "estimate", "ci_low", "ci_high", "level", "seed_means", "verdict"]
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise ValueError(f"comparison table lacks columns {missing}")
+    if table.empty:
+        raise ValueError("comparison table is empty")
+    n = len(table)
+    dots = [[float(v) for v in str(s).split(";") if v.strip()] if pd.notna(s) else [] for s in table.seed_means]
+    fig = Figure(figsize=(7.5, 0.9 + 0.45 * n))
+    ax = fig.add_subplot()
+    ax.axvline(0.0, color="0.4", lw=1, zorder=1)
+    for i, row in enumerate(table.itertuples(index=False)):
+        y = n - 1 - i
+        if pd.isna(row.estimate):
+            ax.text(0.0, y, "  " + str(row.verdict).split(":")[0] + " (see the table)", va="center", ha="left",
+                    fontsize=8, color="0.35")
+            continue
+        ax.plot([row.ci_low, row.ci_high], [y, y], color="C0", lw=2.5, zorder=2)
+        ax.plot(row.estimate, y, "D", color="C0", ms=6, zorder=3)
+        ax.plot(dots[i], [y] * len(dots[i]), "o", mfc="none", mec="C1", ms=6, zorder=4)
+    labels = [f"{claim} [{cls}]" for claim, cls in zip(table.claim, table["class"])]
+    ax.set_yticks(range(n - 1, -1, -1), labels, fontsize=8)
+    ax.set_ylim(-0.7, n - 0.3)
+    level = table.level.dropna()
+    from matplotlib.lines import Line2D
+
+    ax.legend(handles=[Line2D([], [], marker="D", color="C0", ls="none", label="pooled estimate"),
+                       Line2D([], [], color="C0", lw=2.5, label=f"{level.iloc[0]:.0%} CI" if len(level) else "CI"),
+                       Line2D([], [], marker="o", mfc="none", mec="C1", ls="none", label="mean of one seed")],
+              loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.3 / n), ncol=3, fontsize=8, frameon=False)
+    ax.set_xlabel("Dice difference B - A (per test image, pooled over seeds)")
+    ax.set_ylabel("claim [class]")
+    spread = np.abs(np.concatenate([table[["ci_low", "ci_high"]].to_numpy(dtype=float).ravel(), *map(np.array, dots)]))
+    lim = max(0.05, float(np.nanmax(spread, initial=0.0)))
+    ax.set_xlim(-1.15 * lim, 1.15 * lim)
+    fig.tight_layout()
+    return fig

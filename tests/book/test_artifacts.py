@@ -14,9 +14,10 @@ def ctx(tmp_path):
 def test_every_artifact_has_one_writer_and_known_stages():
     stages = set(A.STAGE_NAMES.values())
     for art in A.ARTIFACTS:
-        assert art.writer in stages and set(art.readers) <= stages, art
+        assert art.writer in stages and set(art.readers) <= stages | {A.PAGE}, art
         assert art.writer not in art.readers
-        assert art.writer < min(art.readers, default="99"), f"{art.name} is read before it is written"
+        chapters = [r for r in art.readers if r != A.PAGE]  # the results page reads the finished run
+        assert art.writer < min(chapters, default="99"), f"{art.name} is read before it is written"
     keys = [(a.name, a.writer) for a in A.ARTIFACTS]
     assert len(keys) == len(set(keys))
 
@@ -25,15 +26,39 @@ def test_templates_expand_over_the_profile_variants():
     smoke = get_profile("smoke")
     out = A.expected_outputs("03_single", smoke)
     assert out["model:ssinfnet"] == "finetune/ssinfnet/model.pt"
-    assert {k for k in out if k.startswith("model:")} == {f"model:{v}" for v in smoke.single_variants}
+    assert {k for k in out if k.startswith("model:") and "@" not in k} == {f"model:{v}" for v in smoke.single_variants}
     assert A.declared("model:multi_unet", writer="04_multi")[1] == {"variant": "multi_unet"}
+
+
+def test_seed_models_expand_over_the_compared_variants_and_extra_seeds():
+    smoke = get_profile("smoke")  # 2 seeds: seed 0 is model:<variant>, seed 1 the extra one
+    out = A.expected_outputs("03_single", smoke)
+    assert {k for k in out if "@" in k} == {f"model:{v}@seed1" for v in ("sinfnet", "ssinfnet", "unet", "ssinfnet_encoder")}
+    assert out["model:ssinfnet@seed1"] == "finetune/ssinfnet/seed1/model.pt"
+    three = smoke.with_overrides(n_seeds=3, seed_variants=("ssinfnet", "multi_sinfnet", "multi_unet"))
+    assert {k for k in A.expected_outputs("03_single", three) if "@" in k} == {"model:ssinfnet@seed1",
+                                                                               "model:ssinfnet@seed2"}
+    # multi_unet is not among smoke's multi variants: no seed of it is expected
+    assert {k for k in A.expected_outputs("04_multi", three) if "@" in k} == {"model:multi_sinfnet@seed1",
+                                                                              "model:multi_sinfnet@seed2"}
+    assert not any("@" in k for k in A.expected_outputs("03_single", smoke.with_overrides(n_seeds=1)))
+    assert A.declared("model:unet@seed4", writer="03_single")[1] == {"variant": "unet", "seed": "4"}
+    assert A.declared("model:unet", writer="03_single")[0].name == "model:{variant}"
+
+
+def test_the_results_page_reads_the_comparisons(ctx):
+    with pytest.raises(A.MissingArtifact, match=r"'comparisons' .*chapter 05_evaluation"):
+        A.require(ctx, "comparisons", A.PAGE)
+    with pytest.raises(A.UndeclaredArtifact, match="reads 'comparisons'"):
+        A.require(ctx, "comparisons", "06_severity")
 
 
 def test_conditional_artifacts_are_expected_only_under_their_condition():
     smoke = get_profile("smoke")
-    assert A.expected_outputs("05_evaluation", smoke) == {}  # chapter 5 hands maps on only from usable models
-    assert set(A.expected_outputs("05_evaluation", smoke, ["usable_single"])) == {"test_predictions"}
-    assert set(A.expected_outputs("05_evaluation", smoke, list(A.CONDITIONS))) == {"test_predictions",
+    # chapter 5 always writes its comparisons; it hands maps on only from usable models
+    assert A.expected_outputs("05_evaluation", smoke) == {"comparisons": "05_evaluation/comparisons.csv"}
+    assert set(A.expected_outputs("05_evaluation", smoke, ["usable_single"])) == {"comparisons", "test_predictions"}
+    assert set(A.expected_outputs("05_evaluation", smoke, list(A.CONDITIONS))) == {"comparisons", "test_predictions",
                                                                                    "test_class_maps"}
     with pytest.raises(ValueError, match="unknown conditions"):
         A.expected_outputs("05_evaluation", smoke, ["sunny"])

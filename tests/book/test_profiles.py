@@ -82,3 +82,15 @@ def test_profile_table_lists_every_profile_and_summary_field():
     t = profile_table()
     assert list(t.columns) == ["smoke", "cpu", "gpu", "paper"] and len(t) == len(SUMMARY_FIELDS)
     assert t.loc["input size (px)", "paper"] == 352 and t.loc["unlabelled slices used", "paper"] == "all"
+
+
+def test_fine_tuning_seeds_of_the_comparison():
+    assert {n: p.n_seeds for n, p in PROFILES.items()} == {"smoke": 2, "cpu": 3, "gpu": 5, "paper": 5}
+    cpu = get_profile("cpu")
+    assert cpu.extra_seeds == (1, 2)
+    assert cpu.single_seed_variants == ("sinfnet", "ssinfnet", "unet", "ssinfnet_encoder")
+    assert cpu.multi_seed_variants == ("multi_ssinfnet", "multi_sinfnet")
+    assert get_profile("cpu", n_seeds=1).extra_seeds == ()  # overridable like every field
+    for bad in (0, 2.0, "3"):
+        with pytest.raises(ValueError, match="profile 'smoke': n_seeds must be an integer >= 1"):
+            get_profile("smoke", n_seeds=bad)

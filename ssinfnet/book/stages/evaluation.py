@@ -26,8 +26,9 @@ from ...data.maps import save_maps
 from ...evaluation import paper_metrics as metrics
 from ...evaluation import tables
 from ...training import cost
+from ...training.distributed import on_main
 from .. import artifacts
-from . import shifts
+from . import comparisons, shifts
 from .variants import cost_models, predict_variant
 
 STAGE = "05_evaluation"
@@ -63,7 +64,8 @@ class EvaluationStage:
     minus from-scratch pairs, NaN when either failed); ``worst`` (the three lowest-Dice slices of the
     single model handed on; empty when none is); ``cv_table`` (held-out Dice recorded by chapters 3
     and 4: chapter, variant, class, dice); ``cost_table``
-    (:func:`ssinfnet.training.cost.cost_table`). ``models``: one row per model (task, variant, label,
+    (:func:`ssinfnet.training.cost.cost_table`). ``comparison``: the paired comparisons of the claims over
+    test images and fine-tuning seeds (:mod:`.comparisons`; also written as ``comparisons``). ``models``: one row per model (task, variant, label,
     network, val_dice, epochs_run, stop, status, failed); ``selected``: artifact name -> the variant
     whose maps it holds (None: not written, every candidate failed). Tables keep failed models' rows
     with NaN numbers; plots use :meth:`usable`. Paths: ``predictions_path``, ``class_maps_path``
@@ -90,6 +92,7 @@ class EvaluationStage:
     models: pd.DataFrame
     selected: dict
     robustness: shifts.Robustness | None = None  # lung restriction and shift benchmark (book/stages/shifts.py)
+    comparison: comparisons.SeedComparison | None = None  # the claims over seeds (book/stages/comparisons.py)
 
     @property
     def gts(self) -> list[np.ndarray]:
@@ -217,7 +220,9 @@ def run(ctx, progress: bool = True) -> EvaluationStage:
     """Score every model of chapters 3 and 4 on the test slices, build the page's tables (failed models
     marked), and write and record ``test_predictions`` (infection probabilities) and ``test_class_maps``
     (class labels), each from the model :func:`select` picks on validation; an artifact without a
-    usable model is not written (and a stale copy is removed), and the record says so. Nothing is
+    usable model is not written (and a stale copy is removed), and the record says so. Also scores
+    every fine-tuning seed of the compared variants and writes ``comparisons`` (:mod:`.comparisons`,
+    each claim's paired bootstrap over test images and seeds; its verdicts go to the manifest). Nothing is
     trained, so ``progress`` has no bar to show; it is accepted like every stage's.
 
     Raises :class:`ssinfnet.book.artifacts.MissingArtifact` naming the chapter whose model is missing.
@@ -247,6 +252,9 @@ def run(ctx, progress: bool = True) -> EvaluationStage:
     selected = {HANDOFF[task]: select(models, task) for task in HANDOFF}
     paths = {"test_predictions": ctx.path("predictions", "test_ssinfnet.npz"),
              "test_class_maps": ctx.path("predictions", "test_multi_ssinfnet_classes.npz")}
+    comparison = comparisons.run(ctx, STAGE, test, models, single, single_scores, multi_scores, STAGE1)
+    table_path = ctx.path("05_evaluation", "comparisons.csv")
+    on_main(comparison.table.to_csv, table_path, index=False)  # torchrun: process 0 writes
     key_of = dict(zip(models.variant, models.key))
     written = {}
     for name, variant in selected.items():
@@ -256,8 +264,10 @@ def run(ctx, progress: bool = True) -> EvaluationStage:
         maps = single[variant] if name == "test_predictions" else class_labels[key_of[variant]]
         written[name] = save_maps(paths[name], test, maps)
     ok_single, ok_multi = (t[t.status.eq("ok")].drop(columns="status") for t in (single_infnet_table, multi_infnet))
-    artifacts.record(ctx, STAGE, written, selected=selected, status=status,
+    artifacts.record(ctx, STAGE, {**written, "comparisons": table_path}, selected=selected, status=status,
                      conditions=sorted(CONDITION[name] for name in written),
+                     comparisons=dict(zip(comparison.table.claim + " [" + comparison.table["class"] + "]",
+                                          comparison.table.verdict)),
                      infnet_single=ok_single.set_index("method").meanDic.round(4).to_dict(),
                      infnet_multi=ok_multi.set_index("method").round(4).to_dict())
     best = selected["test_predictions"]
@@ -272,4 +282,4 @@ def run(ctx, progress: bool = True) -> EvaluationStage:
         multi_infnet_table=multi_infnet, cv_table=cv_recap(ctx), cost_table=cost_table,
         predictions_path=written.get("test_predictions"), class_maps_path=written.get("test_class_maps"),
         models=models, selected=selected,
-        robustness=shifts.run(ctx, test, STAGE, single, recommended=best or STAGE1))
+        robustness=shifts.run(ctx, test, STAGE, single, recommended=best or STAGE1), comparison=comparison)

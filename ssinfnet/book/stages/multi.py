@@ -19,7 +19,8 @@ from ...data.maps import load_maps
 from ...pretraining import inpainting as pretrain
 from .. import artifacts
 from ..projection import announce
-from .variants import cross_validate_variants, cv_summary, fit_variants, predict_with, train_val_split
+from .variants import (cross_validate_variants, cv_summary, fit_seeds, fit_variants, predict_with, seed_record,
+                       train_val_split)
 
 STAGE = "04_multi"
 
@@ -36,7 +37,8 @@ class MultiStage:
     per-epoch losses (``ssinfnet.training.loop`` history columns); ``pretrained``: its exported
     ``{"inpainter": path, "coach": path}``; ``fits`` (variant -> FitResult) and ``summary`` (one row
     per variant); ``cv_results`` / ``cv_scores`` / ``cv_table``: cross-validation of the variants the
-    profile cross-validates (empty when none is).
+    profile cross-validates (empty when none is); ``seed_fits`` ((variant, k) -> FitResult) and ``seeds``
+    (one row per variant and seed): the comparison's extra fine-tuning seeds.
     """
 
     train_all: list
@@ -54,6 +56,8 @@ class MultiStage:
     cv_results: dict
     cv_scores: pd.DataFrame
     cv_table: pd.DataFrame
+    seed_fits: dict
+    seeds: pd.DataFrame
 
     def setup(self, ctx) -> pd.Series:
         """The data and schedule this stage ran with, for the page."""
@@ -100,10 +104,11 @@ def _cv_record(cv_table: pd.DataFrame) -> dict:
 
 def run(ctx, progress: bool = True) -> MultiStage:
     """Pretrain on image and prior, train (or load) ``ctx.profile.multi_variants`` with the out-of-fold
-    stage-1 priors, cross-validate those in ``cv_variants`` and record the stage's artifacts
-    (``model:{variant}``, ``multi_inpainter``, ``multi_coach``) with the validation Dice, the pool and
-    the held-out Dice per class of the cross-validated variants (chapter 5's recap). Resumable:
-    finished runs are loaded.
+    stage-1 priors and the extra fine-tuning seeds of ``multi_seed_variants`` (the same pretraining and
+    priors), cross-validate those in ``cv_variants`` and record the stage's artifacts
+    (``model:{variant}``, ``model:{variant}@seed{k}``, ``multi_inpainter``, ``multi_coach``) with the
+    validation Dice, the pool, each seed's health and the held-out Dice per class of the cross-validated
+    variants (chapter 5's recap). Resumable: finished runs are loaded.
 
     Raises :class:`ssinfnet.book.artifacts.MissingArtifact` naming chapter 3 when its priors or
     stage-1 model are not in the run folder.
@@ -120,15 +125,20 @@ def run(ctx, progress: bool = True) -> MultiStage:
                                  init_weights=pretrained["inpainter"],
                                  priors_train=[priors[i] for i in tr_idx], priors_val=[priors[i] for i in va_idx],
                                  progress=progress)
+    seed_fits, seeds = fit_seeds(ctx, ctx.profile.multi_seed_variants, train, val,
+                                 init_weights=pretrained["inpainter"], priors_train=[priors[i] for i in tr_idx],
+                                 priors_val=[priors[i] for i in va_idx], progress=progress)
     cv_results, cv_scores = cross_validate_variants(ctx, ctx.profile.multi_variants, train_all,
                                                     init_weights=pretrained["inpainter"], priors=priors,
                                                     progress=progress)
     cv_table = cv_summary(cv_scores, classes=(CLASS_NAMES[GGO], CLASS_NAMES[CONSOLIDATION])) if len(cv_scores) else cv_scores
     artifacts.record(ctx, STAGE,
                      {**{f"model:{k}": f.export_path for k, f in fits.items()},
+                      **{f"model:{v}@seed{k}": f.export_path for (v, k), f in seed_fits.items()},
                       "multi_inpainter": pretrained["inpainter"], "multi_coach": pretrained["coach"]},
                      validation=summary.set_index("label").val_dice.round(4).to_dict(),
                      status=summary.set_index("label").status.to_dict(), pool=pool_counts,
+                     seeds=seed_record(ctx, seeds),
                      cross_validation=_cv_record(cv_table))
     return MultiStage(train_all, train, val, split_source, priors, stage1_model, pool_counts, mcfg,
-                      presult.history, pretrained, fits, summary, cv_results, cv_scores, cv_table)
+                      presult.history, pretrained, fits, summary, cv_results, cv_scores, cv_table, seed_fits, seeds)

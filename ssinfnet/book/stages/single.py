@@ -15,7 +15,7 @@ from ...data.maps import save_maps
 from ...training.distributed import on_main
 from .. import artifacts
 from ..projection import announce
-from .variants import cross_validate_variants, cv_summary, fit_variants, train_val_split
+from .variants import cross_validate_variants, cv_summary, fit_seeds, fit_variants, seed_record, train_val_split
 
 STAGE = "03_single"
 
@@ -23,7 +23,9 @@ STAGE = "03_single"
 @dataclass
 class SingleStage:
     """What chapter 3 shows: the split, the fits (variant -> FitResult), their summary, the
-    cross-validation results and tables, and where the stage-1 priors were written."""
+    cross-validation results and tables, where the stage-1 priors were written, and the comparison's
+    extra fine-tuning seeds (``seed_fits``: (variant, k) -> FitResult; ``seeds``: one row per variant and
+    seed, :func:`~ssinfnet.book.stages.variants.fit_seeds`)."""
 
     train_all: list
     train: list
@@ -36,6 +38,8 @@ class SingleStage:
     cv_scores: pd.DataFrame
     cv_table: pd.DataFrame
     priors_path: Path
+    seed_fits: dict
+    seeds: pd.DataFrame
 
     def setup(self, ctx) -> pd.Series:
         """The data and schedule this stage ran with, for the page."""
@@ -48,8 +52,9 @@ class SingleStage:
 
 
 def run(ctx, progress: bool = True) -> SingleStage:
-    """Train (or load) ``ctx.profile.single_variants``, cross-validate ``cv_variants``, save the SSInfNet
-    out-of-fold priors and record the stage's artifacts. Resumable: finished variants are loaded."""
+    """Train (or load) ``ctx.profile.single_variants`` and the extra fine-tuning seeds of
+    ``single_seed_variants``, cross-validate ``cv_variants``, save the SSInfNet out-of-fold priors and
+    record the stage's artifacts (with each seed's health). Resumable: finished runs are loaded."""
     train_all = ctx.samples("train")
     tr_idx, va_idx, split_source = train_val_split(ctx, train_all, STAGE)
     train, val = [train_all[i] for i in tr_idx], [train_all[i] for i in va_idx]
@@ -58,16 +63,20 @@ def run(ctx, progress: bool = True) -> SingleStage:
 
     fits, summary = fit_variants(ctx, ctx.profile.single_variants, train, val, init_weights=pretrained,
                                  progress=progress)
+    seed_fits, seeds = fit_seeds(ctx, ctx.profile.single_seed_variants, train, val, init_weights=pretrained,
+                                 progress=progress)
     cv_results, cv_scores = cross_validate_variants(ctx, ctx.profile.single_variants, train_all,
                                                     init_weights=pretrained, progress=progress)
     cv_table = cv_summary(cv_scores)
     priors_path = ctx.path("priors", "train_oof_ssinfnet.npz")
     on_main(save_maps, priors_path, train_all, cv_results["ssinfnet"].predictions)  # torchrun: process 0 writes
     artifacts.record(ctx, STAGE,
-                     {**{f"model:{k}": f.export_path for k, f in fits.items()}, "train_oof_priors": priors_path,
+                     {**{f"model:{k}": f.export_path for k, f in fits.items()},
+                      **{f"model:{v}@seed{k}": f.export_path for (v, k), f in seed_fits.items()},
+                      "train_oof_priors": priors_path,
                       "stage1_model": fits["ssinfnet"].export_path},
                      validation=summary.set_index("variant").val_dice.round(4).to_dict(),
-                     status=summary.set_index("variant").status.to_dict(),
+                     status=summary.set_index("variant").status.to_dict(), seeds=seed_record(ctx, seeds),
                      cross_validation=cv_table[cv_table.fold == "all"].set_index("variant").dice.round(4).to_dict())
     return SingleStage(train_all, train, val, split_source, pretrained, fits, summary, cv_results, cv_scores,
-                       cv_table, priors_path)
+                       cv_table, priors_path, seed_fits, seeds)

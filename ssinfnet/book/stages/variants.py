@@ -22,10 +22,21 @@ from ...training.distributed import on_main
 from ...training.export import load_exported
 
 
+def seed_folder(ctx, name: str, k: int = 0) -> Path:
+    """The run folder of fine-tuning seed ``k`` of variant ``name``: ``finetune/<name>/`` for seed 0 (the
+    model every chapter uses), ``finetune/<name>/seed<k>/`` for the comparison's extra seeds."""
+    if not (isinstance(k, int) and k >= 0):
+        raise ValueError(f"seed index must be an integer >= 0, got {k!r}")
+    return ctx.path("finetune", name) if k == 0 else ctx.path("finetune", name, f"seed{k}")
+
+
 def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequence[Sample], *,
                  init_weights: str | Path | None = None, priors_train=None, priors_val=None,
-                 progress: bool = True) -> tuple[dict[str, FitResult], pd.DataFrame]:
+                 progress: bool = True, seed_index: int = 0) -> tuple[dict[str, FitResult], pd.DataFrame]:
     """Train (or load) each named variant on ``train``, selecting on ``val``.
+
+    ``seed_index`` k trains fine-tuning seed k (training seed ``ctx.seed + k``, folder :func:`seed_folder`);
+    0, the default, is the model every chapter uses.
 
     Inpainting-initialised variants get ``init_weights``; multi variants get ``priors_train`` /
     ``priors_val``, except the oracle, which :func:`~ssinfnet.segmentation.fit.fit` builds from the masks. Returns the fits and a
@@ -41,7 +52,8 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
                 raise ValueError(f"variant {name!r} needs init_weights (pretrained inpainter)")
             cfg = variant_config(name, ctx.profile, init_weights=str(init_weights))
         oracle = cfg.task == "multi" and cfg.prior_source == "ground_truth"
-        res = fit(cfg, train, val, device=ctx.device, seed=ctx.seed, run_dir=ctx.path("finetune", name),
+        res = fit(cfg, train, val, device=ctx.device, seed=ctx.seed + seed_index,
+                  run_dir=seed_folder(ctx, name, seed_index),
                   priors_train=priors_train if cfg.task == "multi" and not oracle else None,
                   priors_val=priors_val if cfg.task == "multi" and not oracle else None,
                   progress=progress)
@@ -55,6 +67,36 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
                      "parameters_M": round(sum(p.numel() for p in res.model.parameters()) / 1e6, 2),
                      "copied_tensors": None if res.transfer is None else len(res.transfer.copied)})
     return fits, pd.DataFrame(rows)
+
+
+def fit_seeds(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequence[Sample], *,
+              init_weights: str | Path | None = None, priors_train=None, priors_val=None,
+              progress: bool = True) -> tuple[dict[tuple[str, int], FitResult], pd.DataFrame]:
+    """Train (or load) the comparison's extra fine-tuning seeds of ``names`` (``ctx.profile.extra_seeds``).
+
+    Seed k of a variant trains with seed ``ctx.seed + k`` in ``finetune/<variant>/seed<k>/`` from the same
+    data, split, priors and pretrained ``init_weights`` as seed 0: pretraining is not re-run. Resumable
+    like :func:`fit_variants`. Returns ({(variant, k): FitResult}, one row per variant and seed with
+    ``seed`` (k), ``training_seed`` and :func:`fit_variants`'s columns, ``status`` recording its health).
+    """
+    fits, tables = {}, []
+    for k in ctx.profile.extra_seeds:
+        got, table = fit_variants(ctx, names, train, val, init_weights=init_weights, priors_train=priors_train,
+                                  priors_val=priors_val, progress=progress, seed_index=k)
+        fits.update({(name, k): f for name, f in got.items()})
+        tables.append(table.assign(seed=k, training_seed=ctx.seed + k))
+    columns = ["variant", "label", "seed", "training_seed", "best_epoch (1-based)", "val_dice", "epochs_run", "stop",
+               "status"]
+    return fits, (pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns))
+
+
+def seed_record(ctx, table: pd.DataFrame) -> dict:
+    """What the manifest says of the extra seeds: how they were run and each one's health
+    (``{variant: {"seed<k>": status}}``) from :func:`fit_seeds`'s table."""
+    return {"n_seeds": ctx.profile.n_seeds, "training_seeds": [ctx.seed + k for k in range(ctx.profile.n_seeds)],
+            "pretraining": f"run once (seed {ctx.seed}); the extra seeds re-run fine-tuning only",
+            "status": {v: {f"seed{int(r.seed)}": r.status for r in rows.itertuples()}
+                       for v, rows in table.groupby("variant", sort=False)}}
 
 
 def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample], *, init_weights=None,
