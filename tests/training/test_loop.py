@@ -196,6 +196,16 @@ def test_finished_run_returns_trained_weights_without_training(tmp_path):
     _assert_same_weights(m1, m2)
 
 
+def test_a_reloaded_history_keeps_a_metric_that_was_never_finite(tmp_path):
+    """A validation with no finite score (e.g. every validation mask empty) writes an empty column; a rerun
+    that loads the finished run must still have it (the fine-tuning health checks read it)."""
+    first, _ = _run(tmp_path, _phases(epochs=2, val_fn=lambda models, loader, ctx: {"dice": float("nan")}))
+    again, _ = _run(tmp_path, _phases(epochs=2, val_fn=lambda models, loader, ctx: {"dice": float("nan")}))
+    assert "val_dice" in first.history and "val_dice" in again.history
+    assert again.history["val_dice"].isna().all()
+    assert list(again.history.columns) == list(first.history.columns)
+
+
 def test_resume_false_starts_over(tmp_path):
     first, _ = _run(tmp_path, _phases(epochs=1))
     again, _ = _run(tmp_path, _phases(epochs=1), resume=False)
