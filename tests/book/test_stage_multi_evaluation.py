@@ -14,6 +14,7 @@ from ssinfnet.book import artifacts, checks
 from ssinfnet.book.context import RunContext
 from ssinfnet.book.stages import evaluation, multi, run_stage, single
 from ssinfnet.data.maps import load_maps
+from ssinfnet.evaluation.comparison import TABLE_COLUMNS
 from ssinfnet.training.export import load_exported
 
 pytestmark = pytest.mark.slow  # whole stages: run in the first CI round (default kernels), see .ci/run
@@ -238,6 +239,123 @@ def test_a_failed_model_is_never_handed_on(done, tmp_path, monkeypatch):
     assert estage.selected == {"test_predictions": None, "test_class_maps": None}
     assert estage.predictions_path is None and not (run / "predictions" / "test_ssinfnet.npz").exists()
     recorded = _open(run).manifest()["stages"]["05_evaluation"]
-    assert recorded["artifacts"] == {} and recorded["conditions"] == [] and recorded["infnet_single"] == {}
+    assert recorded["artifacts"] == {"comparisons": "05_evaluation/comparisons.csv"}  # written whatever failed
+    assert recorded["conditions"] == [] and recorded["infnet_single"] == {}
     assert artifacts.optional(_open(run), "test_predictions", "06_severity") is None  # chapter 6 falls back
     assert list(estage.handoff().model) == ["none: not written"] * 2 and len(estage.worst) == 0
+
+
+# ------------------------------------------------------------------ the comparison's fine-tuning seeds
+
+def test_extra_seeds_are_trained_recorded_and_judged(done):
+    ctx, mstage, _ = done
+    stages = ctx.manifest()["stages"]
+    single_seeds = stages["03_single"]["seeds"]
+    assert single_seeds["n_seeds"] == 2 and single_seeds["training_seeds"] == [0, 1]
+    assert "run once" in single_seeds["pretraining"]
+    assert set(single_seeds["status"]) == set(ctx.profile.single_seed_variants)
+    assert set(stages["04_multi"]["seeds"]["status"]) == {"multi_ssinfnet", "multi_sinfnet"}
+    for variant in (*ctx.profile.single_seed_variants, *ctx.profile.multi_seed_variants):
+        loaded = load_exported(ctx.run_dir / "finetune" / variant / "seed1" / "model.pt", "cpu",
+                               expect_task=("single", "multi"))
+        assert loaded.extra["seed"] == 1 and loaded.extra["variant"] == variant
+        assert loaded.extra["health"]["status"] in (single_seeds["status"].get(variant, {}).get("seed1"),
+                                                    stages["04_multi"]["seeds"]["status"].get(variant, {}).get("seed1"))
+    assert list(mstage.seeds.columns[:4]) == ["variant", "label", "seed", "training_seed"]
+    assert set(zip(mstage.seeds.variant, mstage.seeds.seed)) == {("multi_ssinfnet", 1), ("multi_sinfnet", 1)}
+    # the extra seed starts from the same pretrained inpainter as seed 0: pretraining is not re-run
+    cfg0 = mstage.fits["multi_ssinfnet"].config
+    assert mstage.seed_fits[("multi_ssinfnet", 1)].config.init_weights == cfg0.init_weights
+
+
+def test_a_rerun_loads_every_seed_instead_of_training_it(done, tmp_path):
+    ctx0, _, _ = done
+    run = tmp_path / "run"
+    shutil.copytree(ctx0.run_dir, run)
+    seed_history = run / "finetune" / "sinfnet" / "seed1" / "history.csv"
+    before = seed_history.read_bytes()
+    ctx = _open(run)
+    sstage = single.run(ctx, progress=False)
+    multi.run(ctx, progress=False)
+    stages = ctx.manifest()["stages"]
+    for stage in ("03_single", "04_multi"):
+        assert stages[stage]["trained"] == [], stage
+    assert {"finetune/sinfnet/seed1", "finetune/multi_sinfnet/seed1"} <= set(stages["03_single"]["reused"]) | set(
+        stages["04_multi"]["reused"])
+    assert seed_history.read_bytes() == before
+    assert sstage.seeds.status.tolist() == [stages["03_single"]["seeds"]["status"][v]["seed1"]
+                                           for v in sstage.seeds.variant]
+
+
+def test_evaluation_without_a_seed_model_names_chapter_3(done, tmp_path):
+    ctx0, _, _ = done
+    run = tmp_path / "run"
+    shutil.copytree(ctx0.run_dir, run)
+    (run / "finetune" / "unet" / "seed1" / "model.pt").unlink()
+    with pytest.raises(artifacts.MissingArtifact, match=r"'model:unet@seed1' .*chapter 03_single"):
+        evaluation.run(_open(run), progress=False)
+
+
+def test_smoke_comparisons_are_written_and_not_estimable_where_trainings_failed(done):
+    ctx, _, estage = done
+    table = estage.comparison.table
+    on_disk = pd.read_csv(ctx.run_dir / "05_evaluation" / "comparisons.csv", keep_default_na=False, na_values=[""])
+    assert list(on_disk.columns) == list(TABLE_COLUMNS)
+    assert list(on_disk.verdict) == list(table.verdict) and len(table) == 7
+    status = ctx.manifest()["stages"]["05_evaluation"]["comparisons"]
+    assert set(status.values()) == set(table.verdict)
+    seeds = estage.comparison.seeds
+    assert len(seeds) == 2 * (len(ctx.profile.single_seed_variants) + len(ctx.profile.multi_seed_variants))
+    for row in table.itertuples():
+        failed = {f"{v}@seed{k}" for v, k, f in zip(seeds.variant, seeds.seed, seeds.failed) if f}
+        named = set() if row.seeds_failed == "none" else set(row.seeds_failed.split("; "))
+        assert named == failed & {f"{v}@seed{k}" for v in (row.model_a, row.model_b) for k in (0, 1)}
+        if row.verdict.startswith("not estimable"):
+            assert np.isnan(row.estimate) and row.n_seeds == 0
+        else:  # a pair of seeds that passed their checks: whether one does is machine-dependent on smoke
+            assert row.verdict in ("helps", "hurts", "no detectable difference") and row.n_seeds >= 1
+
+
+def test_the_comparison_pools_the_seeds_as_paired_bootstrap_does(done, tmp_path, monkeypatch):
+    """Every model passes its checks except SSInfNet's seed 1: the pooled numbers are paired_bootstrap's of
+    the per-image Dice of the exported models, scored here independently."""
+    from ssinfnet.book.stages import comparisons
+    from ssinfnet.book.stages.variants import predict_with
+    from ssinfnet.evaluation.comparison import paired_bootstrap
+    from ssinfnet.evaluation.paper_metrics import paper_scores
+
+    ctx0, _, _ = done
+    run = tmp_path / "run"
+    shutil.copytree(ctx0.run_dir, run)
+
+    def healthy(original):
+        def predict(ctx, reader, name, samples, priors=None):
+            info, maps = original(ctx, reader, name, samples, priors)
+            failed = name == "ssinfnet@seed1"
+            return {**info, "health": {"status": "failed: test" if failed else "ok", "failed": failed}}, maps
+        return predict
+
+    monkeypatch.setattr(evaluation, "predict_variant", healthy(evaluation.predict_variant))
+    monkeypatch.setattr(comparisons, "predict_variant", healthy(comparisons.predict_variant))
+    ctx = _open(run)
+    table = evaluation.run(ctx, progress=False).comparison.table.set_index("claim")
+    test = ctx.samples("test")
+    ids, gts = [s.slice_id for s in test], [s.infection for s in test]
+
+    def dice(path):
+        scores = paper_scores(predict_with(run / path, test, "cpu"), gts, image_ids=ids)
+        return scores[scores["class"] == "infection"].set_index("image").dice.reindex(ids).to_numpy()
+
+    unet = [dice("finetune/unet/model.pt"), dice("finetune/unet/seed1/model.pt")]
+    sinfnet = [dice("finetune/sinfnet/model.pt"), dice("finetune/sinfnet/seed1/model.pt")]
+    both = paired_bootstrap(np.stack(unet), np.stack(sinfnet), n_boot=100, seed=ctx.seed)
+    row = table.loc["InfNet beats U-Net from scratch (single)"]
+    assert (row.n_seeds, row.seeds_failed, row.n_images) == (2, "none", both.n_images)
+    assert row.estimate == pytest.approx(both.estimate, abs=1e-9)
+    assert (row.ci_low, row.ci_high) == pytest.approx((both.ci_low, both.ci_high), abs=1e-9)
+    assert row.seed_means == ";".join(f"{m:.4f}" for m in both.seed_means) and row.verdict == both.verdict
+    ssinfnet0 = dice("finetune/ssinfnet/model.pt")
+    one = paired_bootstrap(sinfnet[:1], ssinfnet0[None], n_boot=100, seed=ctx.seed)
+    row = table.loc["inpainting pretraining helps (single)"]
+    assert (row.n_seeds, row.seeds_failed) == (1, "ssinfnet@seed1")  # left out, and named
+    assert row.estimate == pytest.approx(one.estimate, abs=1e-9) and row.ci_low == pytest.approx(one.ci_low, abs=1e-9)

@@ -23,6 +23,7 @@ import pandas as pd
 from ...data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ...evaluation import paper_metrics as metrics
 from ...evaluation.comparison import MIN_BOOT, NOT_ESTIMABLE, TABLE_COLUMNS, paired_bootstrap
+from .variants import predict_variant
 
 __all__ = ["Claim", "CLAIMS", "SeedComparison", "comparison_table", "per_image_dice", "run"]
 
@@ -167,7 +168,6 @@ def run(ctx, reader: str, test, models: pd.DataFrame, single: Mapping, single_sc
     (the stage-1 test maps of seed 0) as priors. Bootstrap with the profile's ``n_boot`` and ``ctx.seed``.
     """
     from .evaluation import model_row  # evaluation imports this module
-    from .variants import predict_variant
 
     ids = [s.slice_id for s in test]
     gts = {"single": [s.infection for s in test], "multi": [s.classes for s in test]}
