@@ -55,8 +55,9 @@ def test_not_estimable_says_why():
     failed = {"sinfnet": {0}, "ssinfnet": {1}}
     table = comparison_table(CLAIMS, scores, failed, 2, n_boot=100, seed=0)
     first = table.iloc[0]
-    assert first.verdict == ("not estimable: every seed pair has a failed training "
-                             "(sinfnet@seed0; ssinfnet@seed1)")
+    assert first.verdict == ("not estimable: no seed at which both trainings passed their checks "
+                             "(seeds_failed names the failed ones)")
+    assert first.seeds_failed == "sinfnet@seed0; ssinfnet@seed1"
     assert first.n_seeds == 0 and pd.isna(first.n_images) and np.isnan(first.estimate) and first.seed_means == ""
     unet = table[table.claim == "SSInfNet beats U-Net (single)"].iloc[0]
     assert unet.verdict == "not estimable: unet not run in this profile"

@@ -105,8 +105,8 @@ def comparison_table(claims: Sequence[Claim], scores: Mapping[tuple[str, str], M
             used = [k for k in range(n_seeds) if not any(k == j for _, j in bad)]
             row["seeds_failed"] = _names(bad)
             if not used:
-                rows.append({**row, "verdict": f"{NOT_ESTIMABLE}: every seed pair has a failed training "
-                                               f"({_names(bad)})"})
+                rows.append({**row, "verdict": f"{NOT_ESTIMABLE}: no seed at which both trainings passed "
+                                               "their checks (seeds_failed names the failed ones)"})
                 continue
             a = np.stack([per[c.a][k] for k in used])
             b = np.stack([per[c.b][k] for k in used])
