@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .tidy import tidy_file
+from .tidy import prepare_for_book
 from .context import REPO_ROOT
 from .runner import list_notebooks
 
@@ -44,7 +44,7 @@ def assemble(run_dir: str | Path, repo: Path = REPO_ROOT) -> Path:
     shutil.copytree(repo / "book", dest / "book", symlinks=False)
     for p in chapters:
         shutil.copy2(run_dir / p.name, dest / "notebooks" / p.name)
-        tidy_file(dest / "notebooks" / p.name)
+        prepare_for_book(dest / "notebooks" / p.name)  # defaults cell hidden when papermill injected values
     if (run_dir / "manifest.json").is_file():
         from .results_page import write_results_page
 
