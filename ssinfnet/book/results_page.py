@@ -97,7 +97,9 @@ def run_profile(manifest: dict) -> Profile | None:
 
 
 def _pretrain_epochs(p: Profile) -> int:
-    return p.pretrain_inpainter_epochs + p.pretrain_coach_epochs + 2 * p.pretrain_alternations * p.pretrain_alternate_epochs
+    """Pretraining epochs in all: inpainter + coach + the alternation rounds (inpainter and coach each)."""
+    alternating = 2 * p.pretrain_alternations * p.pretrain_alternate_epochs
+    return p.pretrain_inpainter_epochs + p.pretrain_coach_epochs + alternating
 
 
 def profile_lines(manifest: dict) -> list[str]:
@@ -115,10 +117,9 @@ def profile_lines(manifest: dict) -> list[str]:
     else:
         lines.append(f"Profile `{name}`: **a reduced schedule** — fine-tuning at most {p.finetune_epochs} (single) "
                      f"and {p.multi_epochs} (multi) epochs vs the paper's {paper.finetune_epochs}, pretraining "
-                     f"{_pretrain_epochs(p)} epochs vs {_pretrain_epochs(paper):,} (the paper's text says 2,000; its phases add "
-                     f"up to 2,200), {p.image_size} px with a "
-                     f"{p.backbone} encoder vs {paper.image_size} px {paper.backbone}; commit {commit}. Estimates "
-                     "marked ‡ come from this reduced schedule.")
+                     f"{_pretrain_epochs(p)} epochs vs {_pretrain_epochs(paper):,} (the paper's text says 2,000; its "
+                     f"phases add up to 2,200), {p.image_size} px with a {p.backbone} encoder vs {paper.image_size} "
+                     f"px {paper.backbone}; commit {commit}. Estimates marked ‡ come from this reduced schedule.")
         lines += ["", "| setting | ours (paper) |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in reductions(p).items()]
     if "synthetic" in data.lower():

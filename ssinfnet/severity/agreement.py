@@ -108,6 +108,7 @@ def agreement_table(results: Mapping[str, dict]) -> pd.DataFrame:
         raise ValueError("results is empty")
     rows = {name: {k: v for k, v in r.items() if k != "confusion"} for name, r in results.items()}
     out = pd.DataFrame.from_dict(rows, orient="index")
+    out["n"] = out["n"].astype("Int64")  # the paper's rows have no n: <NA>, ours stay integers
     out.index.name = "method"
     return out
 
@@ -164,19 +165,21 @@ def table_vi_layout(results: Mapping[str, dict], reference: str,
     -------
     DataFrame
         Index ``method``; columns ``micro F1``, ``precision``, ``recall``, ``n``, ``reference labels``,
-        ``source`` ("ours" or the paper's source) and ``like-for-like`` ("yes" for ours, "no" for the paper's).
+        ``source`` ("ours" or the paper's source) and ``like-for-like`` ("" for ours, "not like-for-like" for the
+        paper's: its reference labels, data and unit differ from ours).
     """
     if not results:
         raise ValueError("results is empty")
     rows = {name: {"micro F1": r["micro_f1"], "precision": r["micro_precision"], "recall": r["micro_recall"],
-                   "n": r["n"], "reference labels": reference, "source": "ours", "like-for-like": "yes"}
+                   "n": r["n"], "reference labels": reference, "source": "ours", "like-for-like": ""}
             for name, r in results.items()}
     for name, f1 in (published or {}).items():
         if not 0 <= f1 <= 1:
             raise ValueError(f"published micro F1 of {name!r} must lie in [0, 1], got {f1}")
         rows[f"{name} (paper)"] = {"micro F1": f1, "precision": f1, "recall": f1, "n": np.nan,
                                    "reference labels": published_reference, "source": published_source,
-                                   "like-for-like": "no: not like-for-like (reference labels, data and unit differ)"}
+                                   "like-for-like": "not like-for-like"}
     out = pd.DataFrame.from_dict(rows, orient="index")
+    out["n"] = out["n"].astype("Int64")  # the paper's rows have no n: <NA>, ours stay integers
     out.index.name = "method"
     return out

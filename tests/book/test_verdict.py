@@ -175,3 +175,17 @@ def test_mediation_on_simulated_phenotypes_is_not_run_and_none_found_is_inconclu
     assert mediation_row(m, run_dir)["verdict"] == v.INCONCLUSIVE  # 100 of the paper's 1,338 patients
     m["stages"]["07_radiomics_mediation"]["ictcf_images"]["patients"] = 1338
     assert mediation_row(m, run_dir)["verdict"] == v.NOT_REPRODUCED
+
+
+def test_chapter_3_cross_validation_beside_the_paper():
+    from ssinfnet.book.stages.single import SingleStage
+
+    cv = pd.DataFrame({"variant": ["ssinfnet"] * 3, "class": ["infection"] * 3, "fold": [0, 1, "all"],
+                       "dice": [0.4, 0.5, 0.45], "iou": [0.3, 0.4, 0.35], "recall": [0.5] * 3, "precision": [0.6] * 3})
+    stage = SingleStage(train_all=list(range(50)), train=[], val=[], split_source="", pretrained=None, fits={},
+                        summary=None, cv_results={}, cv_scores=None, cv_table=cv, priors_path=None)
+    table = stage.cv_beside_published()
+    assert len(table) == 1 and table.loc[0, "dice"] == 0.45 and "fold" not in table
+    assert table.loc[0, "paper (J Transl Med Table S2)"] == "values not printed in the texts"
+    assert table.loc[0, "like-for-like"] == "no: 50 labelled slices in 2 folds, not the paper's pooled images"
+    assert "SSInfNet no improvement" in table.loc[0, "paper says"]

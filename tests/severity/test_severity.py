@@ -257,9 +257,9 @@ def test_agreement_suite_by_hand():
                                          published={"SSInfNet": 0.55}, published_reference="clinical grades",
                                          published_source="draft, Table VI")
     paper = table.loc["SSInfNet (paper)"]
-    assert (paper["micro F1"], paper["precision"], paper["recall"]) == (0.55, 0.55, 0.55) and np.isnan(paper["n"])
-    assert paper["like-for-like"].startswith("no: not like-for-like") and paper["source"] == "draft, Table VI"
-    assert table.loc["ours", "like-for-like"] == "yes"
+    assert (paper["micro F1"], paper["precision"], paper["recall"]) == (0.55, 0.55, 0.55) and pd.isna(paper["n"])
+    assert paper["like-for-like"] == "not like-for-like" and paper["source"] == "draft, Table VI"
+    assert table.loc["ours", "like-for-like"] == "" and table.loc["ours", "n"] == 3
     with pytest.raises(ValueError, match="published micro F1 of 'x' must lie in"):
         sv_agreement.table_vi_layout({"ours": res["ratio, paper bins"]}, reference="r", published={"x": 55})
 

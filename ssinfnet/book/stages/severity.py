@@ -103,7 +103,7 @@ class SeverityStage:
             reference="image-derived: ground-truth infection / lung area, per slice",
             published={p.method: p.mean for p in printed},
             published_reference="clinical severity grades of iCTCF patients",
-            published_source=f"{printed[0].source}, {printed[0].table}")
+            published_source=f"Fung et al. draft, {printed[0].table}")
 
     def examples(self) -> list[str]:
         """Slice ids of the included slices with the highest and the median reference ratio."""
