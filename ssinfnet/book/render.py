@@ -4,7 +4,9 @@ The committed ``notebooks/`` are the sources (with smoke outputs, which nbval ch
 shows the executed notebooks of one run folder (``runs/<profile>`` for real data,
 ``runs/<profile>-synthetic`` for the embedded default): :func:`assemble` copies the book's pages and the
 run's notebooks into ``_book/<run name>/`` and :func:`build` renders that with Jupyter Book 1.x (no
-re-execution) to ``_build/html``.
+re-execution) to ``_build/html``. In the copies, each chapter's defaults cell (tagged ``parameters``) is
+hidden when papermill's ``injected-parameters`` cell follows it, so a page shows only the values in effect;
+the results page is the run's verdict (:mod:`ssinfnet.book.results_page`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ..evaluation import published as pub
 
 __all__ = ["COMPARISON_COLUMNS", "VERDICTS", "EQUIVALENCE_MARGIN", "Claim", "CLAIMS", "RULES", "claim_verdict",
-           "find_artifact", "read_comparisons", "load_comparisons", "match_comparison", "pair_rows", "value_verdict",
+           "failed_models", "find_artifact", "read_comparisons", "load_comparisons", "match_comparison", "pair_rows", "value_verdict",
            "wilson_interval"]
 
 #: The columns chapter 5 writes to ``comparisons`` (one row per compared pair and class).
@@ -257,11 +257,23 @@ def _seed_means(row: dict) -> str:
     return ", ".join(_signed(float(v)) for v in vals) if vals else ""
 
 
+def failed_models(manifest: dict) -> dict[str, str]:
+    """Variant -> status of the models chapters 3, 4 and 5 recorded as failed trainings ("failed: ...");
+    labels such as "multi_ssinfnet_gt_prior (oracle prior)" are keyed by their variant."""
+    out = {}
+    for stage in ("03_single", "04_multi", "05_evaluation"):
+        for key, status in (manifest.get("stages", {}).get(stage, {}).get("status") or {}).items():
+            if str(status).startswith("failed"):
+                out[str(key).split(" (")[0]] = str(status)
+    return out
+
+
 def pair_rows(manifest: dict, comparisons: pd.DataFrame | None, reduced: bool) -> list[dict]:
     """One row per claim of :data:`CLAIMS`: claim, ours (B - A with its interval), seeds, paper, source, verdict,
     note; read from ``comparisons`` (None: absent). ``reduced`` marks our estimates with ‡ (a reduced schedule)."""
     params = manifest.get("parameters") or {}
     trained = set(params.get("single_variants") or ()) | set(params.get("multi_variants") or ())
+    failed = failed_models(manifest)
     rows = []
     for c in CLAIMS:
         row = {"claim": c.title, "ours": "—", "seeds": "", "paper": c.paper, "source": c.citation,
@@ -280,6 +292,9 @@ def pair_rows(manifest: dict, comparisons: pd.DataFrame | None, reduced: bool) -
             row["note"] = "; ".join(extra)
         elif missing:
             row.update(verdict=NOT_RUN, note=f"the profile does not train {', '.join(missing)}")
+        elif any(m in failed for m in (c.model_a, c.model_b)):
+            row.update(verdict=NOT_ESTIMABLE, note="; ".join(f"{m} {failed[m]}" for m in (c.model_a, c.model_b)
+                                                             if m in failed))
         else:
             row.update(verdict=NOT_COMPARED, note="no row in chapter 5's comparisons" if comparisons is not None
                        else "no comparisons artifact in this run")

@@ -189,3 +189,16 @@ def test_chapter_3_cross_validation_beside_the_paper():
     assert table.loc[0, "paper (J Transl Med Table S2)"] == "values not printed in the texts"
     assert table.loc[0, "like-for-like"] == "no: 50 labelled slices in 2 folds, not the paper's pooled images"
     assert "SSInfNet no improvement" in table.loc[0, "paper says"]
+
+
+def test_without_comparisons_a_failed_training_is_not_estimable(run_dir):
+    m = manifest(with_comparisons=False)
+    m["stages"]["04_multi"]["status"] = {"multi_ssinfnet": "ok", "multi_sinfnet": "failed: best val_dice 0.000",
+                                         "multi_ssinfnet_gt_prior (oracle prior)": "failed: flat loss"}
+    assert v.failed_models(m) == {"multi_sinfnet": "failed: best val_dice 0.000", "multi_ssinfnet_gt_prior":
+                                  "failed: flat loss"}
+    page = results_markdown(m, run_dir)
+    row = _row(page, "Multi: SSInfNet vs SInfNet, overall")
+    assert f"| {v.NOT_ESTIMABLE} | multi_sinfnet failed: best val_dice 0.000 |" in row
+    assert f"| {v.NOT_ESTIMABLE} |" in _row(page, "Oracle prior (ground truth) vs stage-1 prior, GGO")
+    assert f"| {v.NOT_COMPARED} |" in _row(page, "Ablation: focal loss vs BCE (multi)")
