@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...evaluation import published as pub
 from ...severity import agreement as sv_agreement
 from ...severity import slices as sv_slices
 from .. import artifacts
@@ -90,6 +91,19 @@ class SeverityStage:
         """Count, mean, median and minimum of ``gt_coverage``, ``lung_dice`` and ``lung_fraction``."""
         cols = ["gt_coverage", "lung_dice", "lung_fraction"]
         return self.frame[cols].describe().loc[["count", "mean", "50%", "min"]]
+
+    def table_vi(self) -> pd.DataFrame:
+        """The paper's Table VI layout: our paper-bins agreement and the lung-mask-only row, then the draft's
+        printed micro F1 per method (:data:`ssinfnet.evaluation.published.DRAFT_TABLE_VI`), labelled not
+        like-for-like (clinical grades of iCTCF patients against our image-derived slice reference)."""
+        printed = [p for p in pub.DRAFT_TABLE_VI if p.metric == "micro_f1"]
+        return sv_agreement.table_vi_layout(
+            {f"{self.prediction_label}, paper bins": self.results["ratio, paper bins"],
+             "ground truth over the automatic lung mask": self.results["lung mask only, paper bins"]},
+            reference="image-derived: ground-truth infection / lung area, per slice",
+            published={p.method: p.mean for p in printed},
+            published_reference="clinical severity grades of iCTCF patients",
+            published_source=f"Fung et al. draft, {printed[0].table}")
 
     def examples(self) -> list[str]:
         """Slice ids of the included slices with the highest and the median reference ratio."""
