@@ -294,7 +294,8 @@ def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
         A key of :data:`VARIANTS`.
     profile : ssinfnet.book.profiles.Profile, optional
         Takes ``image_size``, ``batch_size``, ``finetune_epochs`` (single) or ``multi_epochs``
-        (multi), ``patience``, ``max_steps_per_epoch``, ``num_workers`` and the network's constructor arguments
+        (multi), ``patience``, ``max_steps_per_epoch``, ``num_workers``, ``single_lr`` (single-class rate),
+        ``finetune_lr_drop`` (10x drop at that fraction of the epochs) and the network's constructor arguments
         (``infnet_kwargs()`` for InfNet networks, ``baseline_kwargs[network]`` for the baselines).
     **overrides
         Any :class:`SegConfig` field (applied after the profile). ``model_kwargs`` is merged into
@@ -320,6 +321,10 @@ def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
         settings.update(image_size=profile.image_size, batch_size=profile.batch_size,
                         epochs=profile.multi_epochs if multi else profile.finetune_epochs, patience=profile.patience,
                         max_steps_per_epoch=profile.max_steps_per_epoch, num_workers=profile.num_workers)
+        if not multi and getattr(profile, "single_lr", None) is not None:
+            settings["lr"] = profile.single_lr
+        if getattr(profile, "finetune_lr_drop", None) is not None:
+            settings["lr_factors"] = {max(1, round(profile.finetune_lr_drop * settings["epochs"])): 0.1}
         network = overrides.get("network", settings["network"])
         if network.startswith("infnet"):
             kwargs.update(profile.infnet_kwargs())
