@@ -169,9 +169,12 @@ class StatisticsStage:
         to :data:`FOREST_ROWS` rows."""
         if self.simulated:
             return simulation.with_truth(self.med)
-        order = self.med.assign(_s=~self.med.significant, _a=-self.med.indirect.abs())
-        order = order.sort_values(["_s", "_a"], kind="stable").groupby("x", sort=False).head(FOREST_ROWS)
-        return order.drop(columns=["_s", "_a"]).sort_index()
+        return _top_rows(self.med, "indirect")
+
+    def natural_forest(self) -> pd.DataFrame:
+        """The natural effects to plot: every row on simulated phenotypes; for measured ones, per exposure
+        the significant mediators and then the largest |NIE|, up to :data:`FOREST_ROWS` rows."""
+        return self.nat.natural if self.simulated else _top_rows(self.nat.natural, "nie")
 
     def region_summary(self) -> pd.DataFrame:
         """Rows, valid rows and medians of the paper's retained feature types per set and region."""
@@ -180,6 +183,13 @@ class StatisticsStage:
     def ggo(self) -> pd.DataFrame:
         """The radiomic rows of the ground-truth GGO regions."""
         return ground_truth_ggo(self.slices)
+
+
+def _top_rows(results: pd.DataFrame, effect: str) -> pd.DataFrame:
+    """Per exposure ``x``: the significant rows, then the largest |``effect``|, up to FOREST_ROWS rows."""
+    order = results.assign(_s=~results.significant, _a=-results[effect].abs())
+    order = order.sort_values(["_s", "_a"], kind="stable").groupby("x", sort=False).head(FOREST_ROWS)
+    return order.drop(columns=["_s", "_a"]).sort_index()
 
 
 def clinical_table(ctx) -> tuple[pd.DataFrame, str]:
