@@ -125,6 +125,11 @@ def test_statistics_runs_on_ground_truth_only_and_says_which_cohort(ctx):
     assert set(val.study.scenario) == {"independent", "correlated", "confounded"}
     assert val.study.groupby("scenario").rep.nunique().tolist() == [val.n_rep] * 3
     assert val.value("correlated", "fwer") == (1.0, 0.0)  # correlated null mediators fool every replicate
+    # the paper's numbers beside ours: its rule one exposure at a time; never like for like on simulated data
+    beside = stage.paper_beside_ours()
+    assert beside["this run"].tolist() == [4, 4, 4, 4, 3]  # m_common, m_age, m_disease and the twin; 3 kept
+    assert beside["Fung et al. 2021 (iCTCF images)"].iloc[0] == "37 GGO features"
+    assert set(beside.comparison) == {"not like-for-like: SIMULATED phenotypes (planted paths), not radiomic features"}
 
     entry = written_and_recorded(ctx, "07_radiomics_mediation")
     assert entry["cohort_source"] == "simulated" and entry["masks"] == "ground truth only"
