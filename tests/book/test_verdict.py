@@ -98,9 +98,9 @@ def _row(page: str, claim: str) -> str:
 def test_the_page_from_a_fixture_manifest_and_comparisons(run_dir):
     page = results_markdown(manifest(), run_dir)
     assert page.startswith("# Verdict: the paper's claims, tested by this run")
-    assert "Profile `cpu`: **a reduced schedule** — fine-tuning at most 30 (single) and 30 (multi) epochs vs the " \
+    assert "Profile `cpu`: **a reduced schedule** — fine-tuning at most 60 (single) and 60 (multi) epochs vs the " \
            "paper's 500, pretraining 7 epochs vs 2,200" in page and "commit `abcdef1`" in page
-    assert "| stage-1 epochs | 30 (paper: 500) |" in page
+    assert "| stage-1 epochs | 60 (paper: 500) |" in page
     assert "Pair comparisons: `05_evaluation/comparisons.csv` (10 rows)" in page
     single = _row(page, "Single: SSInfNet vs SInfNet")
     assert "-0.020 (95% CI -0.060 to +0.020) ‡" in single and "3 seeds × 48 images" in single
