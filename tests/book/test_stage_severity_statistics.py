@@ -30,11 +30,12 @@ def written_and_recorded(ctx, stage: str) -> dict:
     return ctx.manifest()["stages"][stage]
 
 
-def write_chapter5(ctx, name: str, samples, maps):
-    """Write and record one of chapter 5's artifacts, as that chapter does."""
+def write_chapter5(ctx, name: str, samples, maps, selected: str = "sinfnet"):
+    """Write and record one of chapter 5's artifacts, as that chapter does (naming ``selected`` as the
+    model it came from)."""
     art, _ = artifacts.declared(name, writer="05_evaluation")
     path = save_maps(ctx.run_dir / art.path, samples, maps)
-    artifacts.record(ctx, "05_evaluation", {name: path})
+    artifacts.record(ctx, "05_evaluation", {name: path}, selected={name: selected})
     return path
 
 
@@ -71,7 +72,7 @@ def test_severity_reads_chapter5_predictions(ctx):
     write_chapter5(ctx, "test_predictions", test, [s.infection.astype(np.float32) for s in test])
     stage = severity.run(ctx, progress=False)
     assert stage.prediction_source == "model" and stage.why_simulated == ""
-    assert stage.prediction_label == "SSInfNet prediction"
+    assert stage.prediction_label == "sinfnet prediction" and stage.model == "sinfnet"  # chapter 5's choice
     inc = stage.included
     assert len(inc) > 0
     np.testing.assert_allclose(inc.ratio_predicted, inc.ratio_gt_auto, rtol=1e-6)
