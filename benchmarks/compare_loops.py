@@ -11,7 +11,9 @@ fed by ``make_loader`` over a SliceDataset of phantoms with the training augment
 ``bench_train_loop.py``'s ``real`` loop) runs with each, in rounds that alternate which goes first
 (old-new, new-old, ...), so both see the same machine load. A third arm runs this checkout's loop on
 device-held data (:class:`ssinfnet.data.held.DeviceLoader`, off by default on the CPU). Rates come from
-the loops' own per-step ``wall_s`` stamps (first step excluded). ``new_over_old`` per round and their
+the loops' own per-step ``wall_s`` stamps (first step excluded). ``*_overhead_ms_per_step``: each loop
+around a one-convolution network (:func:`loop_overhead`), the loop's own cost per step, which machine
+load disturbs far less than a real network's second-long steps. ``new_over_old`` per round and their
 median are the figures to quote, with ``meta.device_name`` and the load averages.
 """
 
@@ -73,6 +75,30 @@ def real_loop(pkg: str, kwargs: dict, size: int, batch: int, steps: int, seed: i
     return batch * (len(wall) - 1) / float(wall[-1] - wall[0])
 
 
+def loop_overhead(pkg: str, steps: int = 400, seed: int = 0) -> float:
+    """ms per step of ``pkg``'s loop around a one-convolution network on 8 x 8 tensors: the loop's own
+    cost (loader, step bookkeeping, host read-back, history), which the network's time hides."""
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    m = lambda name: importlib.import_module(f"{pkg}.{name}")  # noqa: E731
+    x = torch.rand(4 * steps, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+    loader = m("training.loader").make_loader(TensorDataset(x, x), 4, shuffle=True, seed=seed)
+    torch.manual_seed(seed)
+    net = nn.Conv2d(1, 1, 3, padding=1)
+
+    def loss_fn(models, b, ctx):
+        loss = ((models["net"](b[0]) - b[1]) ** 2).mean()
+        return loss, {"mse": loss.detach()}
+
+    phase = m("training.phases").Phase("p", 1, ["net"], loss_fn, make_optimizer=m("training.optimisers").sgd(0.01))
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = m("training.loop").train([phase], {"net": net}, loader, device="cpu", seed=seed, run_dir=run_dir,
+                                          resume=False, progress=False)
+    wall = result.history.query("kind == 'step'")["wall_s"].to_numpy()
+    return 1e3 * float(wall[-1] - wall[0]) / (len(wall) - 1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old-ref", default="main")
@@ -107,6 +133,8 @@ def main(argv=None) -> int:
             row = {"order": [name for name, _, _ in order]}
             for name, pkg, held in order + [("new_device_data", "ssinfnet", True)]:
                 row[name] = real_loop(pkg, kwargs, size, batch, args.steps, args.seed, args.phantom_size, held)
+            for name, pkg, _ in order:
+                row[f"{name}_overhead_ms_per_step"] = loop_overhead(pkg, 100 if args.quick else 400)
             row["new_over_old"] = row["new"] / row["old"]
             row["device_data_over_old"] = row["new_device_data"] / row["old"]
             out["rounds"].append(row)
@@ -114,6 +142,8 @@ def main(argv=None) -> int:
     ratios = [r["new_over_old"] for r in out["rounds"]]
     out["new_over_old_median"] = statistics.median(ratios)
     out["device_data_over_old_median"] = statistics.median(r["device_data_over_old"] for r in out["rounds"])
+    out["overhead_ms_per_step_median"] = {k: statistics.median(r[f"{k}_overhead_ms_per_step"] for r in out["rounds"])
+                                          for k in ("old", "new")}
     out["meta"]["load_average_after"] = os.getloadavg()
     out["meta"]["wall_s"] = time.perf_counter() - t0
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
