@@ -28,6 +28,7 @@ def test_pool_loader_holds_the_pool_when_asked(pool):
         _cfg(device_data="on")
 
 
+@pytest.mark.slow  # about 90 s on 2 cores: two pretraining runs
 def test_prefix_runs_on_a_held_pool_equal_one_run(tmp_path, pool):
     cfg = _cfg(with_prior=True, network="infnet_multi")
     priors = [torch.rand(s.image.shape, generator=torch.Generator().manual_seed(i)).numpy()
