@@ -18,9 +18,19 @@ What it measures (all on ``--device``, all in this one run, so ratios compare li
    phantoms): a 40-slice fine-tune (``segmentation.fit``, per-epoch validation) and inpainter epochs of the
    pretraining over a pool; ``real_over_bare`` = trained images/s of the real loop, all overheads
    included from its second epoch on, over the bare step's images/s.
+   Each loop runs twice: with the training set held on the device and augmented there
+   (``device_data``, :class:`ssinfnet.data.held.DeviceLoader`, the CUDA default) and with the per-slice
+   DataLoader (``dataloader``, the profile's workers, persistent, per-item seeds).
 3. ``gpu_profile``: measured seconds per epoch of those two loops at the ``gpu`` profile's pool size,
    and ``paper_projection``: the ``paper`` profile's training images per stage x the measured ms per
    image (a lower bound of its wall time).
+4. ``profiler``: ``torch.profiler`` over a few training steps at the larger batch, fp32 contiguous and the
+   loop's default, each with its top operators by device time (CUDA time on a GPU, CPU time on the CPU)
+   and the share of the step in convolutions, batch norm and element-wise kernels, so the bf16 /
+   channels_last question can be answered from the JSON.
+
+Time: the JSON is rewritten after every section, and a section that would start after ``--budget-s``
+(default 450 s) is skipped and listed under ``meta.skipped`` rather than cut off by the script's timeout.
 """
 from __future__ import annotations
 
@@ -85,36 +95,85 @@ def step_table(kwargs: dict, size: int, batches, device: str, repeats: int, comp
     return rows
 
 
-def finetune_loop(profile, device: str, epochs: int, seed: int) -> dict:
+def profile_steps(kwargs: dict, size: int, batch: int, device: str, steps: int, seed: int, top: int = 12) -> dict:
+    """torch.profiler over ``steps`` training steps (after two warm-ups) of fp32 contiguous and of the
+    loop's default memory format: the top operators by device time and coarse shares per kind."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith("cuda")
+    out = {}
+    for name, cl in (("fp32", False), ("fp32+channels_last (loop default)", cuda)):
+        torch.manual_seed(seed)
+        model = build_model("infnet", **kwargs).to(device).train()
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
+        data = {k: v.to(device) for k, v in _batch(batch, size, seed).items()}
+        if cl:
+            data["image"] = data["image"].contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def step():
+            loss = infnet_loss(model(data["image"]), data["mask"], data["edge"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        for _ in range(2):
+            step()
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                step()
+            if cuda:
+                torch.cuda.synchronize()
+        events = prof.key_averages()
+        attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+        rows = sorted(events, key=lambda e: getattr(e, attr, 0.0), reverse=True)
+        total = sum(getattr(e, attr, 0.0) for e in events) or 1.0
+        kinds = {"convolution": ("conv", "cudnn", "gemm", "mm"), "batch_norm": ("batch_norm", "bn_"),
+                 "elementwise": ("elementwise", "add", "mul", "relu", "sigmoid", "copy", "fill", "cat")}
+        shares = {k: sum(getattr(e, attr, 0.0) for e in events if any(w in e.key.lower() for w in words)) / total
+                  for k, words in kinds.items()}
+        out[name] = {"time_kind": "device (CUDA) self time" if cuda else "CPU self time", "steps": steps,
+                     "ms_per_step": total / 1000 / steps, "shares": shares,
+                     "top_ops": [{"op": e.key, "ms_per_step": getattr(e, attr, 0.0) / 1000 / steps,
+                                  "share": getattr(e, attr, 0.0) / total, "calls_per_step": e.count / steps}
+                                 for e in rows[:top]]}
+    return out
+
+
+def finetune_loop(profile, device: str, epochs: int, seed: int, device_data: bool = True) -> dict:
     """Trained images/s of a real 40-slice fine-tune with per-epoch validation, from its second epoch."""
     from ssinfnet.segmentation.fit import fit
     from ssinfnet.segmentation.variants import variant_config
 
     samples = synthetic_subset("train", 50, size=profile.synthetic_size, seed=seed)
     train, val = samples[:40], samples[40:]
-    cfg = variant_config("sinfnet", profile, epochs=epochs)
+    cfg = variant_config("sinfnet", profile, epochs=epochs, patience=None, device_data=device_data)
     with tempfile.TemporaryDirectory() as run_dir:
         res = fit(cfg, train, val, device=device, seed=seed, run_dir=run_dir, progress=False)
     ep = res.history[res.history.kind == "epoch"].wall_s.to_numpy()
     per_epoch = float(ep[-1] - ep[0]) / (len(ep) - 1)
-    return {"epochs": epochs, "train_slices": len(train), "val_slices": len(val), "s_per_epoch": per_epoch,
-            "images_per_s": len(train) / per_epoch}
+    return {"device_data": device_data, "epochs": epochs, "train_slices": len(train), "val_slices": len(val),
+            "s_per_epoch": per_epoch, "images_per_s": len(train) / per_epoch}
 
 
-def pretrain_loop(profile, device: str, epochs: int, pool: int, seed: int) -> dict:
+def pretrain_loop(profile, device: str, epochs: int, pool: int, seed: int, device_data: bool = True) -> dict:
     """Trained images/s of inpainter epochs of the real pretraining over a pool, from its second epoch."""
     from ssinfnet.pretraining import inpainting as pre
 
     samples = pre.strip_labels(synthetic_subset("unlabelled", pool, size=profile.synthetic_size, seed=seed))
     cfg = pre.config_from_profile(profile)
-    cfg = type(cfg)(**{**cfg.to_dict(), "inpainter_epochs": epochs, "coach_epochs": 1, "alternations": 0})
-    loader = pre.pool_loader(samples, cfg, seed=seed, pin_memory=device.startswith("cuda"))
+    cfg = type(cfg)(**{**cfg.to_dict(), "inpainter_epochs": epochs, "coach_epochs": 1, "alternations": 0,
+                       "device_data": device_data})
+    loader = pre.pool_loader(samples, cfg, seed=seed, pin_memory=device.startswith("cuda"), device=device)
     with tempfile.TemporaryDirectory() as run_dir:
         _, result = pre.pretrain(cfg, loader, device=device, seed=seed, run_dir=run_dir, progress=False)
     h = result.history
     ep = h[(h.kind == "epoch") & (h.phase == "inpainter")].wall_s.to_numpy()
     per_epoch = float(ep[-1] - ep[0]) / (len(ep) - 1)
-    return {"epochs": epochs, "pool": pool, "s_per_epoch": per_epoch, "images_per_s": pool / per_epoch}
+    return {"device_data": device_data, "epochs": epochs, "pool": pool, "s_per_epoch": per_epoch,
+            "images_per_s": pool / per_epoch}
 
 
 def main(argv=None) -> int:
@@ -123,6 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke network, 64 px, tiny loops: checks it runs")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--budget-s", type=float, default=450.0, help="start no section after this many seconds")
     ap.add_argument("--output", default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -135,30 +195,50 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     out = {"meta": {"device": args.device, "device_name": device_description(args.device),
                     "torch": torch.__version__, "quick": args.quick, "size": size,
-                    "network": gpu.infnet_kwargs()}, "authors_reference": AUTHORS_H200}
+                    "network": gpu.infnet_kwargs(), "skipped": []}, "authors_reference": AUTHORS_H200}
+
+    def save() -> None:
+        out["meta"]["wall_s"] = time.perf_counter() - t0
+        if args.output:
+            Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
+
+    def due(section: str) -> bool:
+        if time.perf_counter() - t0 > args.budget_s:
+            out["meta"]["skipped"].append(section)
+            return False
+        return True
+
     out["steps"] = step_table(gpu.infnet_kwargs(), size, batches, args.device,
                               2 if args.quick else args.repeats, not args.no_compile, args.seed)
+    out["profiler"] = profile_steps(gpu.infnet_kwargs(), size, batches[-1], args.device,
+                                    2 if args.quick else 5, args.seed)
+    save()
     bare = next(r for r in out["steps"] if r["batch"] == batches[-1] and r["setting"] == "fp32+channels_last (loop default)")
     bare_ips = 1000 / bare["train_ms_per_image"]
-    ft = finetune_loop(gpu, args.device, 3 if args.quick else 6, args.seed)
+    out["loops"] = {"bare_images_per_s": bare_ips, "bare_setting": f"{bare['setting']}, batch {bare['batch']}"}
     pool = 12 if args.quick else gpu.unlabelled_limit + 40
-    pt = pretrain_loop(gpu, args.device, 3, pool, args.seed)
-    out["loops"] = {"bare_images_per_s": bare_ips, "bare_setting": f"{bare['setting']}, batch {bare['batch']}",
-                    "finetune": {**ft, "real_over_bare": ft["images_per_s"] / bare_ips},
-                    "pretraining": {**pt, "real_over_bare": pt["images_per_s"] / bare_ips}}
-    out["gpu_profile"] = {"finetune_s_per_epoch": ft["s_per_epoch"], "pretraining_s_per_epoch": pt["s_per_epoch"],
-                          "pretraining_pool": pool}
+    ft_epochs = 3 if args.quick else 6
+    for held in (True, False):
+        kind = "device_data" if held else "dataloader"
+        if due(f"finetune {kind}"):
+            ft = finetune_loop(gpu, args.device, ft_epochs, args.seed, device_data=held)
+            out["loops"][f"finetune_{kind}"] = {**ft, "real_over_bare": ft["images_per_s"] / bare_ips}
+            save()
+        if due(f"pretraining {kind}"):
+            pt = pretrain_loop(gpu, args.device, 3, pool, args.seed, device_data=held)
+            out["loops"][f"pretraining_{kind}"] = {**pt, "real_over_bare": pt["images_per_s"] / bare_ips}
+            save()
+    held_ft, held_pt = out["loops"].get("finetune_device_data"), out["loops"].get("pretraining_device_data")
+    out["gpu_profile"] = {"finetune_s_per_epoch": held_ft and held_ft["s_per_epoch"],
+                          "pretraining_s_per_epoch": held_pt and held_pt["s_per_epoch"], "pretraining_pool": pool}
     paper = get_profile("paper")
     ms = bare["train_ms_per_image"]
     stages = {s: training_images(paper, s, n_train=50, n_pool=1650) for s in TRAINING_STAGES}
     out["paper_projection"] = {"ms_per_image": ms, "images": stages,
                                "hours": sum(stages.values()) * ms / 1000 / 3600,
                                "note": "training steps only, at the bare step's speed: a lower bound"}
-    out["meta"]["wall_s"] = time.perf_counter() - t0
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    save()
+    print(json.dumps(out, indent=2))
     return 0
 
 

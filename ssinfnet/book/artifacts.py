@@ -61,7 +61,8 @@ class Artifact:
 CONDITIONS = {"usable_single": "a single-class InfNet-family model passed its training checks",
               "usable_multi": "a multi-class InfNet-family model other than the oracle passed its training checks",
               "ictcf_images": "the data root holds iCTCF CT images (ictcf-images/Patient <N>/) and the "
-                              "clinical table, and chapters 3 and 4 trained the models"}
+                              "clinical table, and chapter 5 selected a single- and a multi-class model whose "
+                              "training did not fail"}
 
 MODEL = "exported model (ssinfnet-model-v2, training.export.load_exported)"
 MAPS = "per-slice maps (.npz keyed by slice id, data.maps)"
@@ -75,15 +76,15 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("pretrain_history", "02_pretraining", "pretrain/single/history.csv", "CSV: one row per epoch"),
     Artifact("coach_masks", "02_pretraining", "pretrain/single/coach_masks.pt",
              "torch tensors: the coach's masks of fixed slices after each phase"),
-    Artifact("model:{variant}", "03_single", "finetune/{variant}/model.pt", MODEL, ("05_evaluation",),
-             per="single_variants"),
+    Artifact("model:{variant}", "03_single", "finetune/{variant}/model.pt", MODEL,
+             ("05_evaluation", "07_radiomics_mediation"), per="single_variants"),
     Artifact("model:{variant}@seed{seed}", "03_single", "finetune/{variant}/seed{seed}/model.pt",
              MODEL + ": fine-tuning seed k of a compared variant (training seed = profile seed + k; seed 0 is "
              "model:{variant}); the same pretrained inpainter", ("05_evaluation",), per="single_seed_variants"),
     Artifact("train_oof_priors", "03_single", "priors/train_oof_ssinfnet.npz",
              MAPS + ": held-out stage-1 probabilities of every training slice", ("04_multi",)),
     Artifact("stage1_model", "03_single", "finetune/ssinfnet/model.pt", MODEL + ": the stage-1 model",
-             ("04_multi", "07_radiomics_mediation")),
+             ("04_multi",)),
     Artifact("multi_inpainter", "04_multi", "pretrain/multi/inpainter.pt", MODEL),
     Artifact("multi_coach", "04_multi", "pretrain/multi/coach.pt", MODEL),
     Artifact("model:{variant}", "04_multi", "finetune/{variant}/model.pt", MODEL,
@@ -103,7 +104,19 @@ ARTIFACTS: tuple[Artifact, ...] = (
              "fine-tuning seeds): " + ", ".join(TABLE_COLUMNS), (PAGE,)),
     Artifact("test_severity", "06_severity", "06_severity/test_severity.csv", "CSV: one row per test slice"),
     Artifact("mediation", "07_radiomics_mediation", "07_radiomics_mediation/mediation.csv",
-             "CSV: one row per exposure and candidate mediator"),
+             "CSV: the paper's rule, one row per exposure and candidate mediator (BH over features x exposures)"),
+    Artifact("natural_effects", "07_radiomics_mediation", "07_radiomics_mediation/natural_effects.csv",
+             "CSV: natural indirect/direct effects (risk differences per contrast) with quasi-Bayesian intervals, "
+             "one row per exposure and candidate mediator (BH over features x exposures)"),
+    Artifact("method_comparison", "07_radiomics_mediation", "07_radiomics_mediation/method_comparison.csv",
+             "CSV: the paper's call beside the natural-effect call, with the reason they differ "
+             "(stats.compare_methods), one row per exposure and candidate mediator"),
+    Artifact("sensitivity", "07_radiomics_mediation", "07_radiomics_mediation/sensitivity.csv",
+             "CSV: rho at which each reported natural indirect effect (and its interval) reaches zero "
+             "(stats.sensitivity), one row per significant exposure and mediator"),
+    Artifact("validation", "07_radiomics_mediation", "07_radiomics_mediation/validation.csv",
+             "CSV: simulation validation: coverage, bias, FDR, FWER, power per scenario and method, with Monte "
+             "Carlo SE (stats.validation.summarise_study)"),
     Artifact("slice_features", "07_radiomics_mediation", "07_radiomics_mediation/semiseg_slice_features.csv",
              "CSV: radiomics per slice and region"),
     Artifact("sem_estimates", "07_radiomics_mediation", "07_radiomics_mediation/sem_estimates.csv",

@@ -4,7 +4,9 @@ The committed ``notebooks/`` are the sources (with smoke outputs, which nbval ch
 shows the executed notebooks of one run folder (``runs/<profile>`` for real data,
 ``runs/<profile>-synthetic`` for the embedded default): :func:`assemble` copies the book's pages and the
 run's notebooks into ``_book/<run name>/`` and :func:`build` renders that with Jupyter Book 1.x (no
-re-execution) to ``_build/html``.
+re-execution) to ``_build/html``. In the copies, each chapter's defaults cell (tagged ``parameters``) is
+hidden when papermill's ``injected-parameters`` cell follows it, so a page shows only the values in effect;
+the results page is the run's verdict (:mod:`ssinfnet.book.results_page`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .tidy import tidy_file
+from .tidy import prepare_for_book
 from .context import REPO_ROOT
 from .runner import list_notebooks
 
@@ -44,7 +46,7 @@ def assemble(run_dir: str | Path, repo: Path = REPO_ROOT) -> Path:
     shutil.copytree(repo / "book", dest / "book", symlinks=False)
     for p in chapters:
         shutil.copy2(run_dir / p.name, dest / "notebooks" / p.name)
-        tidy_file(dest / "notebooks" / p.name)
+        prepare_for_book(dest / "notebooks" / p.name)  # defaults cell hidden when papermill injected values
     if (run_dir / "manifest.json").is_file():
         from .results_page import write_results_page
 

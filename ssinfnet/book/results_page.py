@@ -1,7 +1,10 @@
-"""The book's results page, written from a run's manifest (so its numbers are the run's numbers).
+"""The book's results page, the verdict, written from a run's manifest and artifacts (so its numbers are
+the run's numbers).
 
-:func:`write_results_page` is called by :func:`ssinfnet.book.render.assemble` when a run is rendered
-(``make publish`` renders ``runs/cpu``), so the page always shows the run's own manifest.
+The page opens with the verdict (:func:`verdict_markdown`: one row per claim of the paper, see
+:mod:`ssinfnet.book.verdict`), then the run's provenance and headline numbers. :func:`write_results_page`
+is called by :func:`ssinfnet.book.render.assemble` when a run is rendered (``make publish`` renders
+``runs/cpu``), so the page always shows the run's own manifest.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import json
 from pathlib import Path
 
 from ..evaluation.tables import MULTI_COLUMNS
+from .profiles import PROFILES, Profile, reductions
+from .verdict import RULES, VERDICTS, load_comparisons, pair_rows
+from .verdict_recorded import other_rows
 
 
 def _fmt(v) -> str:
@@ -52,7 +58,7 @@ def provenance_markdown(manifest: dict) -> list[str]:
     stages = {k: v for k, v in manifest.get("stages", {}).items() if not k.startswith("notebook:")}
     if not stages:
         return []
-    lines = ["", "## Provenance per chapter", "",
+    lines = ["", "### Provenance per chapter", "",
              "Each chapter records the commit it was executed at; a chapter that reloaded cached trained "
              "models (instead of training them) lists them with the commit that trained them.", "",
              "| chapter | commit | dirty | data fingerprint | code fingerprint | reused trained models |",
@@ -79,19 +85,93 @@ def provenance_markdown(manifest: dict) -> list[str]:
     return lines
 
 
-def results_markdown(manifest: dict) -> str:
-    """Markdown summary of a run: provenance, then the headline numbers each stage recorded."""
+def run_profile(manifest: dict) -> Profile | None:
+    """The profile the run used: its recorded parameters over the named profile (None for an unknown name)."""
+    name = manifest.get("profile")
+    if name not in PROFILES:
+        return None
+    params = manifest.get("parameters") or {}
+    fields = PROFILES[name].__dataclass_fields__
+    known = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in fields and k != "name"}
+    return PROFILES[name].with_overrides(**known)
+
+
+def _pretrain_epochs(p: Profile) -> int:
+    """Pretraining epochs in all: inpainter + coach + the alternation rounds (inpainter and coach each)."""
+    alternating = 2 * p.pretrain_alternations * p.pretrain_alternate_epochs
+    return p.pretrain_inpainter_epochs + p.pretrain_coach_epochs + alternating
+
+
+def profile_lines(manifest: dict) -> list[str]:
+    """What the run's profile reduced, in words, then one line per reduced setting (ours vs the paper's)."""
+    name, p = manifest.get("profile", "?"), run_profile(manifest)
+    commit = _short_commit(manifest.get("git_commit", "unknown"))
+    if p is None:
+        return [f"Profile `{name}` (unknown to this code: its reductions cannot be stated); commit {commit}."]
+    paper = PROFILES["paper"]
+    data = str(manifest.get("data_root", "?"))
+    lines = []
+    if name == "paper":
+        lines.append(f"Profile `paper`: the paper's schedules (fine-tuning at most {p.finetune_epochs} epochs, "
+                     f"pretraining {_pretrain_epochs(p):,} epochs); commit {commit}.")
+    else:
+        lines.append(f"Profile `{name}`: **a reduced schedule** — fine-tuning at most {p.finetune_epochs} (single) "
+                     f"and {p.multi_epochs} (multi) epochs vs the paper's {paper.finetune_epochs}, pretraining "
+                     f"{_pretrain_epochs(p)} epochs vs {_pretrain_epochs(paper):,} (the paper's text says 2,000; its "
+                     f"phases add up to 2,200), {p.image_size} px with a {p.backbone} encoder vs {paper.image_size} "
+                     f"px {paper.backbone}; commit {commit}. Estimates marked ‡ come from this reduced schedule.")
+        lines += ["", "| setting | ours (paper) |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in reductions(p).items()]
+    if "synthetic" in data.lower():
+        lines += ["", "**This run used the embedded synthetic phantoms**, not CT: its verdicts show the pipeline "
+                  "working, not whether the paper's claims hold."]
+    return lines
+
+
+def _cell(v) -> str:
+    return str(v).replace("|", "/").replace("\n", " ")
+
+
+def verdict_markdown(manifest: dict, run_dir: Path | None = None) -> list[str]:
+    """Lines of the verdict: the profile in words, where the pair comparisons come from, one row per claim
+    (:func:`ssinfnet.book.verdict.pair_rows`, :func:`ssinfnet.book.verdict_recorded.other_rows`), a count
+    per verdict and the rules."""
+    name = manifest.get("profile", "?")
+    comparisons, where = load_comparisons(manifest, run_dir)
+    reduced = name in PROFILES and name != "paper"
+    rows = pair_rows(manifest, comparisons, reduced) + other_rows(manifest, run_dir, comparisons, reduced)
+    lines = ["# Verdict: the paper's claims, tested by this run", "",
+             "Each row is one claim of Fung et al.: our estimate with its interval, the paper's number with "
+             "where it is printed, and the verdict by the rules below. Everything is read from this run's "
+             "manifest and artifacts when the book is rendered.", "", *profile_lines(manifest), "", where, "",
+             "| claim | ours: B − A (interval) | n | paper | source | verdict | note |",
+             "|---|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(_cell(r[k]) for k in ("claim", "ours", "seeds", "paper", "source", "verdict", "note"))
+              + " |" for r in rows]
+    counts = {v: sum(r["verdict"].startswith(v) for r in rows) for v in VERDICTS}
+    lines += ["", "In all: " + "; ".join(f"{v}: {n}" for v, n in counts.items() if n) + ".", "",
+              "B − A is the claimed method minus its baseline, in Dice points on the test slices (paper protocol, "
+              "threshold 0.5); the papers' own numbers are F1 (= Dice) on their own test sets. "
+              "Published numbers and their sources: `ssinfnet/evaluation/published.py`.", "",
+              "## How a verdict is reached", ""] + [f"- {r}" for r in RULES]
+    return lines
+
+
+def results_markdown(manifest: dict, run_dir: Path | None = None) -> str:
+    """Markdown of the page: the verdict (:func:`verdict_markdown`, artifacts read from ``run_dir``; None:
+    none read), then provenance and the headline numbers each stage recorded."""
     stages = manifest.get("stages", {})
-    lines = ["# Results of this run", "",
-             f"Every number on this page was produced by the run whose provenance follows; the profile "
-             f"`{manifest.get('profile', '?')}` sets what was reduced (see {{doc}}`running`).", "",
-             "| provenance | value |", "|---|---|"]
+    lines = verdict_markdown(manifest, run_dir) + [
+        "", "## The run", "",
+        f"Every number on this page was produced by the run whose provenance follows; the profile "
+        f"`{manifest.get('profile', '?')}` sets what was reduced (see {{doc}}`running`).", "",
+        "| provenance | value |", "|---|---|"]
     for key in ("profile", "data_root", "data_fingerprint", "device", "git_commit"):
         lines.append(f"| {key.replace('_', ' ')} | `{manifest.get(key, '?')}` |")
     lines += provenance_markdown(manifest)
     walls = {k.split(":", 1)[1]: v.get("wall_time_s") for k, v in stages.items() if k.startswith("notebook:")}
     if walls:
-        lines += ["", "## Wall time per chapter", "",
+        lines += ["", "### Wall time per chapter", "",
                   "Seconds of the last execution of each chapter; a chapter re-run over its own checkpoints "
                   "shows only that re-run (training times are in each run folder's `history.csv`).", "",
                   "| chapter | seconds |", "|---|---|"]
@@ -104,11 +184,11 @@ def results_markdown(manifest: dict) -> str:
     for stage, key, title in sections:
         values = stages.get(stage, {}).get(key)
         if isinstance(values, dict) and values:
-            lines += ["", f"## {title}", "", "| model | value |", "|---|---|"]
+            lines += ["", f"### {title}", "", "| model | value |", "|---|---|"]
             lines += [f"| {k} | {_fmt(v)} |" for k, v in values.items()]
     multi = stages.get("05_evaluation", {}).get("infnet_multi")
     if isinstance(multi, dict) and multi:
-        lines += ["", "## Test split, Inf-Net protocol meanDic, multi-class", "", "| model | GGO | consolidation |",
+        lines += ["", "### Test split, Inf-Net protocol meanDic, multi-class", "", "| model | GGO | consolidation |",
                   "|---|---|---|"]
         ggo, cons = (multi.get(c, {}) for c in MULTI_COLUMNS)
         lines += [f"| {k} | {_fmt(ggo[k])} | {_fmt(cons.get(k, float('nan')))} |" for k in ggo]
@@ -118,7 +198,7 @@ def results_markdown(manifest: dict) -> str:
 
 
 def write_results_page(run_dir: Path, dest: Path) -> Path:
-    """Write ``dest`` (results.md) from ``run_dir/manifest.json``."""
+    """Write ``dest`` (results.md) from ``run_dir/manifest.json`` and the artifacts it names."""
     manifest = json.loads((Path(run_dir) / "manifest.json").read_text())
-    dest.write_text(results_markdown(manifest))
+    dest.write_text(results_markdown(manifest, run_dir))
     return dest

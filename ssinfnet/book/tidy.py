@@ -93,3 +93,30 @@ def tidy_file(path) -> None:
     """Tidy an executed notebook file in place (progress bars, then large figures)."""
     nb = nbformat.read(path, as_version=4)
     nbformat.write(shrink_images(tidy_notebook(nb)), path)
+
+
+#: Jupyter Book leaves out cells with this tag (input and output).
+REMOVE_TAG = "remove-cell"
+
+
+def hide_default_parameters(nb: nbformat.NotebookNode) -> int:
+    """Tag the ``parameters`` cell (the defaults) ``remove-cell`` when papermill's ``injected-parameters``
+    cell follows it, so the rendered page shows only the values in effect (in place; the notebook still
+    runs and validates as before). Returns the number of cells tagged (0 or 1)."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell, nxt in zip(code, code[1:]):
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags and "injected-parameters" in nxt.metadata.get("tags", []):
+            if REMOVE_TAG not in tags:
+                cell.metadata["tags"] = [*tags, REMOVE_TAG]
+            return 1
+    return 0
+
+
+def prepare_for_book(path) -> None:
+    """Tidy an executed notebook for the rendered book (in place): :func:`tidy_file`, then
+    :func:`hide_default_parameters`."""
+    tidy_file(path)
+    nb = nbformat.read(path, as_version=4)
+    if hide_default_parameters(nb):
+        nbformat.write(nb, path)

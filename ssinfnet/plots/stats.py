@@ -1,4 +1,4 @@
-"""Figures of the statistics chapter: forest plot, clustered correlations, SEM paths, power, coverage.
+"""Figures of the statistics chapter: forest plot, clustered correlations, SEM paths, power, coverage, rho curves.
 
 Every function returns a matplotlib ``Figure`` without a title (the notebook adds the caption, which
 says whether the data are real or synthetic).
@@ -217,6 +217,48 @@ def coverage_plot(df: pd.DataFrame, alpha: float = 0.05) -> Figure:
     ax.set_xlabel("replicate (sorted by estimate)")
     ax.set_ylabel("indirect effect")
     ax.legend(frameon=False, loc="upper left")
+    return fig
+
+
+def rho_curve_plot(curves: dict, ncols: int = 3) -> Figure:
+    """The natural indirect effect against the error correlation rho, one panel per (exposure, mediator).
+
+    Parameters
+    ----------
+    curves : dict title -> DataFrame from :func:`ssinfnet.stats.sensitivity.rho_curve` (columns ``rho``,
+        ``nie``, ``nie_low``, ``nie_high``; ``attrs["rho_zero"]`` where the NIE crosses zero)
+    ncols : panels per row
+
+    The interval is shaded, zero is a dashed line and the zero crossing ``rho_zero`` a dotted vertical
+    line with its value. Axes: rho (x), NIE as a risk difference (y).
+    """
+    if not curves:
+        raise ValueError("curves: nothing to plot")
+    if int(ncols) < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    for title, df in curves.items():
+        _check(df, ["rho", "nie", "nie_low", "nie_high"], f"curves[{title!r}]")
+        if "rho_zero" not in df.attrs:
+            raise ValueError(f"curves[{title!r}]: attrs lack 'rho_zero' (use stats.sensitivity.rho_curve)")
+    ncols = min(int(ncols), len(curves))
+    nrows = -(-len(curves) // ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows + 0.3), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, (title, df) in zip(axes.flat, curves.items()):
+        d = df.sort_values("rho")
+        ax.fill_between(d["rho"], d["nie_low"], d["nie_high"], color="0.85", lw=0)
+        ax.plot(d["rho"], d["nie"], color=_POS, lw=1.5)
+        ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
+        r0 = float(d.attrs["rho_zero"])
+        ax.axvline(r0, color=_NEG, lw=1.0, ls=":")
+        ax.annotate(f"NIE = 0 at rho = {r0:.2f}", (r0, 0.0), xytext=(4, 6), textcoords="offset points",
+                    fontsize=7, color=_NEG)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("rho (mediator-outcome error correlation)", fontsize=8)
+        ax.set_ylabel("natural indirect effect (risk difference)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
     return fig
 
 

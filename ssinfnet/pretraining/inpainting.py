@@ -87,6 +87,10 @@ class PretrainConfig:
     batch_size: int = 4
     rotation: float = 10.0
     num_workers: int = 0
+    # hold the pool on the device and augment it there (True, False, or "auto": on CUDA only,
+    # ssinfnet.training.device.default_device_data), and the torch.compile mode (None: eager)
+    device_data: bool | str = "auto"
+    compile: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.keep < 1:
@@ -98,6 +102,8 @@ class PretrainConfig:
             raise ValueError(f"alternations must be >= 0, got {self.alternations}")
         if self.diverge_past_ceiling is not None and not 0 < self.diverge_past_ceiling < 1:
             raise ValueError(f"diverge_past_ceiling must be in (0, 1) or None, got {self.diverge_past_ceiling}")
+        if self.device_data not in (True, False, "auto"):
+            raise ValueError(f"device_data must be True, False or 'auto', got {self.device_data!r}")
         self.guards()  # validates diverge_loss_ratio
 
     @property
@@ -200,7 +206,7 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     phases = build_phases(cfg)
     if on_phase_end is None:
         result = train(phases, models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress,
-                       provenance=key)
+                       provenance=key, compile=cfg.compile)
         warn_if_saturated(models["inpainter"], loader, cfg)
         return models, result
     started = _phases_started(Path(run_dir))
@@ -209,7 +215,7 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     # Prefixes shorter than the checkpointed one are complete; resuming starts at the last started phase.
     for k in range(max(1, started), len(phases) + 1):
         result = train(phases[:k], models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress,
-                       provenance=key)
+                       provenance=key, compile=cfg.compile)
         on_phase_end(phases[k - 1].name, models)
     warn_if_saturated(models["inpainter"], loader, cfg)
     return models, result
@@ -306,16 +312,27 @@ def config_from_profile(profile, with_prior: bool = False, network: str | None =
                           batch_size=profile.batch_size, num_workers=profile.num_workers)
 
 
-def pool_loader(samples, cfg: PretrainConfig, *, seed: int = 0, priors=None, pin_memory: bool = False):
+def pool_loader(samples, cfg: PretrainConfig, *, seed: int = 0, priors=None, pin_memory: bool = False,
+                device: str | None = None):
     """The shuffled, augmented loader of the pretraining pool: ``cfg.image_size`` px crops, flips and
     ``cfg.rotation`` degrees of rotation, ``cfg.batch_size`` per batch; ``priors`` (one map per sample)
-    add the prior channel of the multi network. Batches are dicts of (B, 1, H, W) tensors."""
+    add the prior channel of the multi network. Batches are dicts of (B, 1, H, W) tensors.
+
+    With ``cfg.device_data`` on (``"auto"``: when ``device``, default CUDA if available, is CUDA) the
+    pool is held on the training device and augmented there (:class:`~ssinfnet.data.held.DeviceLoader`);
+    otherwise a DataLoader over a SliceDataset (:func:`~ssinfnet.training.loader.make_loader`)."""
     from ..data.dataset import SliceDataset
+    from ..data.held import DeviceLoader
     from ..data.transforms import train_transform
+    from ..training.device import default_device_data
     from ..training.loader import make_loader
+    from ..training.steps import CUDA_GRAPH_MODES
 
     dataset = SliceDataset(samples, cfg.image_size, train_transform(cfg.image_size, rotation=cfg.rotation),
                            priors=priors)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if default_device_data(device) if cfg.device_data == "auto" else cfg.device_data:
+        return DeviceLoader(dataset, cfg.batch_size, seed, static_shapes=cfg.compile in CUDA_GRAPH_MODES)
     return make_loader(dataset, cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers,
                        pin_memory=pin_memory)
 

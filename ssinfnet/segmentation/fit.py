@@ -62,7 +62,6 @@ from ..models.transfer import TransferReport, transfer_weights
 from ..training.checkpoint import load_checkpoint
 from ..training.distributed import on_main
 from ..training.export import EXPORT_FORMAT, export_model
-from ..training.loader import make_loader
 from ..training.loop import train
 from ..training.losses import (SEG_KEYS, edge_loss, focal_loss, infnet_loss, multi_infnet_loss,
                                multiclass_structure_loss, structure_loss)
@@ -71,6 +70,7 @@ from ..training.phases import Phase
 from ..training.provenance import (check_key, code_fingerprint, config_fingerprint, note_stale, read_record,
                                    samples_fingerprint, stamp)
 from .health import TrainingHealth, judge_fit
+from .held import HeldValidation, training_loader, use_device_data
 from .predict import predict_probabilities
 from .variants import MODEL_KEY, PHASE_NAME, SegConfig, TASKS
 
@@ -405,15 +405,16 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
     require = ("infection",) if cfg.task == "single" else ("classes",)
     augment = cfg.augmentation()
     dataset = SliceDataset(train_samples, cfg.image_size, augment, require=require, priors=p_train)
-    loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.num_workers,
-                         pin_memory=device.type == "cuda")
-    with_prior = cfg.task == "multi"
+    loader = training_loader(cfg, dataset, device, seed)  # device-held or per-slice
+    held = HeldValidation(cfg.task, val_samples, cfg.image_size, p_val) if use_device_data(cfg, device) else None
 
     def loss_fn(models, batch, ctx):
-        outputs = models[MODEL_KEY](network_input(batch, with_prior))
+        outputs = models[MODEL_KEY](network_input(batch, cfg.task == "multi"))
         return segmentation_loss(cfg, outputs, batch), {}
 
     def val_fn(models, _loader, ctx):
+        if held is not None:
+            return held(models[MODEL_KEY], ctx.device, cfg.batch_size)
         probs = predict_probabilities(models[MODEL_KEY], [s.image for s in val_samples], cfg.image_size,
                                       ctx.device, cfg.batch_size, p_val)
         return validation_scores(cfg.task, probs, val_samples)
@@ -422,7 +423,7 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
                   lr_factors=cfg.lr_factors, val_fn=val_fn, monitor="dice", mode="max",
                   max_steps_per_epoch=cfg.max_steps_per_epoch, grad_clip=cfg.grad_clip, patience=cfg.patience)
     result = train([phase], {MODEL_KEY: model}, loader, device=device, seed=seed, run_dir=run_dir,
-                   progress=progress, provenance=key)
+                   progress=progress, provenance=key, compile=cfg.compile)
 
     best = None
     if PHASE_NAME in result.best:

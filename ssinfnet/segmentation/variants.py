@@ -46,6 +46,9 @@ TRANSFERS = ("all", "encoder")
 PRIOR_SOURCES = ("predicted", "ground_truth")
 
 
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 PHASE_NAME = "seg"
 
 
@@ -113,7 +116,15 @@ class SegConfig:
     grad_clip : float, optional
         Clip of the global gradient L2 norm.
     num_workers : int
-        DataLoader workers.
+        DataLoader workers (per-item seeds and persistent workers when > 0,
+        :func:`ssinfnet.training.loader.make_loader`).
+    device_data : bool or "auto"
+        Hold the training slices on the device and augment them there, and validate there
+        (:mod:`ssinfnet.segmentation.held`); "auto": on CUDA only
+        (:func:`ssinfnet.training.device.default_device_data` says why).
+    compile : str, optional
+        ``torch.compile`` mode of the network during training (None: eager; see
+        :func:`ssinfnet.training.loop.train`).
     name : str
         Variant name, for labels and the exported model.
     """
@@ -149,6 +160,8 @@ class SegConfig:
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
     num_workers: int = 0
+    device_data: bool | str = "auto"
+    compile: str | None = None
     name: str = "custom"
 
     def __post_init__(self) -> None:
@@ -192,6 +205,10 @@ class SegConfig:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {self.num_workers!r}")
+        if self.device_data not in (True, False, "auto"):
+            raise ValueError(f"device_data must be True, False or 'auto', got {self.device_data!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
 
     def augmentation(self):
         """The training transform of these settings (:func:`ssinfnet.data.transforms.train_transform`);
@@ -294,7 +311,8 @@ def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
         A key of :data:`VARIANTS`.
     profile : ssinfnet.book.profiles.Profile, optional
         Takes ``image_size``, ``batch_size``, ``finetune_epochs`` (single) or ``multi_epochs``
-        (multi), ``patience``, ``max_steps_per_epoch``, ``num_workers`` and the network's constructor arguments
+        (multi), ``patience``, ``max_steps_per_epoch``, ``num_workers``, ``single_lr`` (single-class rate),
+        ``finetune_lr_drop`` (10x drop at that fraction of the epochs) and the network's constructor arguments
         (``infnet_kwargs()`` for InfNet networks, ``baseline_kwargs[network]`` for the baselines).
     **overrides
         Any :class:`SegConfig` field (applied after the profile). ``model_kwargs`` is merged into
@@ -320,6 +338,10 @@ def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
         settings.update(image_size=profile.image_size, batch_size=profile.batch_size,
                         epochs=profile.multi_epochs if multi else profile.finetune_epochs, patience=profile.patience,
                         max_steps_per_epoch=profile.max_steps_per_epoch, num_workers=profile.num_workers)
+        if not multi and getattr(profile, "single_lr", None) is not None:
+            settings["lr"] = profile.single_lr
+        if getattr(profile, "finetune_lr_drop", None) is not None:
+            settings["lr_factors"] = {max(1, round(profile.finetune_lr_drop * settings["epochs"])): 0.1}
         network = overrides.get("network", settings["network"])
         if network.startswith("infnet"):
             kwargs.update(profile.infnet_kwargs())

@@ -108,6 +108,7 @@ def agreement_table(results: Mapping[str, dict]) -> pd.DataFrame:
         raise ValueError("results is empty")
     rows = {name: {k: v for k, v in r.items() if k != "confusion"} for name, r in results.items()}
     out = pd.DataFrame.from_dict(rows, orient="index")
+    out["n"] = out["n"].astype("Int64")  # the paper's rows have no n: <NA>, ours stay integers
     out.index.name = "method"
     return out
 
@@ -142,25 +143,43 @@ def agreement_suite(frame: pd.DataFrame, zones: int = 3) -> dict:
     return out
 
 
-def table_vi_layout(results: Mapping[str, dict], reference: str) -> pd.DataFrame:
-    """Our severity agreement in the layout of the paper's Table VI (micro F1, precision, recall per method).
+def table_vi_layout(results: Mapping[str, dict], reference: str,
+                    published: Mapping[str, float] | None = None, published_reference: str = "",
+                    published_source: str = "") -> pd.DataFrame:
+    """Our severity agreement in the layout of the paper's Table VI (micro F1, precision, recall per method),
+    with the paper's rows beside ours when given.
 
     Parameters
     ----------
     results : mapping of method name → dict from :func:`agreement` (paper bins)
     reference : str
-        What the reference labels are (e.g. "image-derived: ground-truth infection / lung area"); the
+        What our reference labels are (e.g. "image-derived: ground-truth infection / lung area"); the
         paper's were clinical severity labels, so the numbers are not comparable one to one.
+    published : mapping of method name → micro F1, optional
+        The paper's printed values (micro-averaged, so precision = recall = F1); their rows are named
+        "<method> (paper)" and marked "not like-for-like".
+    published_reference, published_source : str
+        The paper's reference labels and where the values are printed (e.g. "draft Table VI").
 
     Returns
     -------
     DataFrame
-        Index ``method``; columns ``micro F1``, ``precision``, ``recall``, ``n``, ``reference labels``.
+        Index ``method``; columns ``micro F1``, ``precision``, ``recall``, ``n``, ``reference labels``,
+        ``source`` ("ours" or the paper's source) and ``like-for-like`` ("" for ours, "not like-for-like" for the
+        paper's: its reference labels, data and unit differ from ours).
     """
     if not results:
         raise ValueError("results is empty")
     rows = {name: {"micro F1": r["micro_f1"], "precision": r["micro_precision"], "recall": r["micro_recall"],
-                   "n": r["n"], "reference labels": reference} for name, r in results.items()}
+                   "n": r["n"], "reference labels": reference, "source": "ours", "like-for-like": ""}
+            for name, r in results.items()}
+    for name, f1 in (published or {}).items():
+        if not 0 <= f1 <= 1:
+            raise ValueError(f"published micro F1 of {name!r} must lie in [0, 1], got {f1}")
+        rows[f"{name} (paper)"] = {"micro F1": f1, "precision": f1, "recall": f1, "n": np.nan,
+                                   "reference labels": published_reference, "source": published_source,
+                                   "like-for-like": "not like-for-like"}
     out = pd.DataFrame.from_dict(rows, orient="index")
+    out["n"] = out["n"].astype("Int64")  # the paper's rows have no n: <NA>, ours stay integers
     out.index.name = "method"
     return out

@@ -2,17 +2,20 @@
 
 Host synchronisation
 --------------------
-A non-finite loss must stop training inside the step that produced it, before the optimiser
-applies it, so :func:`ssinfnet.training.loop.train` reads the loss back to the host once per step
-(:func:`sync_values`). That one transfer carries the loss and every tensor in ``logs`` together (a
-single ``torch.stack(...).tolist()``), and the same numbers feed the history and the progress bar,
-so no other per-step sync happens. With several processes (:mod:`ssinfnet.training.distributed`)
-the transfer is one all-reduce that averages the loss and every log over processes.
+A step's loss and every tensor in ``logs`` are stacked on the device (:func:`stack_values`) and
+read back to the host together, in one transfer (:func:`read_values`), for any number of steps at
+once: :func:`ssinfnet.training.loop.train` reads them after every step by default on the CPU, so a
+non-finite loss stops training inside the step that produced it, before the optimiser applies it,
+and every ``sync_every`` steps (by default once per epoch) on CUDA, where a read-back stalls the
+GPU's queue. The same numbers feed the history and the progress bar, so no other sync happens. With
+several processes (:mod:`ssinfnet.training.distributed`) the transfer is one all-reduce that averages
+the loss and every log over processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -26,9 +29,19 @@ if TYPE_CHECKING:
     from .loop import StepContext
 
 
-def sync_values(loss: Any, logs: Mapping[str, Any], phase: str, world: World | None = None) -> dict[str, float]:
-    """Bring the loss and tensor logs to the host in one transfer (the step's only sync); with several
-    processes, their means over processes (one all-reduce, in float64, of the loss and every log)."""
+@dataclass
+class Pending:
+    """A step's values still on the device: ``tensor`` (1-D: the loss, then the tensor logs; float64
+    with several processes, with the plain logs appended), ``names`` in that order, and the plain
+    (non-tensor) logs as host floats."""
+
+    tensor: torch.Tensor
+    names: list
+    plain: dict
+
+
+def stack_values(loss: Any, logs: Mapping[str, Any], phase: str, world: World | None = None) -> Pending:
+    """Check what a ``loss_fn`` returned and stack its numbers on the device (no sync)."""
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         raise ValueError(f"loss_fn of phase {phase!r} must return a 0-d tensor as loss, got {loss!r:.80}")
     if not isinstance(logs, Mapping):
@@ -38,16 +51,33 @@ def sync_values(loss: Any, logs: Mapping[str, Any], phase: str, world: World | N
         raise ValueError(f"loss_fn of phase {phase!r} logs reserved names {reserved}")
     tensor_keys = [k for k, v in logs.items() if isinstance(v, torch.Tensor)]
     stacked = torch.stack([loss.detach().float()] + [logs[k].detach().float().reshape(()) for k in tensor_keys])
-    if world is not None:
-        plain = [k for k in logs if k not in tensor_keys]
-        floats = torch.tensor([float(logs[k]) for k in plain], dtype=torch.float64, device=stacked.device)
-        host = dict(zip(["loss", *tensor_keys, *plain], world.mean(torch.cat([stacked.double(), floats])).tolist()))
-        return {"loss": host["loss"], **{k: host[k] for k in logs}}
-    host = stacked.tolist()
-    values = {"loss": host[0]}
-    for k, v in logs.items():
-        values[k] = host[1 + tensor_keys.index(k)] if k in tensor_keys else float(v)
-    return values
+    plain = {k: float(v) for k, v in logs.items() if k not in tensor_keys}
+    if world is not None:  # the plain logs are averaged over processes too
+        floats = torch.tensor(list(plain.values()), dtype=torch.float64, device=stacked.device)
+        return Pending(torch.cat([stacked.double(), floats]), ["loss", *tensor_keys, *plain], {})
+    return Pending(stacked, ["loss", *tensor_keys], plain)
+
+
+def read_values(pending: Sequence[Pending], order: Sequence[Sequence[str]],
+                world: World | None = None) -> list[dict[str, float]]:
+    """The host values of several steps in one transfer (with several processes, their means over
+    processes in one all-reduce); ``order[j]`` is step j's log names in the order its ``logs`` had."""
+    if not pending:
+        return []
+    flat = torch.cat([p.tensor for p in pending])
+    host = (flat.tolist() if world is None else world.mean(flat).tolist())
+    out, at = [], 0
+    for p, keys in zip(pending, order):
+        got = dict(zip(p.names, host[at:at + len(p.names)]))
+        at += len(p.names)
+        got.update(p.plain)
+        out.append({"loss": got["loss"], **{k: got[k] for k in keys}})
+    return out
+
+
+def sync_values(loss: Any, logs: Mapping[str, Any], phase: str, world: World | None = None) -> dict[str, float]:
+    """One step's loss and logs on the host (:func:`stack_values` then :func:`read_values`)."""
+    return read_values([stack_values(loss, logs, phase, world)], [list(logs)], world)[0]
 
 
 def validate_phase(phase: Phase, models: Mapping[str, nn.Module], loader: Any, ctx: StepContext, amp: bool) -> dict:

@@ -50,6 +50,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from ..data.epochs import EpochSampler
+
 __all__ = ["World", "launched", "join", "leave", "is_main", "on_main", "shard_loader", "set_epoch"]
 
 
@@ -204,7 +206,9 @@ def shard_loader(loader: Iterable, world: World, seed: int) -> DataLoader:
     """This process's share of a training loader: the same dataset and settings, ``batch_size /
     world.size`` per batch, drawn by a :class:`DistributedSampler`.
 
-    The sampler shuffles as the loader did (a :class:`RandomSampler`) or keeps the order (a
+    A loader with per-item seeds (an :class:`~ssinfnet.data.epochs.EpochSampler`) keeps them, each
+    process taking every N-th sample of the epoch's order; a device-held loader
+    (:class:`~ssinfnet.data.held.DeviceLoader`) shards itself the same way. Otherwise the sampler shuffles as the loader did (a :class:`RandomSampler`) or keeps the order (a
     :class:`SequentialSampler`), with the seed of the loader's generator (else ``seed``);
     :func:`~ssinfnet.training.loop.train` calls its ``set_epoch`` before every epoch. The new
     loader's generator (worker seeds) is seeded with :meth:`World.seed`. A loader whose sampler is
@@ -216,6 +220,16 @@ def shard_loader(loader: Iterable, world: World, seed: int) -> DataLoader:
         Not a map-style :class:`DataLoader` with a batch size and a random or sequential sampler, or
         a batch size that does not divide by the number of processes.
     """
+    if hasattr(loader, "shard") and not isinstance(loader, DataLoader):  # device-held data
+        return loader.shard(world.rank, world.size)
+    if isinstance(loader, DataLoader) and isinstance(loader.sampler, EpochSampler):  # per-item seeds
+        if loader.batch_size % world.size:
+            raise ValueError(f"batch size {loader.batch_size} does not divide by {world.size} processes; "
+                             f"each process takes batch_size / {world.size} samples per step")
+        return DataLoader(loader.dataset, batch_size=loader.batch_size // world.size,
+                          sampler=loader.sampler.shard(world.rank, world.size), num_workers=loader.num_workers,
+                          collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+                          worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers)
     if not isinstance(loader, DataLoader):
         raise ValueError(f"under torchrun the training loader must be a torch DataLoader, got {type(loader).__name__}")
     if isinstance(loader.sampler, DistributedSampler):

@@ -1,4 +1,16 @@
-"""Seeded, reproducible data loaders for the training loop."""
+"""Seeded, reproducible data loaders for the training loop.
+
+Two ways of seeding a DataLoader's augmentation (:func:`make_loader`):
+
+* **running state** (the default without workers): the order comes from the loader's own generator
+  and each item's draws from the process's global generator as it runs. The loop checkpoints the
+  loader's generator, so resuming is exact; the draws depend on how many workers share the items.
+* **per-item seeds** (the default with workers, ``seeded=True``): epoch ``e``'s order comes from
+  ``(seed, e)`` (:class:`~ssinfnet.data.epochs.EpochSampler`) and item ``i``'s augmentation from a
+  generator seeded with ``(seed, e, i)`` (:class:`SeededItems`). The batches are then the same for any
+  number of workers, including none, and the workers can live for the whole run
+  (``persistent_workers``) instead of being started again every epoch.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +19,29 @@ import random
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from ..data.epochs import EpochSampler, epoch_seed
+
+
+class SeededItems(Dataset):
+    """A map-style dataset whose item ``(epoch, i)`` is ``dataset[i]`` drawn with its own seed.
+
+    The item's random draws (torch's global generator, as torchvision transforms use it) come from
+    ``epoch_seed(seed, epoch, i)`` inside :func:`torch.random.fork_rng`, so the caller's generator is
+    left as it was. ``dataset`` stays available as ``.dataset``; plain integer keys are epoch 0.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(epoch_seed(self.seed, epoch, i))
+            return self.dataset[i]
 
 
 def seed_worker(worker_id: int) -> None:
@@ -24,6 +59,7 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     drop_last: bool = False,
+    seeded: bool | None = None,
 ) -> DataLoader:
     """Build a deterministic DataLoader: shuffling and worker seeds come from a generator seeded with ``seed``.
 
@@ -43,11 +79,16 @@ def make_loader(
         Page-locked host memory (useful with CUDA).
     drop_last : bool, default=False
         Drop the last incomplete batch.
+    seeded : bool, optional
+        Per-item seeds (module docstring): the loader's dataset is a :class:`SeededItems` over
+        ``dataset`` and its sampler an :class:`~ssinfnet.data.epochs.EpochSampler`; workers persist
+        over epochs. Default: on with workers, off without (the running-state path of earlier runs).
 
     Returns
     -------
     DataLoader
-        Two loaders built with the same arguments yield the same batches in the same order.
+        Two loaders built with the same arguments yield the same batches in the same order; with
+        ``seeded``, whatever ``num_workers`` is.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
@@ -57,6 +98,11 @@ def make_loader(
         raise ValueError(f"seed must be an int, got {seed!r}")
     generator = torch.Generator()
     generator.manual_seed(seed)
+    if seeded if seeded is not None else num_workers > 0:
+        return DataLoader(SeededItems(dataset, seed), batch_size=batch_size,
+                          sampler=EpochSampler(len(dataset), shuffle, seed), num_workers=num_workers,
+                          pin_memory=pin_memory, drop_last=drop_last, generator=generator,
+                          worker_init_fn=seed_worker, persistent_workers=num_workers > 0)
     return DataLoader(
         dataset,
         batch_size=batch_size,

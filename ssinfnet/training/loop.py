@@ -14,9 +14,10 @@ record of who trained it (key, commit, dirty flag, time), also written to ``run_
 
 Host synchronisation
 --------------------
-One read-back to the host per step, of the loss and every logged tensor together, to stop on a
-non-finite loss before the optimiser applies it (:mod:`ssinfnet.training.callables`). Per-epoch
-means are computed on the host from those values.
+The loss and logged tensors of a step stay on the device until they are read back, every
+``sync_every`` steps: after every step on the CPU (a non-finite loss then stops training before the
+optimiser applies it), once per epoch on CUDA. The history rows are the same either way
+(:mod:`ssinfnet.training.steps`). Per-epoch means are computed on the host from those values.
 
 Several processes
 -----------------
@@ -29,12 +30,13 @@ Reproducibility
 A fresh run seeds ``torch``, ``numpy`` and ``random`` and the context generator with ``seed``;
 shuffling comes from the loader's own generator (see :func:`make_loader`). Checkpoints store every
 RNG state, so resuming from ``last.pt`` continues exactly as an uninterrupted run would (bitwise on
-CPU with ``num_workers=0``); what they hold is in :mod:`ssinfnet.training.resume`.
+CPU with ``num_workers=0``, or with per-epoch seeding: a loader with per-item seeds or device-held
+data, :mod:`ssinfnet.training.loader`); what they hold is in :mod:`ssinfnet.training.resume`.
 
 Layout
 ------
 :func:`train` checks its arguments, starts or resumes (:func:`_start`), then runs each phase
-(:func:`_run_phase`): an epoch is :func:`_train_epoch` (one :func:`_step` per batch), the phase's
+(:func:`_run_phase`): an epoch is :func:`~ssinfnet.training.steps.train_epoch` (one step per batch), the phase's
 divergence guard (:mod:`ssinfnet.training.guard`), then :func:`_end_epoch` (validation, best
 checkpoint, early stopping, history row, ``last.pt``).
 """
@@ -42,13 +44,11 @@ checkpoint, early stopping, history row, ``last.pt``).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from itertools import islice
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,40 +56,20 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .checkpoint import capture_rng_state
-from .callables import sync_values, validate_phase
-from .device import resolve_flag, to_device, tune_backend
-from .distributed import World, join, set_epoch, shard_loader
+from .callables import validate_phase
+from .device import resolve_flag, tune_backend
+from .distributed import join, shard_loader
 from .guard import DivergenceError, NonFiniteLossError, check_epoch
 from .history import History
 from .phases import Phase, check_phases, enter_phase, make_scheduler
 from .provenance import code_fingerprint, loader_fingerprint, note_run, stamp, write_record
 from .resume import Resumed, load_last, restore_optimizer, save_last, update_best
+from .steps import Run, StepContext, compile_models, epoch_length, train_epoch, uncompile
 
 
 __all__ = ["Phase", "StepContext", "TrainResult", "DivergenceError", "NonFiniteLossError", "train"]
-
-
-@dataclass
-class StepContext:
-    """What a loss or validation callable may know about where training stands.
-
-    ``epoch`` is 0-based within the phase, ``step`` and ``batch_index`` 0-based within the epoch
-    (for validation, ``step`` is the number of steps the epoch ran), ``global_step`` counts optimiser
-    steps over all phases. ``generator`` is a seeded ``torch.Generator`` on ``device`` whose state is
-    checkpointed: draw masks and other randomness from it.
-    """
-
-    phase: Phase
-    phase_index: int
-    epoch: int
-    step: int
-    global_step: int
-    batch_index: int
-    generator: torch.Generator
-    device: torch.device
 
 
 @dataclass
@@ -124,6 +104,8 @@ def train(
     channels_last: bool | Literal["auto"] = "auto",
     history_name: str = "history.csv",
     provenance: Mapping[str, str | None] | None = None,
+    sync_every: int | None | Literal["auto"] = "auto",
+    compile: str | None = None,
 ) -> TrainResult:
     """Run ``phases`` in order; checkpoint, log and resume.
 
@@ -134,7 +116,8 @@ def train(
     models : Mapping[str, nn.Module]
         Named networks, moved to ``device`` in place and trained in place.
     train_loader : iterable
-        Yields batches (tensors or dicts/lists/tuples of tensors) handed to ``loss_fn`` after being
+        A loader with ``place(device)`` (device-held data, :class:`~ssinfnet.data.held.DeviceLoader`)
+        is told the device first. Yields batches (tensors or dicts/lists/tuples of tensors) handed to ``loss_fn`` after being
         moved to ``device``. Its ``generator`` attribute, if any (see :func:`make_loader`), is
         checkpointed; a sampler with ``set_epoch`` is told the run's epoch number before each
         epoch. Under torchrun, a DataLoader whose ``batch_size`` (the global batch) divides by the
@@ -169,6 +152,14 @@ def train(
         code_fingerprint()}`` (``data`` is None, so not keyed, for a dataset of an unknown kind).
         Resuming a checkpoint whose key differs raises
         :class:`~ssinfnet.training.provenance.StaleRunError` (unless ``SSINFNET_ALLOW_STALE=1``).
+    sync_every : int, None or "auto", default="auto"
+        Steps between read-backs of the losses and logs to the host (None: once per epoch); "auto" =
+        1 on the CPU, None on CUDA (:mod:`ssinfnet.training.steps`). The history is the same.
+    compile : str, optional
+        ``torch.compile`` mode for every network ("default", "reduce-overhead", "max-autotune",
+        "max-autotune-no-cudagraphs"); None (default) runs eagerly. The CUDA-graph modes need a
+        loader whose batches all have one shape (``static_shapes``), else the no-cudagraphs mode is
+        used; a failure to compile falls back to eager mode with a warning.
 
     Returns
     -------
@@ -201,14 +192,23 @@ def train(
     else:
         key = dict(provenance)
     loader = train_loader if world is None else shard_loader(train_loader, world, seed)
-    run = _Run(phases, models, loader, val_loader, device, seed, resolve_flag(amp, "amp", device),
-               resolve_flag(channels_last, "channels_last", device), progress, run_dir / "checkpoints",
-               History(run_dir / history_name), torch.Generator(device=device), world)
+    if sync_every == "auto":
+        sync_every = None if device.type == "cuda" else 1
+    if sync_every is not None and (not isinstance(sync_every, int) or isinstance(sync_every, bool) or sync_every < 1):
+        raise ValueError(f"sync_every must be an int >= 1, None or 'auto', got {sync_every!r}")
+    if hasattr(loader, "place"):
+        loader.place(device)
+    run = Run(phases, models, loader, val_loader, device, seed, resolve_flag(amp, "amp", device),
+              resolve_flag(channels_last, "channels_last", device), progress, run_dir / "checkpoints",
+              History(run_dir / history_name), torch.Generator(device=device), world, sync_every)
     tune_backend(device)
     for module in models.values():
         module.to(device)
         if run.channels_last:
             module.to(memory_format=torch.channels_last)
+    if compile is not None:
+        compile_models(models, compile, bool(getattr(train_loader, "static_shapes", False)))
+        run.compile_check = True
     original_flags = {name: [p.requires_grad for p in m.parameters()] for name, m in models.items()}
 
     start = _start(run, key, resume)
@@ -232,6 +232,8 @@ def train(
         raise
     finally:
         run.nets = models
+        if compile is not None:
+            uncompile(models)  # the caller gets its networks back in eager mode
         for name, module in models.items():
             for p, flag in zip(module.parameters(), original_flags[name]):
                 p.requires_grad_(flag)
@@ -254,50 +256,7 @@ def train(
     )
 
 
-@dataclass
-class _Run:
-    """The state of one :func:`train` call, carried from step to step (what ``last.pt`` holds)."""
-
-    phases: list[Phase]
-    models: Mapping[str, nn.Module]
-    loader: Iterable
-    val_loader: Iterable | None
-    device: torch.device
-    seed: int
-    amp: bool
-    channels_last: bool
-    progress: bool
-    ckpt_dir: Path
-    history: History
-    ctx_gen: torch.Generator  # StepContext.generator
-    world: World | None = None  # the processes training together (torchrun); None for one process
-    nets: Mapping[str, nn.Module] = field(default_factory=dict)  # what loss_fn gets: models, DDP-wrapped
-    record: dict[str, Any] = field(default_factory=dict)  # provenance, stored in every checkpoint
-    global_step: int = 0
-    best: dict[str, dict[str, Any]] = field(default_factory=dict)
-    wall_offset: float = 0.0  # seconds run by earlier sessions
-    t0: float = 0.0  # time.perf_counter() when this session started training
-
-    @property
-    def last_path(self) -> Path:
-        return self.ckpt_dir / "last.pt"
-
-    @property
-    def main(self) -> bool:
-        """Whether this process writes the run's files (the only one, or process 0)."""
-        return self.world is None or self.world.main
-
-    @property
-    def generators(self) -> dict[str, torch.Generator | None]:
-        """The explicit generators checkpointed besides the global ones."""
-        return {"context": self.ctx_gen, "loader": getattr(self.loader, "generator", None)}
-
-    def wall(self) -> float:
-        """Seconds of training so far, summed over resumed sessions."""
-        return self.wall_offset + time.perf_counter() - self.t0
-
-
-def _start(run: _Run, key: Mapping[str, str | None], resume: bool) -> Resumed | None:
+def _start(run: Run, key: Mapping[str, str | None], resume: bool) -> Resumed | None:
     """Continue from ``last.pt`` (when ``resume`` and it exists) or seed a fresh run; set
     ``run.record`` (the provenance record) either way. Returns where a resumed run continues, None
     for a fresh one."""
@@ -319,13 +278,13 @@ def _start(run: _Run, key: Mapping[str, str | None], resume: bool) -> Resumed | 
     return None
 
 
-def _run_phase(run: _Run, pi: int, original_flags: Mapping[str, list[bool]], resumed: Resumed | None) -> None:
+def _run_phase(run: Run, pi: int, original_flags: Mapping[str, list[bool]], resumed: Resumed | None) -> None:
     """Run phase ``pi`` from its first epoch, or from where ``resumed`` stopped, with a fresh optimiser
     and scheduler (``resumed`` restores their state)."""
     phase = run.phases[pi]
     params = enter_phase(phase, run.models, original_flags)
     optimizer = phase.make_optimizer(params)
-    scheduler = make_scheduler(phase, optimizer, _epoch_length(run.loader, phase.max_steps_per_epoch))
+    scheduler = make_scheduler(phase, optimizer, epoch_length(run.loader, phase.max_steps_per_epoch))
     per_step = scheduler if phase.lr_fractions else None  # stepped after every optimiser step
     if resumed is not None and resumed.optimizer_state is not None:
         restore_optimizer(resumed.optimizer_state, optimizer, scheduler, phase, resumed.path)
@@ -334,7 +293,7 @@ def _run_phase(run: _Run, pi: int, original_flags: Mapping[str, list[bool]], res
         if phase.patience_spent(run.best.get(phase.name, {}).get("epoch"), epoch):  # stopped early, or resumed after it
             break
         lr = optimizer.param_groups[0]["lr"]
-        n_steps, loss_sum = _train_epoch(run, pi, epoch, params, optimizer, per_step)
+        n_steps, loss_sum = train_epoch(run, pi, epoch, params, optimizer, per_step)
         check_epoch(phase.guard, run.history.rows, phase.name, pi, epoch, n_steps, run.global_step)
         if scheduler is not None and per_step is None:
             scheduler.step()
@@ -342,65 +301,7 @@ def _run_phase(run: _Run, pi: int, original_flags: Mapping[str, list[bool]], res
     run.nets = run.models  # drops this phase's DDP wrappers
 
 
-def _train_epoch(run: _Run, pi: int, epoch: int, params: list, optimizer: torch.optim.Optimizer,
-                 per_step) -> tuple[int, float]:
-    """One pass over the training loader (at most ``max_steps_per_epoch`` batches), a history row
-    per step (with the lr the step ran at), ``per_step.step()`` after each step unless None; returns
-    (steps run, sum of their losses)."""
-    phase = run.phases[pi]
-    n_steps, loss_sum = 0, 0.0
-    set_epoch(run.loader, sum(p.epochs for p in run.phases[:pi]) + epoch)  # a distributed sampler's order
-    batches = run.loader if phase.max_steps_per_epoch is None else islice(run.loader, phase.max_steps_per_epoch)
-    bar = tqdm(
-        batches,
-        total=_epoch_length(run.loader, phase.max_steps_per_epoch),
-        desc=f"{phase.name} {epoch + 1}/{phase.epochs}",
-        disable=not (run.progress and run.main),
-        leave=False,
-        dynamic_ncols=True,
-    )
-    for step, batch in enumerate(bar):
-        lr = optimizer.param_groups[0]["lr"]
-        values = _step(run, pi, epoch, step, batch, params, optimizer)
-        if per_step is not None:
-            per_step.step()
-        run.history.add(
-            phase=phase.name, phase_index=pi, kind="step", epoch=epoch, step=step,
-            global_step=run.global_step, lr=lr, wall_s=run.wall(), **values,
-        )
-        run.global_step += 1
-        n_steps += 1
-        loss_sum += values["loss"]
-        bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
-    bar.close()
-    if n_steps == 0:
-        raise ValueError(f"train_loader yielded no batches (phase {phase.name!r}, epoch {epoch})")
-    return n_steps, loss_sum
-
-
-def _step(run: _Run, pi: int, epoch: int, step: int, batch: Any, params: list,
-          optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """One optimiser step on ``batch``; returns the loss and logged values as floats.
-
-    Raises :class:`NonFiniteLossError` before the step when the loss is NaN or infinite.
-    """
-    phase = run.phases[pi]
-    ctx = StepContext(phase, pi, epoch, step, run.global_step, step, run.ctx_gen, run.device)
-    batch = to_device(batch, run.device, run.channels_last)
-    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
-        loss, logs = phase.loss_fn(run.nets, batch, ctx)
-    values = sync_values(loss, logs, phase.name, run.world)
-    if not math.isfinite(values["loss"]):
-        raise NonFiniteLossError(phase.name, epoch, step, run.global_step, step, values["loss"], pi)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if phase.grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, phase.grad_clip)
-    optimizer.step()
-    return values
-
-
-def _end_epoch(run: _Run, pi: int, epoch: int, n_steps: int, mean_loss: float, lr: float,
+def _end_epoch(run: Run, pi: int, epoch: int, n_steps: int, mean_loss: float, lr: float,
                optimizer: torch.optim.Optimizer, scheduler) -> None:
     """After an epoch: validate when due (and keep the best), add the epoch's history row, write the
     history, then ``last.pt`` when due."""
@@ -433,11 +334,3 @@ def _end_epoch(run: _Run, pi: int, epoch: int, n_steps: int, mean_loss: float, l
                   global_step=run.global_step, models=run.models, optimizer=optimizer, scheduler=scheduler,
                   generators=run.generators, best=run.best, history_len=len(run.history), wall_s=run.wall(),
                   record=run.record, rng_by_rank=rng_by_rank)
-
-
-def _epoch_length(loader: Iterable, max_steps: int | None) -> int | None:
-    try:
-        n = len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        return max_steps
-    return n if max_steps is None else min(n, max_steps)

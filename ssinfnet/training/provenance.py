@@ -175,6 +175,11 @@ def dataset_fingerprint(dataset) -> str | None:
     elif isinstance(dataset, TensorDataset):
         for i, t in enumerate(dataset.tensors):
             _update_array(h, f"tensor{i}", t.detach().cpu().numpy())
+    elif hasattr(dataset, "dataset") and hasattr(dataset, "seed"):  # SeededItems: per-item seeds
+        inner = dataset_fingerprint(dataset.dataset)
+        if inner is None:
+            return None
+        h.update(f"seeded:{inner}".encode())
     elif isinstance(dataset, Subset):
         inner = dataset_fingerprint(dataset.dataset)
         if inner is None:
@@ -187,13 +192,17 @@ def dataset_fingerprint(dataset) -> str | None:
 
 def loader_fingerprint(loader) -> str | None:
     """Hash of what a DataLoader yields: its dataset (:func:`dataset_fingerprint`), batch size,
-    ``drop_last`` and sampler kind; None when the dataset's kind is not known."""
+    ``drop_last`` and sampler kind (and the loader's kind when it is not a DataLoader, e.g. a
+    :class:`~ssinfnet.data.held.DeviceLoader`); None when the dataset's kind is not known."""
     inner = dataset_fingerprint(getattr(loader, "dataset", None))
     if inner is None:
         return None
     sampler = type(getattr(loader, "sampler", None)).__name__
     text = f"{inner}:batch={getattr(loader, 'batch_size', None)}:drop_last={getattr(loader, 'drop_last', None)}" \
            f":sampler={sampler}"
+    kind = type(loader).__name__
+    if kind != "DataLoader":  # e.g. a DeviceLoader: other batches from the same slices
+        text += f":loader={kind}:static={getattr(loader, 'static_shapes', None)}"
     return hashlib.sha256(text.encode()).hexdigest()[:_HEX]
 
 

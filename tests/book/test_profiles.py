@@ -84,6 +84,26 @@ def test_profile_table_lists_every_profile_and_summary_field():
     assert t.loc["input size (px)", "paper"] == 352 and t.loc["unlabelled slices used", "paper"] == "all"
 
 
+def test_cpu_fine_tuning_rate_reaches_the_variants():
+    """The cpu profile's faster single-class rate and its 10x drop at 75 % of the cap reach SegConfig;
+    multi keeps its SGD rate but gets the drop; the paper profile keeps the paper's constant rates."""
+    from ssinfnet.segmentation.variants import variant_config
+
+    cpu, paper = get_profile("cpu"), get_profile("paper")
+    single, multi = variant_config("sinfnet", cpu), variant_config("multi_ssinfnet", cpu)
+    assert single.lr == 5e-4 and single.lr_factors == {45: 0.1} and single.epochs == 60
+    assert multi.lr is None and multi.lr_factors == {45: 0.1}
+    short = variant_config("sinfnet", get_profile("cpu", finetune_epochs=10))
+    assert short.lr_factors == {8: 0.1}  # round(0.75 * 10)
+    p = variant_config("sinfnet", paper)
+    assert p.lr is None and p.lr_factors == {}
+    from ssinfnet.book.profiles import reductions
+
+    cut = reductions(cpu)
+    assert cut["stage-1 Adam rate"] == "0.0005 (paper: 1e-4)"
+    assert cut["fine-tuning: 10x rate drop at this fraction of the cap"] == "0.75 (paper: none (constant rate))"
+
+
 def test_fine_tuning_seeds_of_the_comparison():
     assert {n: p.n_seeds for n, p in PROFILES.items()} == {"smoke": 2, "cpu": 3, "gpu": 5, "paper": 5}
     cpu = get_profile("cpu")

@@ -30,11 +30,12 @@ def written_and_recorded(ctx, stage: str) -> dict:
     return ctx.manifest()["stages"][stage]
 
 
-def write_chapter5(ctx, name: str, samples, maps):
-    """Write and record one of chapter 5's artifacts, as that chapter does."""
+def write_chapter5(ctx, name: str, samples, maps, selected: str = "sinfnet"):
+    """Write and record one of chapter 5's artifacts, as that chapter does (naming ``selected`` as the
+    model it came from)."""
     art, _ = artifacts.declared(name, writer="05_evaluation")
     path = save_maps(ctx.run_dir / art.path, samples, maps)
-    artifacts.record(ctx, "05_evaluation", {name: path})
+    artifacts.record(ctx, "05_evaluation", {name: path}, selected={name: selected})
     return path
 
 
@@ -71,7 +72,7 @@ def test_severity_reads_chapter5_predictions(ctx):
     write_chapter5(ctx, "test_predictions", test, [s.infection.astype(np.float32) for s in test])
     stage = severity.run(ctx, progress=False)
     assert stage.prediction_source == "model" and stage.why_simulated == ""
-    assert stage.prediction_label == "SSInfNet prediction"
+    assert stage.prediction_label == "sinfnet prediction" and stage.model == "sinfnet"  # chapter 5's choice
     inc = stage.included
     assert len(inc) > 0
     np.testing.assert_allclose(inc.ratio_predicted, inc.ratio_gt_auto, rtol=1e-6)
@@ -108,13 +109,37 @@ def test_statistics_runs_on_ground_truth_only_and_says_which_cohort(ctx):
     assert not stage.med[stage.med.mediator.str.startswith("null_")].significant.any()
     assert "m_common_twin" in set(stage.dropped.dropped) and "m_common_twin" not in stage.kept
     assert set(stage.forest().columns) >= {"truth"}
-    assert set(stage.coverage) == {"linear", "logistic"}
-    assert len(stage.coverage["linear"]) == ctx.profile.simulation_replicates
+    # natural effects: the same 42 tests in one family; the planted mediators of age and diseases are found
+    nat = stage.nat.natural
+    assert len(nat) == 42 and stage.nat.family_size == 42
+    assert {"m_common", "m_age"} <= set(nat[nat.significant & (nat.x == "age")].mediator)
+    assert {"m_common", "m_disease"} <= set(nat[nat.significant & (nat.x == "n_diseases")].mediator)
+    assert not nat[nat.mediator.str.startswith("null_")].significant.any()
+    planted = nat.significant & nat.x.isin(["age", "n_diseases"])
+    assert (nat.loc[planted, "nie_low"] > 0).all()  # the planted paths raise severity
+    assert len(stage.nat.comparison) == 42 and len(stage.nat.sensitivity) == nat.significant.sum()
+    assert 0 < len(stage.nat.curves) <= 6
+    # the SEM takes the natural-effect mediators, the twin removed by the filter
+    assert set(stage.kept) == {"m_common", "m_age", "m_disease"} and "m_common_twin" in set(stage.dropped.dropped)
+    val = stage.validation
+    assert val.n_rep == ctx.profile.simulation_replicates and val.n_draws == ctx.profile.n_boot
+    assert set(val.study.scenario) == {"independent", "correlated", "confounded"}
+    assert val.study.groupby("scenario").rep.nunique().tolist() == [val.n_rep] * 3
+    assert val.value("correlated", "fwer") == (1.0, 0.0)  # correlated null mediators fool every replicate
+    # the paper's numbers beside ours: its rule one exposure at a time; never like for like on simulated data
+    beside = stage.paper_beside_ours()
+    assert beside["this run"].tolist() == [4, 4, 4, 4, 3]  # m_common, m_age, m_disease and the twin; 3 kept
+    assert beside["Fung et al. 2021 (iCTCF images)"].iloc[0] == "37 GGO features"
+    assert set(beside.comparison) == {"not like-for-like: SIMULATED phenotypes (planted paths), not radiomic features"}
 
     entry = written_and_recorded(ctx, "07_radiomics_mediation")
     assert entry["cohort_source"] == "simulated" and entry["masks"] == "ground truth only"
+    assert entry["family_size"] == 42 and entry["validation_replicates"] == val.n_rep
     med = pd.read_csv(ctx.run_dir / "07_radiomics_mediation/mediation.csv")
     assert len(med) == len(stage.med) and set(med.x) == set(statistics.EXPOSURES)
+    saved = pd.read_csv(ctx.run_dir / "07_radiomics_mediation/natural_effects.csv")
+    np.testing.assert_allclose(saved.nie, nat.nie)
+    assert len(pd.read_csv(ctx.run_dir / "07_radiomics_mediation/validation.csv")) == len(val.summary)
     features = pd.read_csv(ctx.run_dir / "07_radiomics_mediation/semiseg_slice_features.csv")
     assert len(features) == len(stage.slices) and "set" not in features.columns
     sem = pd.read_csv(ctx.run_dir / "07_radiomics_mediation/sem_estimates.csv")

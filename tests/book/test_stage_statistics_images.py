@@ -4,7 +4,8 @@ The fixture is a data root in the real layout, written from phantoms: a small CO
 labelled slices chapter 7 measures), the iCTCF clinical table (12 patients) and CT slices of 10 of them
 under ``ictcf-images/Patient <N>/``. Chapters 3 and 4 are stood in for by two tiny U-Nets trained here for
 a few seconds on phantoms (the smoke chapters' models predict no lesion at all; see the report of this
-branch) and recorded under the contract's names ``stage1_model`` and ``model:multi_ssinfnet``.
+branch), recorded under the contract's names ``model:ssinfnet`` and ``model:multi_ssinfnet``, and chapter
+5 by its manifest record ``selected`` naming them (the models chosen on validation).
 """
 from __future__ import annotations
 
@@ -114,19 +115,31 @@ def train_tiny_models(folder: Path) -> dict[str, Path]:
             loss(model(inputs)["out"]).backward()
             opt.step()
         model.eval()
-    return {"stage1_model": export_model(folder / "stage1.pt", single, "unet", TINY, NET_SIZE, task="single"),
-            "model:multi_ssinfnet": export_model(folder / "multi.pt", multi, "unet_multi", TINY, NET_SIZE,
-                                                 task="multi", extra={"prior_source": "predicted"})}
+    return {"stage1": export_model(folder / "stage1.pt", single, "unet", TINY, NET_SIZE, task="single",
+                                   extra={"health": HEALTHY}),
+            "multi": export_model(folder / "multi.pt", multi, "unet_multi", TINY, NET_SIZE, task="multi",
+                                  extra={"prior_source": "predicted", "health": HEALTHY})}
 
 
-def record_models(ctx, models: dict[str, Path]) -> None:
-    """Copy the models to their declared paths and record them as chapters 3 and 4 would."""
-    for name, writer in (("stage1_model", "03_single"), ("model:multi_ssinfnet", "04_multi")):
-        art, fields = artifacts.declared(name, writer=writer)
+HEALTHY = {"status": "ok", "failed": False}
+SELECTED = {"stage1": "ssinfnet", "multi": "multi_ssinfnet"}
+
+
+def record_models(ctx, models: dict[str, Path], selected: dict | None = SELECTED, select: bool = True) -> None:
+    """Copy the models (role -> file) to the declared paths of the variants ``selected`` names (role ->
+    variant) and record them as chapters 3 and 4 would; then, unless ``select`` is False, record chapter
+    5's choice on validation (``selected``: its manifest keys -> variant, None for "every one failed")."""
+    chosen = {"stage1": None, "multi": None} if selected is None else selected
+    for role, writer in (("stage1", "03_single"), ("multi", "04_multi")):
+        variant = chosen[role] or SELECTED[role]
+        art, fields = artifacts.declared(f"model:{variant}", writer=writer)
         path = ctx.run_dir / art.path.format(**fields)
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(models[name], path)
-        artifacts.record(ctx, writer, {name: path})
+        shutil.copy(models[role], path)
+        artifacts.record(ctx, writer, {f"model:{variant}": path})
+    if select:
+        ctx.record("05_evaluation", {}, selected={"test_predictions": chosen["stage1"],
+                                                  "test_class_maps": chosen["multi"]})
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +179,11 @@ def test_images_give_measured_phenotypes_and_the_page_says_so(image_run):
     assert first.startswith("Mediation cohort: MEASURED phenotypes (radiomics of iCTCF CT images")
     assert "real iCTCF clinical table" in first and f"{len(PATIENTS_WITH_IMAGES)} patients" in first
     assert "CT images: 10 patients, 20 CT slices" in stage.cohort_line()
+    assert "segmented by ssinfnet + multi_ssinfnet (chapter 5's choice on validation)" in stage.cohort_line()
     entry = written_and_recorded(ctx, {"ictcf_images"})
     assert entry["cohort_source"] == "images" and entry["clinical"] == "real iCTCF clinical table"
     assert entry["ictcf_images"]["patients"] == 10 and entry["ictcf_images"]["slices"] == 20
+    assert entry["ictcf_images"]["models"] == {"stage1": "ssinfnet", "multi": "multi_ssinfnet"}
 
 
 def test_class_maps_are_written_per_slice_inside_the_lungs_and_find_the_lesions(image_run):
@@ -221,16 +236,63 @@ def test_the_sem_is_skipped_with_a_reason_when_no_mediator_is_kept(image_run):
 
 # ----------------------------------------------------------------------------- fallbacks and errors
 
-def test_images_without_trained_models_fall_back_and_name_the_chapters(data_root, tmp_path):
+def test_images_without_chapter5_fall_back_and_name_the_chapter(data_root, tmp_path):
     ctx = RunContext.open("smoke", str(data_root), str(tmp_path / "run"), device="cpu")
     stage = statistics.run(ctx, progress=False)
     assert stage.cohort_source == "simulated" and stage.images is None
     line = stage.cohort_line()
     assert line.splitlines()[0].startswith("Mediation cohort: SIMULATED phenotypes")
     assert "iCTCF CT images are present" in line
-    assert "run chapter 03_single: python -m ssinfnet stage 03" in line
-    assert "run chapter 04_multi: python -m ssinfnet stage 04" in line
+    assert "chapter 5 has not selected the models on validation" in line
+    assert "run chapter 05_evaluation: python -m ssinfnet stage 05" in line
     written_and_recorded(ctx)  # no class maps, no phenotype table
+
+
+def test_the_branch_takes_the_models_chapter5_selected(models, tmp_path):
+    ctx = RunContext.open("smoke", "synthetic", str(tmp_path / "run"), device="cpu")
+    # chapter 5 preferred sinfnet and multi_sinfnet on validation (not the default ssinfnet pair)
+    record_models(ctx, models, selected={"stage1": "sinfnet", "multi": "multi_sinfnet"})
+    paths, why = ictcf_images.usable_models(ctx)
+    assert why == []
+    assert paths == {"stage1": ctx.run_dir / "finetune/sinfnet/model.pt",
+                     "multi": ctx.run_dir / "finetune/multi_sinfnet/model.pt"}
+
+
+def test_no_usable_model_falls_back_and_says_every_candidate_failed(models, tmp_path):
+    ctx = RunContext.open("smoke", "synthetic", str(tmp_path / "run"), device="cpu")
+    record_models(ctx, models, selected=None)  # chapter 5: every InfNet-family model failed
+    paths, why = ictcf_images.usable_models(ctx)
+    assert paths == {} and len(why) == 2
+    assert why[0].startswith("chapter 5 found no usable single-class (infection) model: every InfNet-family "
+                             "candidate failed its training checks")
+    assert "no usable multi-class (GGO/consolidation) model" in why[1]
+
+
+def test_a_selected_model_whose_training_failed_is_never_used(models, tmp_path):
+    ctx = RunContext.open("smoke", "synthetic", str(tmp_path / "run"), device="cpu")
+    record_models(ctx, models)
+    # retrained after chapter 5 ran, and this time the training failed its checks
+    failed = export_model(tmp_path / "failed.pt", build_model("unet", **TINY), "unet", TINY, NET_SIZE, task="single",
+                          extra={"health": {"status": "failed: val Dice 0.01 <= floor 0.05", "failed": True}})
+    shutil.copy(failed, ctx.run_dir / "finetune/ssinfnet/model.pt")
+    paths, why = ictcf_images.usable_models(ctx)
+    assert set(paths) == {"multi"}
+    assert why == ["the single-class (infection) model chapter 5 selected (ssinfnet) now records a failed training "
+                   "(failed: val Dice 0.01 <= floor 0.05; retrained after chapter 5?), and a failed model is never "
+                   "used: run chapter 05 again"]
+    # a model without a health record cannot be judged: not used either
+    bare = export_model(tmp_path / "bare.pt", build_model("unet", **TINY), "unet", TINY, NET_SIZE, task="single")
+    shutil.copy(bare, ctx.run_dir / "finetune/ssinfnet/model.pt")
+    assert "(no health record;" in ictcf_images.usable_models(ctx)[1][0]
+
+
+def test_a_selected_model_missing_from_the_run_folder_names_its_chapter(models, tmp_path):
+    ctx = RunContext.open("smoke", "synthetic", str(tmp_path / "run"), device="cpu")
+    record_models(ctx, models)
+    (ctx.run_dir / "finetune/multi_ssinfnet/model.pt").unlink()
+    _, why = ictcf_images.usable_models(ctx)
+    assert why == ["the multi-class (GGO/consolidation) model chapter 5 selected (multi_ssinfnet) is not in this "
+                   "run folder (run chapter 04_multi: python -m ssinfnet stage 04)"]
 
 
 def test_images_without_the_clinical_table_fall_back(models, tmp_path):
@@ -308,7 +370,7 @@ def test_conditional_artifacts_are_listed_only_under_their_condition():
 
 def test_a_model_file_of_the_wrong_kind_is_an_error_not_a_fallback(data_root, models, tmp_path):
     ctx = RunContext.open("smoke", str(data_root), str(tmp_path / "run"), device="cpu")
-    record_models(ctx, {"stage1_model": models["stage1_model"], "model:multi_ssinfnet": models["stage1_model"]})
+    record_models(ctx, {"stage1": models["stage1"], "multi": models["stage1"]})
     clinical, _ = statistics.clinical_table(ctx)
     with pytest.raises(DataError, match=r"multi_ssinfnet/model.pt is a single \(infection\) segmentation model"):
         statistics.mediation_cohort(ctx, clinical)

@@ -44,3 +44,34 @@ def test_shrink_images_repacks_large_pngs_only():
     assert len(small) < len(big) and out[1].data["image/png"] == "iVBORw0KGgo="
     back = np.asarray(Image.open(io.BytesIO(base64.b64decode(small))).convert("RGB"))
     np.testing.assert_array_equal(back, img)  # 4 colours survive a 256-colour palette exactly
+
+
+def _papermill_like(injected: bool) -> nbformat.NotebookNode:
+    cells = [nbformat.v4.new_markdown_cell("# Chapter"),
+             nbformat.v4.new_code_cell('profile = "smoke"', metadata={"tags": ["parameters"]})]
+    if injected:
+        cells.append(nbformat.v4.new_code_cell('# Parameters\nprofile = "cpu"\n',
+                                               metadata={"tags": ["injected-parameters"]}))
+    cells.append(nbformat.v4.new_code_cell("print(profile)"))
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+def test_the_defaults_cell_is_hidden_when_papermill_injected_values():
+    from ssinfnet.book.tidy import REMOVE_TAG, hide_default_parameters
+
+    nb = _papermill_like(injected=True)
+    assert hide_default_parameters(nb) == 1
+    assert nb.cells[1].metadata["tags"] == ["parameters", REMOVE_TAG]
+    assert nb.cells[2].metadata["tags"] == ["injected-parameters"]  # the values in effect stay on the page
+    assert hide_default_parameters(nb) == 1 and nb.cells[1].metadata["tags"].count(REMOVE_TAG) == 1
+    source = _papermill_like(injected=False)  # a source notebook (nbval, refresh): left alone
+    assert hide_default_parameters(source) == 0 and source.cells[1].metadata["tags"] == ["parameters"]
+
+
+def test_prepare_for_book_rewrites_the_file(tmp_path):
+    from ssinfnet.book.tidy import REMOVE_TAG, prepare_for_book
+
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(_papermill_like(injected=True), path)
+    prepare_for_book(path)
+    assert REMOVE_TAG in nbformat.read(path, as_version=4).cells[1].metadata["tags"]

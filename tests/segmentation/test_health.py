@@ -119,7 +119,7 @@ def test_fit_stops_early_records_why_and_exports_its_health(tmp_path, monkeypatc
 def test_patience_in_configs_and_profiles():
     from ssinfnet.book.profiles import get_profile
 
-    assert variant_config("ssinfnet", get_profile("cpu")).patience == get_profile("cpu").patience == 20
+    assert variant_config("ssinfnet", get_profile("cpu")).patience == get_profile("cpu").patience == 25
     assert variant_config("multi_ssinfnet", get_profile("smoke")).patience == 2
     with pytest.raises(ValueError, match="patience"):
         variant_config("ssinfnet", patience=0)

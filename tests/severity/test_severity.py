@@ -250,8 +250,18 @@ def test_agreement_suite_by_hand():
     with pytest.raises(ValueError, match="no included"):
         sv_agreement.agreement_suite(frame.assign(included=False))
     table = sv_agreement.table_vi_layout({"ours": res["ratio, paper bins"]}, reference="image-derived")
-    assert list(table.columns) == ["micro F1", "precision", "recall", "n", "reference labels"]
+    assert list(table.columns) == ["micro F1", "precision", "recall", "n", "reference labels", "source",
+                                   "like-for-like"]
     assert table.loc["ours", "micro F1"] == pytest.approx(1 / 3) and table.loc["ours", "n"] == 3
+    table = sv_agreement.table_vi_layout({"ours": res["ratio, paper bins"]}, reference="image-derived",
+                                         published={"SSInfNet": 0.55}, published_reference="clinical grades",
+                                         published_source="draft, Table VI")
+    paper = table.loc["SSInfNet (paper)"]
+    assert (paper["micro F1"], paper["precision"], paper["recall"]) == (0.55, 0.55, 0.55) and pd.isna(paper["n"])
+    assert paper["like-for-like"] == "not like-for-like" and paper["source"] == "draft, Table VI"
+    assert table.loc["ours", "like-for-like"] == "" and table.loc["ours", "n"] == 3
+    with pytest.raises(ValueError, match="published micro F1 of 'x' must lie in"):
+        sv_agreement.table_vi_layout({"ours": res["ratio, paper bins"]}, reference="r", published={"x": 55})
 
 
 def test_new_plots():

@@ -86,3 +86,45 @@ def test_bad_arguments(cohort):
         S.rho_curve(cohort, "age", "m", "severity_binary", n_rep=0)
     with pytest.raises(ValueError, match="missing"):
         S.sensitivity_table(cohort, pd.DataFrame({"x": ["age"]}), "severity_binary")
+
+
+def test_rho_curve_plot_marks_the_zero_crossing_and_labels_its_axes():
+    from ssinfnet.plots.stats import rho_curve_plot
+
+    rho = np.linspace(-0.9, 0.9, 7)
+    curve = pd.DataFrame({"rho": rho, "nie": 0.05 - 0.1 * rho, "nie_low": 0.03 - 0.1 * rho,
+                          "nie_high": 0.07 - 0.1 * rho})
+    curve.attrs["rho_zero"] = 0.5
+    other = curve.copy()
+    other.attrs["rho_zero"] = -0.25
+    fig = rho_curve_plot({"age / m": curve, "n_diseases / m": other}, ncols=3)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(fig.axes) == 2 and [ax.get_title() for ax in shown] == ["age / m", "n_diseases / m"]
+    ax = shown[0]
+    assert ax.get_xlabel() == "rho (mediator-outcome error correlation)"
+    assert ax.get_ylabel() == "natural indirect effect (risk difference)"
+    assert [t.get_text() for t in ax.texts] == ["NIE = 0 at rho = 0.50"]
+    assert [t.get_text() for t in shown[1].texts] == ["NIE = 0 at rho = -0.25"]
+    vertical = [line for line in ax.lines if list(line.get_xdata()) == [0.5, 0.5]]
+    assert len(vertical) == 1
+    # four curves on two columns: a 2 x 2 grid, all visible
+    fig = rho_curve_plot({str(i): curve for i in range(4)}, ncols=2)
+    assert len(fig.axes) == 4 and all(ax.get_visible() for ax in fig.axes)
+    # three curves on two columns: the fourth panel is hidden
+    fig = rho_curve_plot({str(i): curve for i in range(3)}, ncols=2)
+    assert [ax.get_visible() for ax in fig.axes] == [True, True, True, False]
+
+
+def test_rho_curve_plot_rejects_bad_input():
+    from ssinfnet.plots.stats import rho_curve_plot
+
+    curve = pd.DataFrame({"rho": [0.0, 0.5], "nie": [0.1, 0.0], "nie_low": [0.0, -0.1], "nie_high": [0.2, 0.1]})
+    with pytest.raises(ValueError, match="nothing to plot"):
+        rho_curve_plot({})
+    with pytest.raises(ValueError, match=r"curves\['a'\]: attrs lack 'rho_zero'"):
+        rho_curve_plot({"a": curve})
+    curve.attrs["rho_zero"] = 0.5
+    with pytest.raises(ValueError, match=r"curves\['a'\]: missing column\(s\) \['nie_low'\]"):
+        rho_curve_plot({"a": curve.drop(columns="nie_low")})
+    with pytest.raises(ValueError, match="ncols must be >= 1"):
+        rho_curve_plot({"a": curve}, ncols=0)

@@ -1,7 +1,7 @@
 """Chapter 6: severity of the test slices, from the model's predictions or a labelled simulated stand-in.
 
-Reads the SSInfNet infection probabilities of the test slices (artifact ``test_predictions`` of chapter 5)
-when that chapter ran on this data root in this run folder; otherwise every slice gets a *simulated*
+Reads the test slices' infection probabilities of the model chapter 5 selected on validation (artifact
+``test_predictions`` of chapter 5) when that chapter ran on this data root in this run folder; otherwise every slice gets a *simulated*
 prediction (the ground truth blurred with smooth noise), and the stage says so in ``prediction_source``,
 ``prediction_label`` and ``prediction_note``. Segments the lungs, scores reference against predicted
 severity (ratio, bins, regional CT score) and writes the per-slice table ``test_severity``.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...evaluation import published as pub
 from ...severity import agreement as sv_agreement
 from ...severity import slices as sv_slices
 from .. import artifacts
@@ -21,7 +22,7 @@ STAGE = "06_severity"
 
 #: prediction_source -> (label, note) as the page and the captions print them.
 PREDICTION_LABELS = {
-    "model": ("SSInfNet prediction", "single model, chapter 5"),
+    "model": ("{model} prediction", "single-class model chapter 5 selected on validation"),
     "simulated": ("SIMULATED prediction", "blurred ground truth, a stand-in for the model"),
 }
 
@@ -39,7 +40,7 @@ class SeverityStage:
 
     ``test``: the test slices (Sample); ``predictions``: one float32 (H, W) map in [0, 1] per slice, as
     read (the frame scores them confined to the lungs unless the stage ran with ``lung_restrict=False``);
-    ``prediction_source``: "model" (chapter 5's SSInfNet probabilities) or "simulated" (the stand-in);
+    ``prediction_source``: "model" (the probabilities of the model chapter 5 selected) or "simulated" (the stand-in);
     ``why_simulated``: why chapter 5's predictions were not used ("" when they were);
     ``frame``: one row per slice (:func:`ssinfnet.severity.slices.severity_frame`); ``masks``: slice id ->
     (automatic, reference) LungMask; ``results``: comparison name -> agreement dict
@@ -56,6 +57,7 @@ class SeverityStage:
     results: dict
     table: pd.DataFrame
     frame_path: Path
+    model: str | None = None  # the variant chapter 5 selected (None: simulated, or not recorded)
 
     @property
     def simulated(self) -> bool:
@@ -64,8 +66,9 @@ class SeverityStage:
 
     @property
     def prediction_label(self) -> str:
-        """"SSInfNet prediction" or "SIMULATED prediction", for captions."""
-        return PREDICTION_LABELS[self.prediction_source][0]
+        """"<variant> prediction" (e.g. "sinfnet prediction", the model chapter 5 selected) or
+        "SIMULATED prediction", for captions."""
+        return PREDICTION_LABELS[self.prediction_source][0].format(model=self.model or "model")
 
     @property
     def prediction_note(self) -> str:
@@ -91,6 +94,19 @@ class SeverityStage:
         cols = ["gt_coverage", "lung_dice", "lung_fraction"]
         return self.frame[cols].describe().loc[["count", "mean", "50%", "min"]]
 
+    def table_vi(self) -> pd.DataFrame:
+        """The paper's Table VI layout: our paper-bins agreement and the lung-mask-only row, then the draft's
+        printed micro F1 per method (:data:`ssinfnet.evaluation.published.DRAFT_TABLE_VI`), labelled not
+        like-for-like (clinical grades of iCTCF patients against our image-derived slice reference)."""
+        printed = [p for p in pub.DRAFT_TABLE_VI if p.metric == "micro_f1"]
+        return sv_agreement.table_vi_layout(
+            {f"{self.prediction_label}, paper bins": self.results["ratio, paper bins"],
+             "ground truth over the automatic lung mask": self.results["lung mask only, paper bins"]},
+            reference="image-derived: ground-truth infection / lung area, per slice",
+            published={p.method: p.mean for p in printed},
+            published_reference="clinical severity grades of iCTCF patients",
+            published_source=f"Fung et al. draft, {printed[0].table}")
+
     def examples(self) -> list[str]:
         """Slice ids of the included slices with the highest and the median reference ratio."""
         order = self.included.sort_values("ratio_reference").slice_id.tolist()
@@ -98,7 +114,7 @@ class SeverityStage:
 
 
 def load_predictions(ctx, test: list) -> tuple[list, str, str]:
-    """Chapter 5's SSInfNet probabilities of ``test``, or the simulated stand-in.
+    """The probabilities of the model chapter 5 selected of ``test``, or the simulated stand-in.
 
     Returns ``(predictions, source, why)``: ``source`` is "model" or "simulated"; ``why`` says why
     chapter 5's file was not used ("" when it was). A file that holds some but not all of these slices,
@@ -112,6 +128,13 @@ def load_predictions(ctx, test: list) -> tuple[list, str, str]:
     preds = [sv_slices.simulated_prediction(s.infection, sigma=SIMULATED_SIGMA, seed=ctx.seed + i)
              for i, s in enumerate(test)]
     return preds, "simulated", why
+
+
+def selected_model(ctx) -> str | None:
+    """The single-class variant whose probabilities chapter 5 wrote as ``test_predictions`` (its
+    manifest record ``selected``), or None when the record does not name one."""
+    record = ctx.manifest().get("stages", {}).get("05_evaluation", {})
+    return (record.get("selected") or {}).get("test_predictions")
 
 
 def run(ctx, progress: bool = True, lung_restrict: bool = True) -> SeverityStage:
@@ -133,7 +156,8 @@ def run(ctx, progress: bool = True, lung_restrict: bool = True) -> SeverityStage
     table = sv_agreement.agreement_table(results)
     frame_path = ctx.path("06_severity", "test_severity.csv")
     frame.to_csv(frame_path, index=False)
-    stage = SeverityStage(test, preds, source, why, frame, masks, results, table, frame_path)
+    model = selected_model(ctx) if source == "model" else None
+    stage = SeverityStage(test, preds, source, why, frame, masks, results, table, frame_path, model)
     artifacts.record(ctx, STAGE, {"test_severity": frame_path}, predictions=stage.prediction_label,
                      lung_restricted=lung_restrict,
                      prediction_source=source, n_slices=len(frame), n_flagged=int((~frame.included).sum()),

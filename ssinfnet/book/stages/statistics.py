@@ -1,18 +1,22 @@
 """Chapter 7: total effects, mediation by CT phenotypes, radiomics of the labelled slices, validation by simulation.
 
 Reads the clinical table of the data root (the synthetic clinical cohort without it) and, when chapter 5
-wrote them, the multi SSInfNet class maps of the test slices (artifact ``test_class_maps``). Writes the
-univariate mediation results (``mediation``), the per-slice radiomic features (``slice_features``) and
-the SEM path estimates (``sem_estimates``).
+wrote them, the class maps of the test slices by the multi-class model it selected (``test_class_maps``).
+Writes the paper's univariate mediation rule (``mediation``), the natural indirect and direct effects
+(``natural_effects``), the two methods side by side (``method_comparison``), the sensitivity to
+unmeasured confounding (``sensitivity``), the simulation validation (``validation``), the per-slice
+radiomic features (``slice_features``) and the SEM path estimates (``sem_estimates``). The counterfactual
+part is :mod:`.natural`.
 
 The mediation cohort has two branches (:func:`mediation_cohort`; ``cohort_source`` names the one that ran
 and the page's first line says it in words):
 
 * ``"images"``: the data root holds iCTCF CT images (``ictcf-images/Patient <N>/*.jpg``) and the iCTCF
-  clinical table, and chapters 3 and 4 trained the models in this run folder: the images are segmented
-  and measured per patient (:mod:`.ictcf_images`, writing ``ictcf_class_maps`` and ``ictcf_phenotypes``);
+  clinical table, and chapter 5 selected on validation a single- and a multi-class model whose training
+  did not fail: the images are segmented by those models and measured per patient (:mod:`.ictcf_images`,
+  writing ``ictcf_class_maps`` and ``ictcf_phenotypes``);
 * ``"simulated"``: otherwise, phenotypes with planted paths on covariates resampled from the clinical
-  table, with the reason (no images; images but no clinical table or no trained model, naming the
+  table, with the reason (no images; images but no clinical table or no usable model, naming the
   chapter to run; images whose features leave no candidate mediator).
 """
 from __future__ import annotations
@@ -28,7 +32,7 @@ from ...data.maps import load_maps, map_ids
 from ...stats import mediation, phenotypes, sem, simulation
 from ...stats.radiomics import feature_columns
 from .. import artifacts
-from . import ictcf_images
+from . import ictcf_images, natural
 
 STAGE = "07_radiomics_mediation"
 
@@ -77,14 +81,17 @@ class StatisticsStage:
     ``clinical_label``; ``totals``: total effects of each exposure on binary severity, one exposure at a
     time and mutually adjusted (column ``model``).
     Mediation: ``cohort_source`` (the branch that ran, see :data:`COHORT_SOURCES`), ``cohort_note`` (why),
-    ``cohort`` (one row per patient with ``mediators`` columns), ``med`` (univariate results adjusted for
-    the other exposures, with bootstrap intervals), ``unadjusted`` (one exposure at a time, no bootstrap),
-    ``kept`` / ``dropped`` (correlation filter), ``fit`` (the multiple-mediator SEM, None when no mediator
-    was kept or the model could not be fitted; ``sem_note`` says why), ``images`` (the image branch's
+    ``cohort`` (one row per patient with ``mediators`` columns), ``med`` (the paper's rule, each exposure
+    adjusted for the others, with bootstrap intervals), ``unadjusted`` (the paper's rule one exposure at a
+    time, no bootstrap), ``nat`` (:class:`~.natural.NaturalMediation`: natural effects, the comparison with
+    the paper's rule, sensitivity), ``kept`` / ``dropped`` (correlation filter of the mediators the
+    natural-effect test reports), ``fit`` (the multiple-mediator SEM of the kept ones, None when none was
+    kept or the model could not be fitted; ``sem_note`` says why), ``images`` (the image branch's
     :class:`~.ictcf_images.ImageCohort`, None when it did not run).
     Radiomics (COVID-SemiSeg): ``slices`` (one row per slice and region, column ``set`` = subset and mask source),
     ``masks_used``, ``ggo_features`` (non-constant GGO features of the ground truth) and ``ggo_survivors``.
-    Validation: ``coverage`` (outcome -> replicates), ``null``, ``power``.
+    Validation: ``validation`` (:class:`~.natural.Validation`: coverage, FDR, FWER with Monte Carlo SE per
+    scenario), ``power`` (the paper's rule against sample size).
     ``paths``: artifact name -> written file.
     """
 
@@ -104,8 +111,8 @@ class StatisticsStage:
     masks_used: str
     ggo_features: list
     ggo_survivors: list
-    coverage: dict
-    null: pd.DataFrame
+    nat: natural.NaturalMediation
+    validation: natural.Validation
     power: pd.DataFrame
     paths: dict
     sem_note: str = ""
@@ -130,10 +137,31 @@ class StatisticsStage:
         return line + (f"\nSEM: {self.sem_note}" if self.sem_note else "")
 
     def significant_counts(self) -> pd.DataFrame:
-        """Significant mediators per exposure, adjusted for the other exposures and one at a time."""
+        """Significant mediators per exposure: the paper's rule adjusted for the other exposures and one
+        exposure at a time (as the paper did), and the natural-effect test (adjusted for the others)."""
         return pd.DataFrame({
-            "adjusted for the other exposures": self.med.groupby("x", sort=False).significant.sum(),
-            "one exposure at a time (paper)": self.unadjusted.groupby("x", sort=False).significant.sum()})
+            "paper's rule, adjusted for the other exposures": self.med.groupby("x", sort=False).significant.sum(),
+            "paper's rule, one exposure at a time (as published)":
+                self.unadjusted.groupby("x", sort=False).significant.sum(),
+            "natural indirect effect, adjusted": self.nat.natural.groupby("x", sort=False).significant.sum()})
+
+    def paper_beside_ours(self) -> pd.DataFrame:
+        """The paper's mediation findings (iCTCF, SSInfNet masks) beside this run's counterparts, each row
+        saying whether the comparison is like for like (never, on simulated phenotypes)."""
+        nat, paper = self.nat.natural, self.unadjusted  # the paper tested each exposure alone
+        same = ("not like-for-like: SIMULATED phenotypes (planted paths), not radiomic features"
+                if self.simulated else "not like-for-like: our models, profile and the patients with images")
+        sig = paper[paper.significant]
+        rows = [("significant mediators, paper's rule (any exposure)", "37 GGO features", sig.mediator.nunique()),
+                ("... of age", "27 (text; Fig. 4A's caption says 32)", (sig.x == "age").sum()),
+                ("... of the number of diseases", "32 (text; Fig. 4B's caption says 27)", (sig.x == "n_diseases").sum()),
+                ("significant mediators, natural indirect effect (any exposure)", "not computed",
+                 nat[nat.significant].mediator.nunique()),
+                ("kept after the |r| > 0.8 filter, entering the SEM",
+                 "6 features (age 5, diseases 3; entropy and kurtosis both; Fig. 6)", len(self.kept))]
+        rows = [(q, p, int(n)) for q, p, n in rows]
+        return pd.DataFrame(rows, columns=["quantity", "Fung et al. 2021 (iCTCF images)", "this run"]).assign(
+            comparison=same)
 
     def forest(self) -> pd.DataFrame:
         """``med`` with the planted indirect effect (column ``truth``) when the cohort is simulated; for
@@ -141,9 +169,12 @@ class StatisticsStage:
         to :data:`FOREST_ROWS` rows."""
         if self.simulated:
             return simulation.with_truth(self.med)
-        order = self.med.assign(_s=~self.med.significant, _a=-self.med.indirect.abs())
-        order = order.sort_values(["_s", "_a"], kind="stable").groupby("x", sort=False).head(FOREST_ROWS)
-        return order.drop(columns=["_s", "_a"]).sort_index()
+        return _top_rows(self.med, "indirect")
+
+    def natural_forest(self) -> pd.DataFrame:
+        """The natural effects to plot: every row on simulated phenotypes; for measured ones, per exposure
+        the significant mediators and then the largest |NIE|, up to :data:`FOREST_ROWS` rows."""
+        return self.nat.natural if self.simulated else _top_rows(self.nat.natural, "nie")
 
     def region_summary(self) -> pd.DataFrame:
         """Rows, valid rows and medians of the paper's retained feature types per set and region."""
@@ -152,6 +183,13 @@ class StatisticsStage:
     def ggo(self) -> pd.DataFrame:
         """The radiomic rows of the ground-truth GGO regions."""
         return ground_truth_ggo(self.slices)
+
+
+def _top_rows(results: pd.DataFrame, effect: str) -> pd.DataFrame:
+    """Per exposure ``x``: the significant rows, then the largest |``effect``|, up to FOREST_ROWS rows."""
+    order = results.assign(_s=~results.significant, _a=-results[effect].abs())
+    order = order.sort_values(["_s", "_a"], kind="stable").groupby("x", sort=False).head(FOREST_ROWS)
+    return order.drop(columns=["_s", "_a"]).sort_index()
 
 
 def clinical_table(ctx) -> tuple[pd.DataFrame, str]:
@@ -211,15 +249,17 @@ def mediation_cohort(ctx, clinical: pd.DataFrame, progress: bool = False) -> Coh
 def sem_fit(cohort: Cohort, med: pd.DataFrame, kept: list, n_boot: int, seed: int):
     """The multiple-mediator SEM of the kept significant mediators, or None; returns (fit, note).
 
-    None when no mediator is significant for the SEM's exposures, or, for measured phenotypes, when
-    semopy cannot fit the model (the note gives its message); the simulated cohort's failures raise.
+    ``med``: stacked results with ``x``, ``mediator``, ``significant`` (the chapter passes the natural
+    effects). None when no mediator is significant for the SEM's exposures, or, for measured phenotypes,
+    when semopy cannot fit the model (the note gives its message); the simulated cohort's failures raise.
     """
     common, specific = sem.mediator_groups(med, exposures=SEM_EXPOSURES, kept=kept)
     if not common and not any(specific.values()):
         return None, (f"no mediator of {' or '.join(SEM_EXPOSURES)} passed the univariate tests and the "
                       "correlation filter, so no SEM was fitted")
     try:
-        return sem.fit_mediation_sem(cohort.table, common, specific, n_boot=n_boot, seed=seed), ""
+        return sem.fit_mediation_sem(cohort.table, common, specific, n_boot=n_boot, seed=seed,
+                                     n_jobs=natural.N_JOBS), ""
     except ValueError as err:
         if cohort.source == "simulated":
             raise
@@ -261,53 +301,55 @@ def predicted_class_maps(ctx, samples: list) -> dict | None:
 
 
 def run(ctx, progress: bool = True) -> StatisticsStage:
-    """Run the statistics of chapter 7 on ``ctx`` and record ``mediation``, ``slice_features`` and
-    ``sem_estimates``. Sizes come from the profile: ``n_boot`` bootstrap resamples for every interval,
-    ``simulation_replicates`` replicates per simulation study. With iCTCF CT images (module docstring) also
-    ``ictcf_class_maps`` and ``ictcf_phenotypes``. ``progress`` shows a bar while the CT images' radiomics
-    are extracted; nothing else is printed."""
+    """Run the statistics of chapter 7 on ``ctx`` and record its artifacts (module docstring). Sizes come
+    from the profile: ``n_boot`` bootstrap resamples and quasi-Bayesian draws for every interval,
+    ``simulation_replicates`` replicates per simulation scenario. With iCTCF CT images (module docstring)
+    also ``ictcf_class_maps`` and ``ictcf_phenotypes``. ``progress`` shows a bar while the CT images'
+    radiomics are extracted; nothing else is printed."""
     n_boot, n_rep, seed = ctx.profile.n_boot, ctx.profile.simulation_replicates, ctx.seed
     clinical, clinical_label = clinical_table(ctx)
     totals = total_effects(clinical)
 
     chosen = mediation_cohort(ctx, clinical, progress=progress)
     cohort, mediators = chosen.table, chosen.mediators
-    med = mediation.mediation_by_exposure(cohort, EXPOSURES, mediators, "severity_binary", n_boot=n_boot, seed=seed)
+    med = mediation.mediation_by_exposure(cohort, EXPOSURES, mediators, "severity_binary", n_boot=n_boot, seed=seed,
+                                          n_jobs=natural.N_JOBS)
     unadjusted = mediation.mediation_by_exposure(cohort, EXPOSURES, mediators, "severity_binary",
                                                  adjust_for_others=False, n_boot=0)
-    scores = med[med.significant].groupby("mediator").indirect.apply(lambda v: v.abs().max())
+    nat = natural.analyse(cohort, EXPOSURES, mediators, med, n_rep=n_boot, seed=seed)
+    reported = nat.natural[nat.natural.significant]
+    scores = reported.groupby("mediator").nie.apply(lambda v: v.abs().max())
     kept, dropped = mediation.correlation_filter(cohort, list(scores.index), CORRELATION_LIMIT, "larger_indirect",
                                                  scores=scores)
-    fit, sem_note = sem_fit(chosen, med, kept, n_boot, seed)
+    fit, sem_note = sem_fit(chosen, nat.natural, kept, n_boot, seed)
 
     slices, masks_used = slice_features(ctx)
     ggo = ground_truth_ggo(slices)
     ggo_features = [c for c in feature_columns(ggo) if ggo[c].std() > 0]
     ggo_survivors, _ = mediation.correlation_filter(ggo, ggo_features, CORRELATION_LIMIT, keep="first")
 
-    coverage = {o: simulation.coverage_study(n_rep=n_rep, n=300, outcome=o, n_boot=n_boot, seed=seed,
-                                             clinical=clinical) for o in ("linear", "logistic")}
-    null = simulation.null_false_positive_rate(n_rep=n_rep, n=300, n_null=10, seed=seed, clinical=clinical)
+    val = natural.validate(n_rep, n_draws=n_boot, seed=seed, clinical=clinical)
     power = simulation.power_curve([50, 100, 200, 400], n_rep=n_rep, n_null=10, seed=seed, clinical=clinical)
 
-    paths = {"mediation": ctx.path(STAGE, "mediation.csv"),
-             "slice_features": ctx.path(STAGE, "semiseg_slice_features.csv"),
-             "sem_estimates": ctx.path(STAGE, "sem_estimates.csv")}
-    med.to_csv(paths["mediation"], index=False)
-    slices.drop(columns=["set"]).to_csv(paths["slice_features"], index=False)
-    (fit.estimates if fit is not None else pd.DataFrame(columns=SEM_COLUMNS)).to_csv(paths["sem_estimates"],
-                                                                                     index=False)
+    tables = {"mediation": (med, "mediation.csv"), "natural_effects": (nat.natural, "natural_effects.csv"),
+              "method_comparison": (nat.comparison, "method_comparison.csv"),
+              "sensitivity": (nat.sensitivity, "sensitivity.csv"), "validation": (val.summary, "validation.csv"),
+              "slice_features": (slices.drop(columns=["set"]), "semiseg_slice_features.csv"),
+              "sem_estimates": (fit.estimates if fit is not None else pd.DataFrame(columns=SEM_COLUMNS),
+                                "sem_estimates.csv")}
+    paths = {name: ctx.path(STAGE, file) for name, (_, file) in tables.items()}
+    for name, (table, _) in tables.items():
+        table.to_csv(paths[name], index=False)
     if chosen.images is not None:
         paths.update(chosen.images.paths)
     stage = StatisticsStage(clinical, clinical_label, totals, chosen.source, chosen.note, cohort, mediators, med,
                             unadjusted, kept, dropped, fit, slices, masks_used, ggo_features, ggo_survivors,
-                            coverage, null, power, paths, sem_note, chosen.images)
+                            nat, val, power, paths, sem_note, chosen.images)
     artifacts.record(ctx, STAGE, paths, phenotypes=stage.cohort_label, cohort_source=chosen.source,
                      cohort_note=chosen.note, clinical=clinical_label, masks=masks_used, kept_mediators=kept,
                      sem=sem_note or "fitted", ictcf_images=image_record(chosen.images),
-                     totals=totals.round(4).to_dict("records"),
-                     coverage={o: float(c.covered.mean()) for o, c in coverage.items()},
-                     null_fp_share=float(null.fp_rate.mean()), power=dict(zip(power.n.astype(int), power.power)))
+                     totals=totals.round(4).to_dict("records"), **natural.manifest_summary(nat, val),
+                     power=dict(zip(power.n.astype(int), power.power)))
     return stage
 
 
@@ -319,4 +361,5 @@ def image_record(images) -> dict | None:
     return {"image_root": str(images.image_root), "patients": images.patients_used,
             "patients_found": images.patients_found, "slices": len(s), "lung_masks_flagged": images.maps.n_flagged,
             "ggo_pixels": int(s.ggo_pixels.sum()), "consolidation_pixels": int(s.consolidation_pixels.sum()),
-            "candidate_mediators": len(images.mediators), "patient_features": len(images.features_all)}
+            "candidate_mediators": len(images.mediators), "patient_features": len(images.features_all),
+            "models": images.models}

@@ -1,0 +1,204 @@
+"""The verdict page: rules (known intervals -> known verdicts) and the page from a fixture manifest + CSV."""
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ssinfnet.book import verdict as v
+from ssinfnet.book.profiles import PROFILES
+from ssinfnet.book.results_page import results_markdown, write_results_page
+from ssinfnet.book.verdict_recorded import mediation_row, severity_row
+
+FIXTURE = Path(__file__).parent / "data" / "comparisons_fixture.csv"
+CPU = PROFILES["cpu"]
+
+
+@pytest.mark.parametrize("kind, ci, lo, hi, effect, want", [
+    ("improves", "helps", 0.01, 0.05, None, v.REPRODUCED),
+    ("improves", "hurts", -0.05, -0.01, 0.08, v.NOT_REPRODUCED),
+    ("improves", "no detectable difference", -0.02, 0.05, 0.08, v.NOT_REPRODUCED),  # excludes the paper's +0.08
+    ("improves", "no detectable difference", -0.02, 0.10, 0.08, v.INCONCLUSIVE),
+    ("improves", "no detectable difference", -0.02, 0.01, None, v.INCONCLUSIVE),  # nothing printed to exclude
+    ("comparable", "no detectable difference", -0.03, 0.04, -0.01, v.REPRODUCED),
+    ("comparable", "helps", 0.01, 0.03, -0.01, v.REPRODUCED),  # detectable but inside the margin
+    ("comparable", "no detectable difference", -0.08, 0.02, -0.01, v.INCONCLUSIVE),
+    ("comparable", "hurts", -0.20, -0.06, -0.01, v.NOT_REPRODUCED),
+    ("comparable", "helps", 0.06, 0.10, -0.01, v.NOT_REPRODUCED),
+    ("improves", "not estimable: multi_ssinfnet failed on 3 of 3 seeds", float("nan"), float("nan"), None,
+     v.NOT_ESTIMABLE),
+    ("ours", "helps", 0.01, 0.02, None, "helps"),
+])
+def test_claim_verdict_rules(kind, ci, lo, hi, effect, want):
+    assert v.claim_verdict(kind, ci, lo, hi, effect) == want
+
+
+def test_claim_verdict_refuses_unknown_words():
+    with pytest.raises(ValueError, match="unknown interval verdict 'better'"):
+        v.claim_verdict("improves", "better", 0.1, 0.2)
+    with pytest.raises(ValueError, match="unknown claim kind 'maybe'"):
+        v.claim_verdict("maybe", "helps", 0.1, 0.2)
+
+
+def test_value_verdict_and_wilson_interval():
+    low, high = v.wilson_interval(0.5, 100)
+    assert (round(low, 3), round(high, 3)) == (0.404, 0.596)
+    assert v.value_verdict(0.60, 0.80, 0.55) == v.REPRODUCED
+    assert v.value_verdict(0.30, 0.50, 0.55) == v.NOT_REPRODUCED
+    assert v.value_verdict(0.45, 0.70, 0.55) == v.INCONCLUSIVE
+    assert v.wilson_interval(0.5, 0) != v.wilson_interval(0.5, 0)  # NaNs
+
+
+def test_a_row_written_the_other_way_round_is_flipped():
+    table = v.read_comparisons(FIXTURE)
+    claim = next(c for c in v.CLAIMS if c.key == "multi_ggo")
+    row = v.match_comparison(table, claim)
+    assert (row["estimate"], row["ci_low"], row["ci_high"], row["verdict"]) == (-0.02, -0.03, -0.01, "hurts")
+    assert "sign flipped" in row["note"]
+
+
+def test_a_comparisons_table_without_the_agreed_columns_names_the_file(tmp_path):
+    bad = tmp_path / "comparisons.csv"
+    pd.read_csv(FIXTURE).drop(columns=["seed_means"]).to_csv(bad, index=False)
+    with pytest.raises(ValueError, match=r"comparisons.csv: the comparisons table lacks column\(s\) \['seed_means'\]"):
+        v.read_comparisons(bad)
+
+
+def manifest(with_comparisons=True) -> dict:
+    params = {k: list(x) if isinstance(x, tuple) else x for k, x in CPU.to_dict().items()}
+    return {
+        "profile": "cpu", "data_root": "/data (parameter)", "git_commit": "abcdef1234567890", "parameters": params,
+        "stages": {
+            "03_single": {"cross_validation": {"sinfnet": 0.52, "ssinfnet": 0.47}},
+            "04_multi": {"cross_validation": {"multi_ssinfnet": {"ggo": 0.3, "consolidation": 0.1}}},
+            "05_evaluation": {"artifacts": {"comparisons": "05_evaluation/comparisons.csv"} if with_comparisons else {}},
+            "06_severity": {"prediction_source": "model", "n_slices": 48, "n_flagged": 2,
+                            "agreement": {"ratio, paper bins": {"micro_f1": 0.8}}},
+            "07_radiomics_mediation": {"cohort_source": "images", "kept_mediators": ["ggo_entropy"],
+                                       "ictcf_images": {"patients": 100},
+                                       "artifacts": {"mediation": "07/mediation.csv"}},
+        }}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    (tmp_path / "05_evaluation").mkdir()
+    shutil.copy(FIXTURE, tmp_path / "05_evaluation" / "comparisons.csv")
+    (tmp_path / "07").mkdir()
+    pd.DataFrame({"mediator": ["ggo_entropy", "ggo_entropy", "ggo_mean", "overall_area"],
+                  "x": ["age", "n_diseases", "age", "male"], "significant": [True, True, False, True]}
+                 ).to_csv(tmp_path / "07" / "mediation.csv", index=False)
+    return tmp_path
+
+
+def _row(page: str, claim: str) -> str:
+    return next(line for line in page.splitlines() if line.startswith(f"| {claim} |"))
+
+
+def test_the_page_from_a_fixture_manifest_and_comparisons(run_dir):
+    page = results_markdown(manifest(), run_dir)
+    assert page.startswith("# Verdict: the paper's claims, tested by this run")
+    assert "Profile `cpu`: **a reduced schedule** — fine-tuning at most 60 (single) and 60 (multi) epochs vs the " \
+           "paper's 500, pretraining 7 epochs vs 2,200" in page and "commit `abcdef1`" in page
+    assert "| stage-1 epochs | 60 (paper: 500) |" in page
+    assert "Pair comparisons: `05_evaluation/comparisons.csv` (10 rows)" in page
+    single = _row(page, "Single: SSInfNet vs SInfNet")
+    assert "-0.020 (95% CI -0.060 to +0.020) ‡" in single and "3 seeds × 48 images" in single
+    assert "comparable: F1 0.38 vs 0.39" in single and "draft Table II" in single
+    assert f"| {v.INCONCLUSIVE} |" in single and "seed means -0.010, -0.030, -0.020" in single
+    multi = _row(page, "Multi: SSInfNet vs SInfNet, overall")
+    assert "overall F1 0.63 vs 0.55 / 0.49" in multi and "J Transl Med abstract" in multi
+    assert f"| {v.NOT_REPRODUCED} |" in multi
+    assert f"| {v.NOT_REPRODUCED} |" in _row(page, "Multi: SSInfNet vs SInfNet, GGO")  # flipped row: hurts
+    assert f"| {v.REPRODUCED} |" in _row(page, "Ablation: inpainting pretraining (multi)")
+    look = _row(page, "Ablation: Lookahead vs plain SGD (multi)")
+    assert f"| {v.NOT_ESTIMABLE} |" in look and "failed on 2 of 3 seeds" in look
+    assert f"| {v.NOT_REPRODUCED} |" in _row(page, "Oracle prior (ground truth) vs stage-1 prior, GGO")
+    assert "F1 0.86 vs 0.36" in page
+    assert f"| {v.INCONCLUSIVE} |" in _row(page, "Multi: SSInfNet vs U-Net, overall")
+    assert "no row in chapter 5's comparisons" in _row(page, "Multi: SSInfNet vs FCN8s, overall")
+    assert "| ours only: helps |" in _row(page, "Ours: encoder-only transfer vs scratch, single")
+    assert "failed: 1" in _row(page, "Ours: encoder-only transfer vs scratch, single")
+    cv = _row(page, "Cross-validation consistency, single")
+    assert "sinfnet 0.520, ssinfnet 0.470 (B − A -0.050; test -0.020)" in cv and f"| {v.REPRODUCED} |" in cv
+    assert f"| {v.NOT_RUN} |" in _row(page, "Cross-validation consistency, multi")  # multi_sinfnet not in cv_variants
+    sev = _row(page, "Severity from the segmentation (micro F1)")
+    assert "0.800 (95% CI 0.663 to 0.890, Wilson) ‡" in sev and "micro F1 0.55" in sev
+    assert "reproduced, not like-for-like" in sev and "draft Table VI" in sev
+    med = _row(page, "Mediators found (age, underlying diseases → severity)")
+    assert "age: 1, underlying diseases: 1 significant of 3 candidates (ggo: 1)" in med
+    assert f"| {v.REPRODUCED} |" in med and "37 of 68 GGO phenotypes" in med
+    assert "## How a verdict is reached" in page and f"±{v.EQUIVALENCE_MARGIN} Dice" in page
+    assert "## The run" in page and "| git commit | `abcdef1234567890` |" in page
+
+
+def test_the_page_says_when_the_comparisons_artifact_is_absent(run_dir):
+    page = results_markdown(manifest(with_comparisons=False), run_dir)
+    assert "**The `comparisons` artifact is absent from this run**" in page
+    assert f"| {v.NOT_COMPARED} | no comparisons artifact in this run |" in _row(page, "Single: SSInfNet vs SInfNet")
+    (run_dir / "05_evaluation" / "comparisons.csv").unlink()
+    page = results_markdown(manifest(), run_dir)
+    assert "recorded at `05_evaluation/comparisons.csv` but the file is not in the run folder" in page
+
+
+def test_variants_the_profile_does_not_train_are_not_run(run_dir):
+    m = manifest()
+    m["parameters"]["multi_variants"] = ["multi_ssinfnet", "multi_sinfnet"]
+    page = results_markdown(m, run_dir)
+    row = _row(page, "Multi: SSInfNet vs FCN8s, overall")  # no row in the comparisons either
+    assert f"| {v.NOT_RUN} |" in row and "does not train multi_fcn8s" in row
+
+
+def test_write_results_page_reads_the_artifacts_of_the_run(run_dir):
+    import json
+
+    (run_dir / "manifest.json").write_text(json.dumps(manifest()))
+    dest = write_results_page(run_dir, run_dir / "results.md")
+    assert "(10 rows)" in dest.read_text()
+
+
+def test_severity_from_a_simulated_stand_in_is_not_estimable_and_synthetic_data_is_flagged():
+    m = manifest()
+    m["stages"]["06_severity"]["prediction_source"] = "simulated"
+    assert severity_row(m, reduced=True)["verdict"] == v.NOT_ESTIMABLE
+    m["data_root"] = "embedded synthetic default (parameter = synthetic)"
+    assert "**This run used the embedded synthetic phantoms**" in results_markdown(m)
+
+
+def test_mediation_on_simulated_phenotypes_is_not_run_and_none_found_is_inconclusive(run_dir):
+    m = manifest()
+    m["stages"]["07_radiomics_mediation"]["cohort_source"] = "simulated"
+    assert mediation_row(m, run_dir)["verdict"] == v.NOT_RUN
+    m = manifest()
+    pd.DataFrame({"mediator": ["ggo_entropy"], "x": ["age"], "significant": [False]}).to_csv(
+        run_dir / "07" / "mediation.csv", index=False)
+    assert mediation_row(m, run_dir)["verdict"] == v.INCONCLUSIVE  # 100 of the paper's 1,338 patients
+    m["stages"]["07_radiomics_mediation"]["ictcf_images"]["patients"] = 1338
+    assert mediation_row(m, run_dir)["verdict"] == v.NOT_REPRODUCED
+
+
+def test_chapter_3_cross_validation_beside_the_paper():
+    from ssinfnet.book.stages.single import SingleStage
+
+    cv = pd.DataFrame({"variant": ["ssinfnet"] * 3, "class": ["infection"] * 3, "fold": [0, 1, "all"],
+                       "dice": [0.4, 0.5, 0.45], "iou": [0.3, 0.4, 0.35], "recall": [0.5] * 3, "precision": [0.6] * 3})
+    stage = SingleStage(train_all=list(range(50)), train=[], val=[], split_source="", pretrained=None, fits={},
+                        summary=None, cv_results={}, cv_scores=None, cv_table=cv, priors_path=None)
+    table = stage.cv_beside_published()
+    assert len(table) == 1 and table.loc[0, "dice"] == 0.45 and "fold" not in table
+    assert table.loc[0, "paper (J Transl Med Table S2)"] == "values not printed in the texts"
+    assert table.loc[0, "like-for-like"] == "no: 50 labelled slices in 2 folds, not the paper's pooled images"
+    assert "SSInfNet no improvement" in table.loc[0, "paper says"]
+
+
+def test_without_comparisons_a_failed_training_is_not_estimable(run_dir):
+    m = manifest(with_comparisons=False)
+    m["stages"]["04_multi"]["status"] = {"multi_ssinfnet": "ok", "multi_sinfnet": "failed: best val_dice 0.000",
+                                         "multi_ssinfnet_gt_prior (oracle prior)": "failed: flat loss"}
+    assert v.failed_models(m) == {"multi_sinfnet": "failed: best val_dice 0.000", "multi_ssinfnet_gt_prior":
+                                  "failed: flat loss"}
+    page = results_markdown(m, run_dir)
+    row = _row(page, "Multi: SSInfNet vs SInfNet, overall")
+    assert f"| {v.NOT_ESTIMABLE} | multi_sinfnet failed: best val_dice 0.000 |" in row
+    assert f"| {v.NOT_ESTIMABLE} |" in _row(page, "Oracle prior (ground truth) vs stage-1 prior, GGO")
+    assert f"| {v.NOT_COMPARED} |" in _row(page, "Ablation: focal loss vs BCE (multi)")

@@ -1,0 +1,44 @@
+"""The prepared GPU check runs on the CPU with small sizes (its numbers mean nothing there)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_on_cpu_writes_every_section(tmp_path):
+    out = tmp_path / "gpu.json"
+    assert _script("gpu_check").main(["--device", "cpu", "--quick", "--no-compile", "--repeats", "1",
+                                      "--budget-s", "3600", "--output", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["meta"]["skipped"] == [] and got["meta"]["device_name"].startswith("cpu")
+    for kind in ("device_data", "dataloader"):
+        for loop in ("finetune", "pretraining"):
+            row = got["loops"][f"{loop}_{kind}"]
+            assert row["device_data"] == (kind == "device_data") and row["real_over_bare"] > 0
+    for setting in got["profiler"].values():
+        assert setting["top_ops"] and 0 < setting["shares"]["convolution"] <= 1
+
+
+def test_gpu_check_skips_sections_past_its_budget(tmp_path, monkeypatch):
+    gc = _script("gpu_check")
+    monkeypatch.setattr(gc, "step_table", lambda *a: [{"batch": 4, "setting": "fp32+channels_last (loop default)",
+                                                      "train_ms_per_image": 10.0}])
+    monkeypatch.setattr(gc, "profile_steps", lambda *a: {})
+    out = tmp_path / "gpu.json"
+    assert gc.main(["--device", "cpu", "--quick", "--budget-s", "0", "--output", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["meta"]["skipped"] == ["finetune device_data", "pretraining device_data", "finetune dataloader",
+                                      "pretraining dataloader"]
+    assert got["paper_projection"]["ms_per_image"] == 10.0
