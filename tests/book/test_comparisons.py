@@ -21,7 +21,7 @@ def _scores(n_seeds=3, n_images=12, shift=0.1, seed=0):
 
 def test_pooled_numbers_are_paired_bootstraps_over_the_usable_seeds():
     scores = _scores()
-    table = comparison_table(PAIR, scores, {"ssinfnet": {1}}, 3, n_boot=300, seed=7, note="protocol")
+    table = comparison_table(PAIR, scores, {"ssinfnet": {1}}, n_boot=300, seed=7, note="protocol")
     assert list(table.columns) == list(TABLE_COLUMNS)
     row = table.iloc[0]
     a = np.stack([scores[("sinfnet", "infection")][k] for k in (0, 2)])
@@ -38,41 +38,57 @@ def test_pooled_numbers_are_paired_bootstraps_over_the_usable_seeds():
 
 def test_every_seed_usable_and_a_hurting_model():
     scores = _scores(n_seeds=2, shift=-0.2)
-    row = comparison_table(PAIR, scores, {}, 2, n_boot=200, seed=0).iloc[0]
+    row = comparison_table(PAIR, scores, {}, n_boot=200, seed=0).iloc[0]
     assert (row.n_seeds, row.seeds_failed, row.verdict) == (2, "none", "hurts")
     assert row.ci_high < 0 and row.p_not_better == 1.0
 
 
 def test_small_n_boot_is_raised_to_the_bootstraps_minimum():
     scores = _scores()
-    row = comparison_table(PAIR, scores, {}, 3, n_boot=50, seed=1).iloc[0]  # the smoke profile's 50
+    row = comparison_table(PAIR, scores, {}, n_boot=50, seed=1).iloc[0]  # the smoke profile's 50
     a, b = (np.stack([scores[(v, "infection")][k] for k in range(3)]) for v in ("sinfnet", "ssinfnet"))
     assert row.ci_low == paired_bootstrap(a, b, n_boot=100, seed=1).ci_low
 
 
-def test_not_estimable_says_why():
+def test_not_estimable_says_why_and_variants_not_trained_get_no_row():
     scores = _scores(n_seeds=2)
     failed = {"sinfnet": {0}, "ssinfnet": {1}}
-    table = comparison_table(CLAIMS, scores, failed, 2, n_boot=100, seed=0)
+    table = comparison_table(CLAIMS, scores, failed, n_boot=100, seed=0)
+    assert list(table.claim) == ["inpainting pretraining helps (single)"]  # unet, multi...: not trained here
     first = table.iloc[0]
     assert first.verdict == ("not estimable: no seed at which both trainings passed their checks "
                              "(seeds_failed names the failed ones)")
     assert first.seeds_failed == "sinfnet@seed0; ssinfnet@seed1"
     assert first.n_seeds == 0 and pd.isna(first.n_images) and np.isnan(first.estimate) and first.seed_means == ""
-    unet = table[table.claim == "SSInfNet beats U-Net (single)"].iloc[0]
-    assert unet.verdict == "not estimable: unet not run in this profile"
-    multi = table[table.task == "multi"]
-    assert list(multi["class"]) == ["ggo", "consolidation"]  # the multi pair, per class
-    assert multi.verdict.str.endswith("multi_sinfnet and multi_ssinfnet not run in this profile").all()
     # fewer than 2 images scored by both models (NaN: empty ground truth)
     sparse = _scores(n_seeds=1, n_images=3)
     sparse[("sinfnet", "infection")][0][:2] = np.nan
-    row = comparison_table(PAIR, sparse, {}, 1, n_boot=100, seed=0).iloc[0]
+    row = comparison_table(PAIR, sparse, {}, n_boot=100, seed=0).iloc[0]
     assert row.verdict == "not estimable: need at least 2 images scored by both models, got 1"
 
 
+def test_a_variant_without_extra_seeds_is_compared_at_seed_0():
+    scores = _scores(n_seeds=3)
+    scores[("unet", "infection")] = {0: scores[("sinfnet", "infection")][0] - 0.3}  # an ablation: one seed
+    table = comparison_table(CLAIMS, scores, {}, n_boot=100, seed=2).set_index("claim")
+    row = table.loc["InfNet beats U-Net from scratch (single)"]
+    want = paired_bootstrap(scores[("unet", "infection")][0], scores[("sinfnet", "infection")][0], n_boot=100, seed=2)
+    assert (row.n_seeds, row.estimate, row.ci_low) == (1, want.estimate, want.ci_low)
+    assert row.estimate == pytest.approx(0.3) and row.verdict == "helps"
+    assert row.note == "seed 0 only (no extra seeds)" and row.seed_means == "0.3000"
+    assert table.loc["inpainting pretraining helps (single)"].n_seeds == 3
+
+
+def test_multi_claims_are_scored_per_class():
+    rng = np.random.default_rng(3)
+    classes = ("ggo", "consolidation", "overall_without_background")
+    scores = {(v, c): {0: rng.uniform(0, 1, 8)} for v in ("multi_sinfnet", "multi_ssinfnet") for c in classes}
+    table = comparison_table(CLAIMS, scores, {}, n_boot=100, seed=0)
+    assert list(table["class"]) == list(classes) and set(table.task) == {"multi"}
+
+
 def test_the_csv_keeps_integer_counts(tmp_path):
-    table = comparison_table(CLAIMS, _scores(n_seeds=2), {}, 2, n_boot=100, seed=0)
+    table = comparison_table(PAIR, _scores(n_seeds=2), {}, n_boot=100, seed=0)
     table.to_csv(tmp_path / "c.csv", index=False)
     back = pd.read_csv(tmp_path / "c.csv")
     assert list(back.columns) == list(TABLE_COLUMNS)
@@ -84,13 +100,13 @@ def test_the_csv_keeps_integer_counts(tmp_path):
 
 def test_bad_input_names_the_variant_and_seed():
     scores = _scores(n_seeds=2)
-    with pytest.raises(ValueError, match=r"scores of sinfnet \(infection\) lack seed\(s\) \[2\] of 3"):
-        comparison_table(PAIR, scores, {}, 3, n_boot=100, seed=0)
+    del scores[("sinfnet", "infection")][0]
+    with pytest.raises(ValueError, match=r"scores of sinfnet \(infection\) lack seed 0 \(seeds given: \[1\]\)"):
+        comparison_table(PAIR, scores, {}, n_boot=100, seed=0)
+    scores = _scores(n_seeds=2)
     scores[("ssinfnet", "infection")][1] = np.zeros(5)
     with pytest.raises(ValueError, match=r"scores of ssinfnet \(infection\) must be 1-d and of one length"):
-        comparison_table(PAIR, scores, {}, 2, n_boot=100, seed=0)
-    with pytest.raises(ValueError, match="n_seeds must be an integer >= 1"):
-        comparison_table(PAIR, _scores(), {}, 0, n_boot=100, seed=0)
+        comparison_table(PAIR, scores, {}, n_boot=100, seed=0)
 
 
 def test_per_image_dice_follows_the_image_order():
@@ -108,13 +124,15 @@ def test_per_image_dice_follows_the_image_order():
 def test_forest_plot_draws_one_row_per_comparison_and_rejects_other_tables():
     from ssinfnet.plots.evaluation import plot_comparisons
 
-    table = comparison_table(CLAIMS, _scores(n_seeds=2), {}, 2, n_boot=100, seed=0)
+    scores = {**_scores(n_seeds=2), ("ssinfnet_encoder", "infection"): {0: np.full(12, 0.5), 1: np.full(12, 0.5)}}
+    table = comparison_table(CLAIMS, scores, {"sinfnet": {0, 1}}, n_boot=100, seed=0)
     ax = plot_comparisons(table).axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()][0] == "inpainting pretraining helps (single) [infection]"
-    assert len(ax.get_yticks()) == len(table) == 7
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "inpainting pretraining helps (single) [infection]", "encoder-only transfer helps (single) [infection]",
+        "transferring the decoder too helps (single) [infection]"]
     assert ax.get_xlabel().startswith("Dice difference B - A") and ax.get_ylabel() == "claim [class]"
-    assert sum("not estimable" in t.get_text() for t in ax.texts) == 6  # only sinfnet / ssinfnet were scored
-    estimated = table.iloc[0]
+    assert sum("not estimable" in t.get_text() for t in ax.texts) == 2  # sinfnet failed at both seeds
+    estimated = table.iloc[2]
     lo, hi = ax.get_xlim()
     assert lo < estimated.ci_low and hi > estimated.ci_high and lo < 0 < hi
     with pytest.raises(ValueError, match=r"lacks columns \['seed_means'\]"):

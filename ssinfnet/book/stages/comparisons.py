@@ -1,16 +1,17 @@
 """Chapter 5's decisive comparison: each claim as a paired bootstrap over test images and fine-tuning seeds.
 
-Chapters 3 and 4 fine-tune the compared variants (``Profile.seed_variants``) with ``n_seeds`` seeds from one
-pretraining (seed 0 is the model every chapter uses; seed k trains with the profile's seed + k). Here every
-seed's model predicts the test slices and each image gets its Dice in the paper's protocol: per image at
-threshold 0.5, images whose ground truth of the class is empty left out; the infection class for the
-single-class models, GGO and consolidation separately for the multi-class ones. A claim "B beats A" is
-then :func:`ssinfnet.evaluation.comparison.paired_bootstrap` of the per-image Dice of A and B, pooled
-over the seeds at which neither training failed (:mod:`ssinfnet.segmentation.health`): the estimate is
-the mean of B - A over those seeds and images, its interval resamples both.
+Chapters 3 and 4 fine-tune the main compared variants (``Profile.seed_variants``) with ``n_seeds`` seeds from
+one pretraining (seed 0 is the model every chapter uses; seed k trains with the profile's seed + k). Here
+every seed's model predicts the test slices and each image gets its Dice in the paper's protocol: per image
+at threshold 0.5, images whose ground truth of the class is empty left out; the infection class for the
+single-class models; GGO, consolidation or their per-image mean (:data:`OVERALL`) for the multi-class
+ones. A claim "B beats A" (:data:`CLAIMS`) is then :func:`ssinfnet.evaluation.comparison.paired_bootstrap`
+of the per-image Dice of A and B, pooled over the seeds both were trained with (seed 0 alone for the
+ablations, which have no extra seeds) at which neither training failed (:mod:`ssinfnet.segmentation.health`):
+the estimate is the mean of B - A over those seeds and images, its interval resamples both.
 
-The table (:data:`ssinfnet.evaluation.comparison.TABLE_COLUMNS`) has one row per claim and class; a
-claim with no usable seed pair (or a variant the profile does not run) says "not estimable: <why>".
+The table (:data:`ssinfnet.evaluation.comparison.TABLE_COLUMNS`) has one row per claim and class of the
+variants the profile trains; a claim with no usable seed says "not estimable: <why>".
 """
 from __future__ import annotations
 
@@ -27,28 +28,42 @@ from .variants import predict_variant
 
 __all__ = ["Claim", "CLAIMS", "SeedComparison", "comparison_table", "per_image_dice", "run"]
 
-#: The classes scored per task: the infection for single-class models, GGO and consolidation for multi.
-TASK_CLASSES = {"single": ("infection",), "multi": (CLASS_NAMES[GGO], CLASS_NAMES[CONSOLIDATION])}
+_GGO, _CONS = CLASS_NAMES[GGO], CLASS_NAMES[CONSOLIDATION]
+#: The multi-class "overall": the per-image mean of the GGO and consolidation Dice (background left out,
+#: unlike the paper's overall; :func:`ssinfnet.evaluation.paper_metrics.paper_scores`).
+OVERALL = "overall_without_background"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One comparison: ``b`` is better than ``a`` on ``task`` (the estimate is B - A; "helps": B is better)."""
+    """One comparison: ``b`` is better than ``a`` on ``task`` (the estimate is B - A; "helps": B is better),
+    scored on each of ``classes``."""
 
     claim: str
     task: str
     a: str
     b: str
+    classes: tuple = ("infection",)
 
 
-#: The paper's claims and our ablations, B the side the paper (or the ablation) expects to win.
+#: The paper's claims and ablations, and ours, B the side the paper (or the ablation) expects to win.
 CLAIMS = (
     Claim("inpainting pretraining helps (single)", "single", "sinfnet", "ssinfnet"),
     Claim("encoder-only transfer helps (single)", "single", "sinfnet", "ssinfnet_encoder"),
     Claim("transferring the decoder too helps (single)", "single", "ssinfnet_encoder", "ssinfnet"),
     Claim("SSInfNet beats U-Net (single)", "single", "unet", "ssinfnet"),
     Claim("InfNet beats U-Net from scratch (single)", "single", "unet", "sinfnet"),
-    Claim("inpainting pretraining helps (multi)", "multi", "multi_sinfnet", "multi_ssinfnet"),
+    Claim("cutout 40 % augmentation helps (single)", "single", "sinfnet", "sinfnet_cutout40"),
+    Claim("cutout 50 % augmentation helps (single)", "single", "sinfnet", "sinfnet_cutout50"),
+    Claim("inpainting pretraining helps (multi)", "multi", "multi_sinfnet", "multi_ssinfnet", (_GGO, _CONS, OVERALL)),
+    Claim("ablation: inpainting helps (multi)", "multi", "multi_ssinfnet_no_inpainting", "multi_ssinfnet", (OVERALL,)),
+    Claim("ablation: focal loss helps (multi)", "multi", "multi_ssinfnet_no_focal", "multi_ssinfnet", (OVERALL,)),
+    Claim("ablation: Lookahead helps (multi)", "multi", "multi_ssinfnet_no_lookahead", "multi_ssinfnet", (OVERALL,)),
+    Claim("SSInfNet beats U-Net (multi)", "multi", "multi_unet", "multi_ssinfnet", (OVERALL,)),
+    Claim("SSInfNet beats FCN8s (multi)", "multi", "multi_fcn8s", "multi_ssinfnet", (OVERALL,)),
+    Claim("encoder-only transfer helps (multi)", "multi", "multi_sinfnet", "multi_ssinfnet_encoder", (OVERALL,)),
+    Claim("the oracle prior helps (upper bound, multi)", "multi", "multi_ssinfnet", "multi_ssinfnet_gt_prior",
+          (_GGO, _CONS)),
 )
 
 
@@ -70,39 +85,38 @@ def _names(pairs) -> str:
 
 
 def comparison_table(claims: Sequence[Claim], scores: Mapping[tuple[str, str], Mapping[int, np.ndarray]],
-                     failed: Mapping[str, set], n_seeds: int, *, n_boot: int, seed: int, level: float = 0.95,
+                     failed: Mapping[str, set], *, n_boot: int, seed: int, level: float = 0.95,
                      note: str = "") -> pd.DataFrame:
     """One row per claim and class (columns :data:`~ssinfnet.evaluation.comparison.TABLE_COLUMNS`).
 
     Parameters
     ----------
-    claims : the comparisons (:data:`CLAIMS`)
-    scores : {(variant, class): {seed index k: per-image Dice, float (n_images,), same images in the same
-        order for every variant and seed}}; a variant without entries was not run in this profile
+    claims : the comparisons (:data:`CLAIMS`); a claim naming a variant without scores (one the profile does
+        not train) gets no row
+    scores : {(variant, class): {seed index k: per-image Dice, float (n_images,), the same images in the same
+        order for every variant and seed}}; every variant has seed 0, the compared ones also their extra seeds
     failed : {variant: seed indices whose training failed}
-    n_seeds : seed indices 0 .. n_seeds - 1 are expected of every variant run
     n_boot, seed, level : of :func:`~ssinfnet.evaluation.comparison.paired_bootstrap` (n_boot raised to its
         minimum, 100, when smaller)
     note : appended to every row's note (e.g. the protocol)
 
-    Seed k enters the pooled comparison when both variants trained it without failing. Raises ValueError
-    naming the variant and seed when a seed's scores are missing or of another length.
+    A claim is pooled over the seeds both variants were trained with (seed 0 alone when one of them has no
+    extra seeds), less those at which either training failed (``seeds_failed``); with none left its verdict is
+    "not estimable: ...". Raises ValueError naming the variant when its seed 0 is missing or its seeds'
+    scores differ in length.
     """
-    if not (isinstance(n_seeds, int) and n_seeds >= 1):
-        raise ValueError(f"n_seeds must be an integer >= 1, got {n_seeds!r}")
     rows = []
     for c in claims:
-        for cls in TASK_CLASSES[c.task]:
+        for cls in c.classes:
+            if (c.a, cls) not in scores or (c.b, cls) not in scores:
+                continue
             row = {"claim": c.claim, "task": c.task, "class": cls, "model_a": c.a, "model_b": c.b, "level": level,
                    "n_seeds": 0, "seeds_failed": "none", "n_images": pd.NA, "seed_means": "",
                    "note": note, **dict.fromkeys(("estimate", "ci_low", "ci_high", "p_not_better"), np.nan)}
-            absent = [v for v in (c.a, c.b) if (v, cls) not in scores]
-            if absent:
-                rows.append({**row, "verdict": f"{NOT_ESTIMABLE}: {' and '.join(absent)} not run in this profile"})
-                continue
-            per = {v: _check_seeds(scores[(v, cls)], v, cls, n_seeds) for v in (c.a, c.b)}
-            bad = [(v, k) for k in range(n_seeds) for v in (c.a, c.b) if k in failed.get(v, set())]
-            used = [k for k in range(n_seeds) if not any(k == j for _, j in bad)]
+            per = {v: _check_seeds(scores[(v, cls)], v, cls) for v in (c.a, c.b)}
+            both = sorted(set(per[c.a]) & set(per[c.b]))
+            bad = [(v, k) for k in both for v in (c.a, c.b) if k in failed.get(v, set())]
+            used = [k for k in both if all(j != k for _, j in bad)]
             row["seeds_failed"] = _names(bad)
             if not used:
                 rows.append({**row, "verdict": f"{NOT_ESTIMABLE}: no seed at which both trainings passed "
@@ -115,19 +129,19 @@ def comparison_table(claims: Sequence[Claim], scores: Mapping[tuple[str, str], M
             except ValueError as exc:  # fewer than 2 images scored by both
                 rows.append({**row, "n_seeds": len(used), "verdict": f"{NOT_ESTIMABLE}: {exc}"})
                 continue
+            which = f"seeds {', '.join(map(str, used))}" if len(both) > 1 else "seed 0 only (no extra seeds)"
             rows.append({**row, "estimate": res.estimate, "ci_low": res.ci_low, "ci_high": res.ci_high,
                          "n_seeds": res.n_seeds, "n_images": res.n_images, "p_not_better": res.p_not_better,
                          "seed_means": ";".join(f"{m:.4f}" for m in res.seed_means), "verdict": res.verdict,
-                         "note": f"seeds {', '.join(map(str, used))}; {note}".rstrip("; ")})
+                         "note": f"{which}; {note}".rstrip("; ")})
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     return table.astype({"n_seeds": "Int64", "n_images": "Int64"})
 
 
-def _check_seeds(by_seed: Mapping[int, np.ndarray], variant: str, cls: str, n_seeds: int) -> dict:
-    missing = [k for k in range(n_seeds) if k not in by_seed]
-    if missing:
-        raise ValueError(f"scores of {variant} ({cls}) lack seed(s) {missing} of {n_seeds}")
-    out = {k: np.asarray(by_seed[k], dtype=float) for k in range(n_seeds)}
+def _check_seeds(by_seed: Mapping[int, np.ndarray], variant: str, cls: str) -> dict:
+    if 0 not in by_seed:
+        raise ValueError(f"scores of {variant} ({cls}) lack seed 0 (seeds given: {sorted(by_seed)})")
+    out = {k: np.asarray(v, dtype=float) for k, v in by_seed.items()}
     lengths = {k: v.shape for k, v in out.items()}
     if len(set(lengths.values())) != 1 or out[0].ndim != 1:
         raise ValueError(f"scores of {variant} ({cls}) must be 1-d and of one length for every seed; got {lengths}")
@@ -160,25 +174,29 @@ def protocol_note(n_boot: int) -> str:
 
 def run(ctx, reader: str, test, models: pd.DataFrame, single: Mapping, single_scores: Mapping,
         multi_scores: Mapping, stage1: str) -> SeedComparison:
-    """Score every seed of the compared variants on ``test`` and build the comparison table.
+    """Score every seed of the variants :data:`CLAIMS` names on ``test`` and build the comparison table.
 
-    Seed 0 comes from chapter 5's own predictions (``models``: its models table with ``key`` and
+    Seed 0 of every variant of the profile comes from chapter 5's own predictions (``models``: its models table with ``key`` and
     ``failed``; ``single_scores`` by variant, ``multi_scores`` by label); the extra seeds are read as
-    ``model:<variant>@seed<k>`` by stage ``reader`` and predicted, the multi ones with ``single[stage1]``
+    ``model:<variant>@seed<k>`` (the profile's ``single_seed_variants`` and ``multi_seed_variants``) by stage
+    ``reader`` and predicted, the multi ones with ``single[stage1]``
     (the stage-1 test maps of seed 0) as priors. Bootstrap with the profile's ``n_boot`` and ``ctx.seed``.
     """
     from .evaluation import model_row  # evaluation imports this module
 
     ids = [s.slice_id for s in test]
     gts = {"single": [s.infection for s in test], "multi": [s.classes for s in test]}
+    classes = {task: sorted({cls for c in CLAIMS if c.task == task for cls in c.classes}) for task in gts}
     seed0 = models.set_index("variant")
+    compared = {v for c in CLAIMS for v in (c.a, c.b)}
     scores, failed, rows = {}, {}, []
-    for task, names in (("single", ctx.profile.single_seed_variants), ("multi", ctx.profile.multi_seed_variants)):
-        for name in names:
+    for task, names, extra in (("single", ctx.profile.single_variants, ctx.profile.single_seed_variants),
+                               ("multi", ctx.profile.multi_variants, ctx.profile.multi_seed_variants)):
+        for name in (n for n in names if n in compared):
             key = seed0.loc[name, "key"]
             by_seed = {0: single_scores[key] if task == "single" else multi_scores[key]}
             health = {0: seed0.loc[name].to_dict()}
-            for k in ctx.profile.extra_seeds:
+            for k in ctx.profile.extra_seeds if name in extra else ():
                 priors = single[stage1] if task == "multi" else None
                 info, maps = predict_variant(ctx, reader, f"{name}@seed{k}", test, priors=priors)
                 by_seed[k] = metrics.paper_scores(maps, gts[task], image_ids=ids)
@@ -187,12 +205,12 @@ def run(ctx, reader: str, test, models: pd.DataFrame, single: Mapping, single_sc
             for k, table in by_seed.items():
                 row = {"task": task, "variant": name, "seed": k, "training_seed": ctx.seed + k,
                        "val_dice": health[k]["val_dice"], "status": health[k]["status"], "failed": health[k]["failed"]}
-                for cls in TASK_CLASSES[task]:
+                for cls in classes[task]:
                     dice = per_image_dice(table, cls, ids)
                     scores.setdefault((name, cls), {})[k] = dice
                     row[f"test_dice_{cls}"] = (np.nan if row["failed"] or not np.isfinite(dice).any()
                                                else float(np.nanmean(dice)))
                 rows.append(row)
-    table = comparison_table(CLAIMS, scores, failed, ctx.profile.n_seeds, n_boot=ctx.profile.n_boot,
-                             seed=ctx.seed, note=protocol_note(ctx.profile.n_boot))
+    table = comparison_table(CLAIMS, scores, failed, n_boot=ctx.profile.n_boot, seed=ctx.seed,
+                             note=protocol_note(ctx.profile.n_boot))
     return SeedComparison(table, pd.DataFrame(rows))

@@ -8,7 +8,7 @@ exported model and the multi pretraining's inpainter and coach. The test split i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +56,8 @@ class MultiStage:
     cv_results: dict
     cv_scores: pd.DataFrame
     cv_table: pd.DataFrame
-    seed_fits: dict
-    seeds: pd.DataFrame
+    seed_fits: dict = field(default_factory=dict)
+    seeds: pd.DataFrame | None = None
 
     def setup(self, ctx) -> pd.Series:
         """The data and schedule this stage ran with, for the page."""

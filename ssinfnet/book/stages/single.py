@@ -6,7 +6,7 @@ probabilities of all training slices (the stage-1 priors of chapter 4) and the s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -39,8 +39,8 @@ class SingleStage:
     cv_scores: pd.DataFrame
     cv_table: pd.DataFrame
     priors_path: Path
-    seed_fits: dict
-    seeds: pd.DataFrame
+    seed_fits: dict = field(default_factory=dict)
+    seeds: pd.DataFrame | None = None
 
     def setup(self, ctx) -> pd.Series:
         """The data and schedule this stage ran with, for the page."""
