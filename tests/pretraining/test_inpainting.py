@@ -45,7 +45,10 @@ def test_a_one_epoch_inpainter_phase_ends_at_a_thousandth_of_its_rate(tmp_path):
                    progress=False)
     steps = result.history[result.history["kind"] == "step"]
     assert steps["lr"].tolist() == pytest.approx([0.1] * 4 + [0.01] * 4 + [0.001, 0.0001], rel=1e-12)
-    assert steps["past_ceiling"].between(0, 0.5).all()  # a healthy run: the guard stays quiet
+    # a healthy run: the guard (which reads the epoch's mean) stays quiet; single steps may cross 0.5 by a
+    # little, and by how much depends on the CPU's kernels, so only the mean is held to the rule
+    assert steps["past_ceiling"].between(0, 1).all() and steps["past_ceiling"].mean() < 0.45
+    assert (result.history["kind"] != "diverged").all()
 
 
 def test_a_diverging_pretraining_stops_and_says_why(tmp_path):
@@ -57,7 +60,9 @@ def test_a_diverging_pretraining_stops_and_says_why(tmp_path):
         pretrain.pretrain(cfg, _pool_loader(10), device="cpu", seed=0, run_dir=tmp_path, progress=False)
     hist = pd.read_csv(tmp_path / "history.csv")
     assert hist["kind"].iloc[-1] == "diverged" and "training stopped" in hist["note"].iloc[-1]
-    assert hist["past_ceiling"].iloc[-2] == 1.0 and hist["past_ceiling"].iloc[-1] > 0.5
+    # the last step is far past the ceiling (1.0 with the default kernels of most CPUs, 0.82 with ATen's
+    # portable ones), and so is the epoch's mean the guard stopped on
+    assert hist["past_ceiling"].iloc[-2] > 0.75 and hist["past_ceiling"].iloc[-1] > 0.5
     assert "coach" not in set(hist["phase"])  # nothing trained after the diverged phase
     with pytest.raises(ValueError, match="diverge_past_ceiling"):
         pretrain.PretrainConfig(diverge_past_ceiling=1.5)
