@@ -1,6 +1,6 @@
 """Do the shift augmentations cost clean accuracy? (issue 16)
 
-Trains one single-class variant with the shift augmentations off (the profile's recipe) and on
+Trains one single-class variant with the shift augmentations off (SegConfig's defaults) and on
 (:data:`ssinfnet.segmentation.variants.ROBUST_AUGMENTATION`), for several seeds, on the same
 training/validation split, then scores every model on the test slices: clean, and under each shift of
 the benchmark (:mod:`ssinfnet.evaluation.shifts`, three severities each). Prints one JSON and writes it to
@@ -32,7 +32,7 @@ from ssinfnet.evaluation.comparison import paired_bootstrap
 from ssinfnet.evaluation.paper_metrics import overlap_scores
 from ssinfnet.segmentation.fit import fit
 from ssinfnet.segmentation.predict import predict_probabilities
-from ssinfnet.segmentation.variants import ROBUST_AUGMENTATION, variant_config
+from ssinfnet.segmentation.variants import ROBUST_AUGMENTATION, SegConfig, variant_config
 
 
 def per_image_dice(probs, masks) -> np.ndarray:
@@ -65,7 +65,8 @@ def main(argv=None) -> dict:
     train_all, test = ctx.samples("train"), ctx.samples("test")
     tr, va, _ = train_val_split(ctx, train_all, "03_single")
     train, val = [train_all[i] for i in tr], [train_all[i] for i in va]
-    arms = {"off": {}, "on": ROBUST_AUGMENTATION}
+    off = {k: getattr(SegConfig(), k) for k in ROBUST_AUGMENTATION}  # SegConfig's defaults: all off
+    arms = {"off": off, "on": ROBUST_AUGMENTATION}
     runs, dice = [], {arm: [] for arm in arms}
     start = time.perf_counter()
     for arm, aug in arms.items():

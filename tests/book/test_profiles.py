@@ -114,3 +114,15 @@ def test_fine_tuning_seeds_of_the_comparison():
     for bad in (0, 2.0, "3"):
         with pytest.raises(ValueError, match="profile 'smoke': n_seeds must be an integer >= 1"):
             get_profile("smoke", n_seeds=bad)
+
+
+def test_shift_augmentations_follow_the_profile():
+    """cpu and gpu fine-tune with the shift augmentations; smoke and the paper's exact profile do not;
+    an explicit override still wins."""
+    from ssinfnet.segmentation.variants import ROBUST_AUGMENTATION, SegConfig, variant_config
+
+    for name, on in (("smoke", False), ("cpu", True), ("gpu", True), ("paper", False)):
+        cfg = variant_config("multi_ssinfnet", get_profile(name))
+        want = ROBUST_AUGMENTATION if on else {k: getattr(SegConfig(), k) for k in ROBUST_AUGMENTATION}
+        assert {k: getattr(cfg, k) for k in ROBUST_AUGMENTATION} == want, name
+    assert variant_config("sinfnet", get_profile("cpu"), noise_std=0.0).noise_std == 0.0
