@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -29,25 +30,18 @@ from ssinfnet.book.context import RunContext
 from ssinfnet.book.stages.variants import train_val_split
 from ssinfnet.evaluation import shifts as sh
 from ssinfnet.evaluation.comparison import paired_bootstrap
-from ssinfnet.evaluation.paper_metrics import overlap_scores
 from ssinfnet.segmentation.fit import fit
 from ssinfnet.segmentation.predict import predict_probabilities
 from ssinfnet.segmentation.variants import ROBUST_AUGMENTATION, SegConfig, variant_config
 
 
-def per_image_dice(probs, masks) -> np.ndarray:
-    """Dice at 0.5 per image (NaN where the mask is empty), shape (n_images,)."""
-    return np.array([float(overlap_scores((np.asarray(p) >= 0.5)[None], np.asarray(m, bool)[None])["dice"][0])
-                     for p, m in zip(probs, masks)])
-
-
 def score(model, size: int, test, seed: int) -> dict:
     """Per-image Dice of ``model`` on the clean test slices and on every shifted condition."""
     images, masks = [s.image for s in test], [np.asarray(s.infection, bool) for s in test]
-    out = {"clean": per_image_dice(predict_probabilities(model, images, size), masks)}
+    out = {"clean": sh.per_image_dice(predict_probabilities(model, images, size), masks)}
     for shift, level, sev in sh.conditions():
         imgs, ms = sh.shifted_set(images, masks, shift, sev, seed=seed)
-        out[f"{shift}{level}"] = per_image_dice(predict_probabilities(model, imgs, size), ms)
+        out[f"{shift}{level}"] = sh.per_image_dice(predict_probabilities(model, imgs, size), ms)
     return out
 
 
@@ -93,7 +87,7 @@ def main(argv=None) -> dict:
     shifted = paired_bootstrap(mean_shifted("off"), mean_shifted("on"), n_boot=max(ctx.profile.n_boot, 1000), seed=ctx.seed)
     result = {"profile": ctx.profile.name, "data": "synthetic" if ctx.synthetic else "real",
               "variant": args.variant, "seeds": args.seeds, "augmentation": ROBUST_AUGMENTATION,
-              "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
               "wall_s": round(time.perf_counter() - start, 1),
               "clean": {**clean.to_dict(), "describe": clean.describe("off", "on")},
               "shifted": {**shifted.to_dict(), "describe": shifted.describe("off", "on")},

@@ -131,9 +131,9 @@ def severity_label(shift: str, severity) -> str:
             "fov": "{:g} x the side"}[shift].format(severity)
 
 
-def mean_dice(probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], threshold: float = 0.5) -> float:
-    """Mean per-image Dice of ``probs >= threshold`` against bool ``masks`` (paper protocol: images
-    with an empty mask left out; NaN when every mask is empty)."""
+def per_image_dice(probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], threshold: float = 0.5) -> np.ndarray:
+    """Dice of ``probs >= threshold`` against bool ``masks``, one per image (n_images,), NaN where the
+    mask is empty (paper protocol)."""
     if len(probs) != len(masks):
         raise ValueError(f"{len(probs)} maps for {len(masks)} masks")
     scores = []
@@ -142,7 +142,12 @@ def mean_dice(probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], threshol
         if np.shape(p) != m.shape:
             raise ValueError(f"map of shape {np.shape(p)} for a mask of shape {m.shape}")
         scores.append(float(overlap_scores((np.asarray(p) >= threshold)[None], m[None])["dice"][0]))
-    scores = np.asarray(scores)
+    return np.asarray(scores)
+
+
+def mean_dice(probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], threshold: float = 0.5) -> float:
+    """Mean of :func:`per_image_dice` (images with an empty mask left out; NaN when every mask is empty)."""
+    scores = per_image_dice(probs, masks, threshold)
     return float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
 
 
