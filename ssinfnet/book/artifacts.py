@@ -216,6 +216,14 @@ def optional(ctx, name: str, reader: str) -> Path | None:
     return _lookup(ctx, name, reader)[1]
 
 
+def selection(ctx) -> dict | None:
+    """Chapter 5's record of the variants it handed on (artifact name -> variant, None where no model
+    passed its checks), as ``05_evaluation`` wrote it in the manifest; None when that chapter has not run
+    in this run folder."""
+    entry = ctx.manifest().get("stages", {}).get("05_evaluation")
+    return None if entry is None else dict(entry.get("selected") or {})
+
+
 def expected_outputs(stage: str, profile, conditions=()) -> dict[str, str]:
     """Every artifact name ``stage`` must write under ``profile`` -> its relative path; artifacts written
     only under a condition (``Artifact.when``) are listed when ``conditions`` holds it."""

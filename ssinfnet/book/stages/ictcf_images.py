@@ -111,11 +111,10 @@ def usable_models(ctx) -> tuple[dict[str, Path], list[str]]:
     """
     from ...training.export import load_exported
 
-    entry = ctx.manifest().get("stages", {}).get(SELECTION_STAGE)
-    if entry is None:
+    selected = artifacts.selection(ctx)
+    if selected is None:
         return {}, ["chapter 5 has not selected the models on validation in this run folder (run chapter "
                     f"{SELECTION_STAGE}: python -m ssinfnet stage 05)"]
-    selected = entry.get("selected") or {}
     paths, why = {}, []
     for role, (key, task, what) in ROLES.items():
         variant = selected.get(key)

@@ -133,8 +133,7 @@ def load_predictions(ctx, test: list) -> tuple[list, str, str]:
 def selected_model(ctx) -> str | None:
     """The single-class variant whose probabilities chapter 5 wrote as ``test_predictions`` (its
     manifest record ``selected``), or None when the record does not name one."""
-    record = ctx.manifest().get("stages", {}).get("05_evaluation", {})
-    return (record.get("selected") or {}).get("test_predictions")
+    return (artifacts.selection(ctx) or {}).get("test_predictions")
 
 
 def run(ctx, progress: bool = True, lung_restrict: bool = True) -> SeverityStage:
