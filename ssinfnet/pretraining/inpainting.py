@@ -309,7 +309,8 @@ def config_from_profile(profile, with_prior: bool = False, network: str | None =
                           alternations=profile.pretrain_alternations,
                           alternate_epochs=profile.pretrain_alternate_epochs,
                           max_steps_per_epoch=profile.max_steps_per_epoch, image_size=profile.image_size,
-                          batch_size=profile.batch_size, num_workers=profile.num_workers)
+                          batch_size=profile.batch_size, num_workers=profile.num_workers,
+                          **({} if profile.pretrain_lr is None else {"inpainter_lr": profile.pretrain_lr}))
 
 
 def pool_loader(samples, cfg: PretrainConfig, *, seed: int = 0, priors=None, pin_memory: bool = False,

@@ -126,3 +126,16 @@ def test_shift_augmentations_follow_the_profile():
         want = ROBUST_AUGMENTATION if on else {k: getattr(SegConfig(), k) for k in ROBUST_AUGMENTATION}
         assert {k: getattr(cfg, k) for k in ROBUST_AUGMENTATION} == want, name
     assert variant_config("sinfnet", get_profile("cpu"), noise_std=0.0).noise_std == 0.0
+
+
+def test_pretraining_rate_follows_the_profile():
+    """The cpu and gpu profiles start the inpainter's ladder at 0.01; smoke and paper keep the paper's
+    0.1; the page that states the reductions names the difference."""
+    from ssinfnet.book.profiles import reductions
+    from ssinfnet.pretraining.inpainting import PretrainConfig, config_from_profile
+
+    assert PretrainConfig().inpainter_lr == 0.1
+    assert {n: config_from_profile(get_profile(n)).inpainter_lr for n in ("smoke", "cpu", "gpu", "paper")} == \
+        {"smoke": 0.1, "cpu": 0.01, "gpu": 0.01, "paper": 0.1}
+    assert reductions(get_profile("cpu"))["pretraining: inpainter's starting SGD rate"] == "0.01 (paper: 0.1)"
+    assert "pretraining: inpainter's starting SGD rate" not in reductions(get_profile("smoke"))

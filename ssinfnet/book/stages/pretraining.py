@@ -129,6 +129,7 @@ class PretrainingStage:
                           "backbone": cfg.model_kwargs.get("backbone"),
                           "inpainter epochs": cfg.inpainter_epochs, "coach epochs": cfg.coach_epochs,
                           "alternations": f"{cfg.alternations} x {cfg.alternate_epochs} epochs",
+                          "inpainter's starting rate (SGD)": cfg.inpainter_lr,
                           "steps per epoch": self.steps_per_epoch})
 
 
