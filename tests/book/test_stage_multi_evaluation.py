@@ -12,7 +12,7 @@ import pytest
 
 from ssinfnet.book import artifacts, checks
 from ssinfnet.book.context import RunContext
-from ssinfnet.book.stages import evaluation, multi, run_stage, single
+from ssinfnet.book.stages import evaluation, multi, run_stage, shifts, single
 from ssinfnet.data.maps import load_maps
 from ssinfnet.evaluation.comparison import TABLE_COLUMNS
 from ssinfnet.training.export import load_exported
@@ -183,6 +183,17 @@ def test_evaluation_measures_the_lung_restriction_and_the_shifts(done):
                                        "mean shifted"]
     assert robust.verdict().count("\n") == 1 and "bar 0.8 x clean" in robust.verdict()
 
+
+def test_the_shift_benchmark_always_includes_the_recommended_model(done):
+    # chapter 5 hands on the best model on validation, which need not be one of SHIFT_MODELS; the bar
+    # is judged on it, so it is benchmarked too (first), and a model the profile does not train is refused
+    ctx, _, estage = done
+    robust = shifts.run(ctx, estage.test, "05_evaluation", recommended="ssinfnet_encoder")
+    assert list(robust.lung_effect.model) == ["ssinfnet_encoder", "ssinfnet", "sinfnet"]
+    assert len(robust.scores) == 19 * 3 * 2
+    assert robust.verdict().count("ssinfnet_encoder (") == 2
+    with pytest.raises(ValueError, match="sinfnet_cutout40.*not a single-class variant of profile 'smoke'"):
+        shifts.run(ctx, estage.test, "05_evaluation", recommended="sinfnet_cutout40")
 
 def _models_table(rows):
     base = {"task": "single", "network": "infnet", "oracle": False, "failed": False}
