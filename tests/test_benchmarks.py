@@ -42,3 +42,23 @@ def test_gpu_check_skips_sections_past_its_budget(tmp_path, monkeypatch):
     assert got["meta"]["skipped"] == ["finetune device_data", "pretraining device_data", "finetune dataloader",
                                       "pretraining dataloader"]
     assert got["paper_projection"]["ms_per_image"] == 10.0
+
+
+@pytest.mark.slow
+def test_finetune_cap_trains_each_cap_and_scores_the_test_slices(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)  # the embedded synthetic data
+    out = tmp_path / "cap.json"
+    got = _script("finetune_cap").main(["--profile", "smoke", "--caps", "1", "2", "--variants", "sinfnet",
+                                        "--run-dir", str(tmp_path / "runs"), "--output", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(got, default=float))
+    assert [(r["variant"], r["cap"]) for r in got["runs"]] == [("sinfnet", 1), ("sinfnet", 2)]
+    for r in got["runs"]:
+        assert 1 <= r["epochs_run"] <= r["cap"] and 0.0 <= r["test_meanDic"] <= 1.0
+
+
+def test_finetune_cap_refuses_an_inpainting_variant_without_its_inpainter(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)
+    with pytest.raises(SystemExit, match="ssinfnet.*needs --inpainter"):
+        _script("finetune_cap").main(["--profile", "smoke", "--caps", "1", "--variants", "ssinfnet",
+                                      "--run-dir", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs" / "cap1" / "finetune" / "ssinfnet").exists()
