@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import numpy as np
@@ -28,6 +26,7 @@ from ssinfnet.evaluation.tables import infnet_protocol
 from ssinfnet.segmentation.fit import fit
 from ssinfnet.segmentation.predict import predict_probabilities
 from ssinfnet.segmentation.variants import variant_config
+from ssinfnet.training.cost import device_description
 
 
 def main(argv=None) -> dict:
@@ -66,7 +65,7 @@ def main(argv=None) -> dict:
                             "fit_s": round(time.perf_counter() - t0, 1)})
             print(json.dumps(results[-1]), flush=True)
     out = {"profile": args.profile, "seed": args.seed, "inpainter": args.inpainter,
-           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+           "machine": device_description("cpu"),
            "wall_s": round(time.perf_counter() - start, 1), "runs": results}
     text = json.dumps(out, indent=1, default=float)
     print(text)

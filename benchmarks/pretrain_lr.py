@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import tempfile
 import time
 
@@ -35,6 +34,7 @@ from ssinfnet.data.sources import resolve_data_root
 from ssinfnet.models.coach import random_masks
 from ssinfnet.pretraining import evidence as ev
 from ssinfnet.pretraining import inpainting as pt
+from ssinfnet.training.cost import device_description
 
 
 def one_rate(rate: float, profile, samples, x, mask, epochs: int, seed: int) -> dict:
@@ -81,8 +81,7 @@ def main(argv=None) -> dict:
     cfg = pt.config_from_profile(profile)
     mask = (random_masks(x.shape, cfg.keep, cfg.patch, generator=torch.Generator().manual_seed(args.seed)) > 0.5).float()
     out = {"profile": profile.name, "data": root.describe(), "test_slices": len(test), "epochs": args.epochs,
-           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                      f"{torch.get_num_threads()} torch threads",
+           "machine": device_description("cpu"),
            "runs": [one_rate(r, profile, samples, x, mask, args.epochs, args.seed) for r in args.rates]}
     text = json.dumps(out, indent=1, ensure_ascii=False)
     print(text)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import numpy as np
@@ -33,6 +31,7 @@ from ssinfnet.evaluation.comparison import paired_bootstrap
 from ssinfnet.segmentation.fit import fit
 from ssinfnet.segmentation.predict import predict_probabilities
 from ssinfnet.segmentation.variants import ROBUST_AUGMENTATION, SegConfig, variant_config
+from ssinfnet.training.cost import device_description
 
 
 def score(model, size: int, test, seed: int) -> dict:
@@ -87,7 +86,7 @@ def main(argv=None) -> dict:
     shifted = paired_bootstrap(mean_shifted("off"), mean_shifted("on"), n_boot=max(ctx.profile.n_boot, 1000), seed=ctx.seed)
     result = {"profile": ctx.profile.name, "data": "synthetic" if ctx.synthetic else "real",
               "variant": args.variant, "seeds": args.seeds, "augmentation": ROBUST_AUGMENTATION,
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "machine": device_description("cpu"),
               "wall_s": round(time.perf_counter() - start, 1),
               "clean": {**clean.to_dict(), "describe": clean.describe("off", "on")},
               "shifted": {**shifted.to_dict(), "describe": shifted.describe("off", "on")},
