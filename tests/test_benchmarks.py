@@ -51,9 +51,22 @@ def test_finetune_cap_trains_each_cap_and_scores_the_test_slices(tmp_path, monke
     got = _script("finetune_cap").main(["--profile", "smoke", "--caps", "1", "2", "--variants", "sinfnet",
                                         "--run-dir", str(tmp_path / "runs"), "--output", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(got, default=float))
-    assert [(r["variant"], r["cap"]) for r in got["runs"]] == [("sinfnet", 1), ("sinfnet", 2)]
+    assert [(r["variant"], r["cap"], r["image_size"]) for r in got["runs"]] == [("sinfnet", 1, 64), ("sinfnet", 2, 64)]
     for r in got["runs"]:
-        assert 1 <= r["epochs_run"] <= r["cap"] and 0.0 <= r["test_meanDic"] <= 1.0
+        assert 1 <= r["epochs_run"] <= r["cap"] and 0.0 <= r["test_meanDic"] <= r["test_maxDic"] <= 1.0
+
+
+def test_finetune_cap_trains_each_input_size_and_seed(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)
+    got = _script("finetune_cap").main(["--profile", "smoke", "--caps", "1", "--image-sizes", "48", "64",
+                                        "--seeds", "0", "1", "--variants", "sinfnet",
+                                        "--run-dir", str(tmp_path / "runs")])
+    assert [(r["image_size"], r["seed"]) for r in got["runs"]] == [(48, 0), (48, 1), (64, 0), (64, 1)]
+    assert got["seeds"] == [0, 1]
+    # each (size, seed) trains in its own folder, with the size it was asked for
+    configs = sorted((tmp_path / "runs").rglob("config.json"))
+    assert len(configs) == 4
+    assert sorted(json.loads(c.read_text())["config"]["image_size"] for c in configs) == [48, 48, 64, 64]
 
 
 def test_finetune_cap_refuses_an_inpainting_variant_without_its_inpainter(tmp_path, monkeypatch):
@@ -61,4 +74,5 @@ def test_finetune_cap_refuses_an_inpainting_variant_without_its_inpainter(tmp_pa
     with pytest.raises(SystemExit, match="ssinfnet.*needs --inpainter"):
         _script("finetune_cap").main(["--profile", "smoke", "--caps", "1", "--variants", "ssinfnet",
                                       "--run-dir", str(tmp_path / "runs")])
-    assert not (tmp_path / "runs" / "cap1" / "finetune" / "ssinfnet").exists()
+    assert not list((tmp_path / "runs").rglob("ssinfnet"))  # refused before any training folder
+
