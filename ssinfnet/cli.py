@@ -37,7 +37,8 @@ def _cmd_stage(args) -> int:
     if distributed.launched() and number not in ("02", "03", "04"):
         raise ValueError(f"stage {number} does not train; under torchrun only the training stages 02, 03 and 04 "
                          f"run: run `python -m ssinfnet stage {number}` without torchrun")
-    ctx = RunContext.open(args.profile, args.data_root, args.run_dir, device=args.device)
+    overrides = {} if args.fit_workers is None else {"fit_workers": args.fit_workers}
+    ctx = RunContext.open(args.profile, args.data_root, args.run_dir, device=args.device, **overrides)
     world = distributed.join(torch.device(ctx.device))  # under torchrun: one process per GPU (or CPU share)
     if world is not None:
         world.device(torch.device(ctx.device))  # refuses --device cuda:N, before anything is trained
@@ -170,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None,
                    help="run folder (default runs/<profile>, or runs/<profile>-synthetic on the embedded default)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--fit-workers", type=_positive_int, default=None,
+                   help="fine-tuning runs of stages 03 and 04 trained at once, each in its own process "
+                        "(default: the profile's; README, 'Several fits at once')")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_stage)
 

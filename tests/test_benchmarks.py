@@ -76,3 +76,16 @@ def test_finetune_cap_refuses_an_inpainting_variant_without_its_inpainter(tmp_pa
                                       "--run-dir", str(tmp_path / "runs")])
     assert not list((tmp_path / "runs").rglob("ssinfnet"))  # refused before any training folder
 
+
+def test_parallel_fits_trains_both_arms_and_reports_their_ratio(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)
+    out = tmp_path / "parallel.json"
+    got = _script("parallel_fits").main(["--profile", "smoke", "--epochs", "1", "--seeds", "0", "1",
+                                         "--run-dir", str(tmp_path / "runs"), "--output", str(out)])
+    assert json.loads(out.read_text()) == got
+    assert got["speedup"] == pytest.approx(got["serial_s"] / got["parallel_s"], abs=5.1e-4)  # 3 decimals
+    assert [f["run"] for f in got["fits"]] == ["finetune/sinfnet", "sinfnet/seed1"]
+    for arm in ("serial", "parallel"):
+        assert (tmp_path / "runs" / arm / "finetune" / "sinfnet" / "seed1" / "model.pt").is_file()
+    for f in got["fits"]:
+        assert 0.0 <= f["val_dice_serial"] <= 1.0 and 0.0 <= f["val_dice_parallel"] <= 1.0

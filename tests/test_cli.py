@@ -261,3 +261,21 @@ def test_stage_names_the_conditional_artifacts_it_did_not_write(tmp_path, capsys
     assert lines[-2].split() == ["test_predictions", "predictions/test_ssinfnet.npz"]
     assert lines[-1].split(None, 1) == ["test_class_maps", "not written (only when a multi-class InfNet-family "
                                         "model other than the oracle passed its training checks)"]
+
+
+def test_stage_passes_fit_workers_to_the_run_context_and_refuses_a_bad_count(tmp_path, capsys, monkeypatch):
+    from ssinfnet.book import stages
+
+    seen = {}
+    monkeypatch.setattr(stages, "run_stage", lambda key, ctx, progress=True: seen.update(workers=ctx.profile.fit_workers))
+    run = tmp_path / "run"
+    assert main(["stage", "03", "--data-root", "synthetic", "--run-dir", str(run), "--device", "cpu",
+                 "--fit-workers", "2"]) == 0
+    assert seen == {"workers": 2}
+    assert main(["stage", "03", "--data-root", "synthetic", "--run-dir", str(run), "--device", "cpu"]) == 0
+    assert seen == {"workers": 1}  # the smoke profile's
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["stage", "03", "--data-root", "synthetic", "--run-dir", str(tmp_path / "other"), "--fit-workers", "0"])
+    assert stop.value.code == 2 and "--fit-workers: must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

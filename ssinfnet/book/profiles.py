@@ -91,6 +91,10 @@ class Profile:
     # Lung masks and radiomics cost about 2 and 4 CPU-seconds per 512 px slice.
     ictcf_patient_limit: int | None = None
     num_workers: int = 0
+    # fine-tuning runs of a chapter trained at once, each in its own process sharing this one's threads
+    # (ssinfnet.segmentation.parallel; 1: one after another). On 2 CPU cores 2 workers finished a set of
+    # fits 1.14x sooner (benchmarks/parallel_fits.py); numbers agree with one worker to training noise
+    fit_workers: int = 1
     seed: int = 0
 
     def with_overrides(self, **overrides) -> "Profile":
@@ -104,6 +108,8 @@ class Profile:
     def __post_init__(self):
         if not (isinstance(self.n_seeds, int) and self.n_seeds >= 1):
             raise ValueError(f"profile {self.name!r}: n_seeds must be an integer >= 1, got {self.n_seeds!r}")
+        if not (isinstance(self.fit_workers, int) and not isinstance(self.fit_workers, bool) and self.fit_workers >= 1):
+            raise ValueError(f"profile {self.name!r}: fit_workers must be an integer >= 1, got {self.fit_workers!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

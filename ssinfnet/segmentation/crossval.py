@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from ..data.sample import Sample
 from ..data.splits import grouped_kfold, validation_split
-from .fit import fit, priors_for, scores_table
+from .fit import priors_for, scores_table
+from .parallel import FitJob
 from .predict import predict_samples
 from .variants import SegConfig
 
@@ -65,23 +66,12 @@ def cross_validate(cfg: SegConfig, samples: Sequence[Sample], k: int, *, device:
     """
     samples = list(samples)
     all_priors = priors_for(cfg, samples, priors, "priors")
-    explicit = cfg.task == "multi" and cfg.prior_source == "predicted"
-    folds = grouped_kfold(samples, k=k, seed=seed)
-    run_dir = Path(run_dir)
+    plan = fold_jobs(cfg, samples, k, seed=seed, run_dir=run_dir, priors=priors, val_fraction=val_fraction)
     predictions: list[np.ndarray | None] = [None] * len(samples)
     fold_of = np.full(len(samples), -1, dtype=np.int64)
     tables, fits = [], []
-    for f, (train_idx, held_idx) in enumerate(tqdm(folds, desc=f"cv {cfg.label}", disable=not progress)):
-        part = [samples[i] for i in train_idx]
-        tr, va = validation_split(part, fraction=val_fraction, seed=seed + f)
-        tr_idx, va_idx = [train_idx[i] for i in tr], [train_idx[i] for i in va]
-
-        def pick(idx):
-            return [all_priors[i] for i in idx] if explicit else None
-
-        res = fit(cfg, [samples[i] for i in tr_idx], [samples[i] for i in va_idx], device=device, seed=seed + f,
-                  run_dir=run_dir / f"fold{f}", priors_train=pick(tr_idx), priors_val=pick(va_idx),
-                  progress=progress)
+    for f, (job, held_idx) in enumerate(tqdm(plan, desc=f"cv {cfg.label}", disable=not progress)):
+        res = job.run(device, progress=progress)
         held = [samples[i] for i in held_idx]
         held_priors = None if all_priors is None else [all_priors[i] for i in held_idx]
         probs = predict_samples(res.model, held, cfg.image_size, device, held_priors, cfg.batch_size)
@@ -91,8 +81,32 @@ def cross_validate(cfg: SegConfig, samples: Sequence[Sample], k: int, *, device:
         table = scores_table(cfg.task, probs, held)
         table.insert(0, "fold", f)
         tables.append(table)
-        fits.append({"fold": f, "n_train": len(tr_idx), "n_val": len(va_idx), "n_test": len(held_idx),
+        fits.append({"fold": f, "n_train": len(job.train), "n_val": len(job.val), "n_test": len(held_idx),
                      "best_epoch": None if res.best is None else res.best[0],
                      "val_dice": float("nan") if res.best is None else res.best[1],
                      "export_path": str(res.export_path)})
     return CVResult(pd.concat(tables, ignore_index=True), predictions, fold_of, pd.DataFrame(fits))
+
+
+def fold_jobs(cfg: SegConfig, samples: Sequence[Sample], k: int, *, seed: int, run_dir: str | Path,
+              priors: Sequence[np.ndarray] | None = None, val_fraction: float = 0.2) -> list[tuple[FitJob, list[int]]]:
+    """The fits of :func:`cross_validate` (same arguments), without training: one
+    (:class:`~ssinfnet.segmentation.parallel.FitJob`, held-out sample indices) per fold. Fold ``f``'s
+    job trains on the fold's training part less a validation share (``validation_split`` with seed
+    ``seed + f``), with seed ``seed + f``, in ``run_dir/fold<f>``."""
+    samples = list(samples)
+    all_priors = priors_for(cfg, samples, priors, "priors")
+    explicit = cfg.task == "multi" and cfg.prior_source == "predicted"
+    plan = []
+    for f, (train_idx, held_idx) in enumerate(grouped_kfold(samples, k=k, seed=seed)):
+        part = [samples[i] for i in train_idx]
+        tr, va = validation_split(part, fraction=val_fraction, seed=seed + f)
+        tr_idx, va_idx = [train_idx[i] for i in tr], [train_idx[i] for i in va]
+
+        def pick(idx):
+            return [all_priors[i] for i in idx] if explicit else None
+
+        job = FitJob(cfg, [samples[i] for i in tr_idx], [samples[i] for i in va_idx], seed + f,
+                     Path(run_dir) / f"fold{f}", pick(tr_idx), pick(va_idx))
+        plan.append((job, list(held_idx)))
+    return plan

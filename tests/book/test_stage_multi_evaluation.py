@@ -378,3 +378,35 @@ def test_the_comparison_pools_the_seeds_as_paired_bootstrap_does(done, tmp_path,
     row = table.loc["inpainting pretraining helps (single)"]
     assert (row.n_seeds, row.seeds_failed) == (1, "ssinfnet@seed1")  # left out, and named
     assert row.estimate == pytest.approx(one.estimate, abs=1e-9) and row.ci_low == pytest.approx(one.ci_low, abs=1e-9)
+
+
+def _fit_folders(run, stage_dirs=("finetune", "cv")):
+    return sorted(p.parent.relative_to(run).as_posix() for d in stage_dirs for p in (run / d).rglob("model.pt"))
+
+
+def test_the_parallel_pass_lists_exactly_the_fits_chapters_3_and_4_make(done, tmp_path, monkeypatch):
+    from ssinfnet.book.stages import variants
+
+    ctx0, _, _ = done
+    run = tmp_path / "run"
+    shutil.copytree(ctx0.run_dir, run)
+    listed = []
+    monkeypatch.setattr(variants, "train_jobs", lambda jobs, **kw: listed.extend(jobs) or {})
+    ctx = RunContext.open("smoke", "synthetic", str(run), device="cpu", fit_workers=2)
+    single.run(ctx, progress=False)
+    multi.run(ctx, progress=False)
+    folders = [j.run_dir.relative_to(ctx.run_dir).as_posix() for j in listed]
+    assert len(folders) == len(set(folders))
+    assert sorted(folders) == _fit_folders(ctx.run_dir)  # every fit of both chapters, and nothing else
+
+
+def test_chapter_3_with_two_fit_workers_trains_every_fit_in_them_and_records_it_as_trained(early, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(early, run)
+    ctx = RunContext.open("smoke", "synthetic", str(run), device="cpu", fit_workers=2)
+    stage = single.run(ctx, progress=False)
+    entry = ctx.manifest()["stages"]["03_single"]
+    assert entry["trained"] == _fit_folders(ctx.run_dir) and entry["reused"] == {}
+    assert "cv/ssinfnet/fold0" in entry["trained"] and "finetune/sinfnet/seed1" in entry["trained"]
+    assert set(stage.fits) == set(ctx.profile.single_variants)
+    assert ctx.manifest()["parameters"]["fit_workers"] == 2

@@ -20,7 +20,7 @@ from ...pretraining import inpainting as pretrain
 from .. import artifacts
 from ..projection import announce
 from .variants import (cross_validate_variants, cv_summary, fit_seeds, fit_variants, predict_with, seed_record,
-                       train_val_split)
+                       train_in_parallel, train_val_split)
 
 STAGE = "04_multi"
 
@@ -121,6 +121,9 @@ def run(ctx, progress: bool = True) -> MultiStage:
     train, val = [train_all[i] for i in tr_idx], [train_all[i] for i in va_idx]
 
     mcfg, presult, pretrained, pool_counts = pretrain_on_priors(ctx, stage1_model, progress=progress)
+    train_in_parallel(ctx, ctx.profile.multi_variants, train, val, train_all, init_weights=pretrained["inpainter"],
+                      priors_train=[priors[i] for i in tr_idx], priors_val=[priors[i] for i in va_idx],
+                      priors=priors, progress=progress)  # with fit_workers > 1; the calls below load the runs
     fits, summary = fit_variants(ctx, ctx.profile.multi_variants, train, val,
                                  init_weights=pretrained["inpainter"],
                                  priors_train=[priors[i] for i in tr_idx], priors_val=[priors[i] for i in va_idx],

@@ -16,7 +16,8 @@ from ...evaluation import published as pub
 from ...training.distributed import on_main
 from .. import artifacts
 from ..projection import announce
-from .variants import cross_validate_variants, cv_summary, fit_seeds, fit_variants, seed_record, train_val_split
+from .variants import (cross_validate_variants, cv_summary, fit_seeds, fit_variants, seed_record,
+                       train_in_parallel, train_val_split)
 
 STAGE = "03_single"
 
@@ -73,6 +74,8 @@ def run(ctx, progress: bool = True) -> SingleStage:
     pretrained = artifacts.require(ctx, "inpainter", STAGE)
     announce(ctx, STAGE, len(train_all))
 
+    train_in_parallel(ctx, ctx.profile.single_variants, train, val, train_all, init_weights=pretrained,
+                      progress=progress)  # with fit_workers > 1; the calls below then load the finished runs
     fits, summary = fit_variants(ctx, ctx.profile.single_variants, train, val, init_weights=pretrained,
                                  progress=progress)
     seed_fits, seeds = fit_seeds(ctx, ctx.profile.single_seed_variants, train, val, init_weights=pretrained,

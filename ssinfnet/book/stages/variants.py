@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from ...data.sample import Sample
-from ...segmentation.fit import FitResult, fit, oracle_priors
-from ...segmentation.crossval import cross_validate
+from ...segmentation.fit import FitResult, oracle_priors
+from ...segmentation.crossval import cross_validate, fold_jobs
+from ...segmentation.parallel import FitJob, train_jobs
 from ...segmentation.predict import predict_samples
 from ...segmentation.variants import variant_config
-from ...training.distributed import on_main
+from ...training.distributed import launched, on_main
 from ...training.export import load_exported
 
 
@@ -28,6 +29,23 @@ def seed_folder(ctx, name: str, k: int = 0) -> Path:
     if not (isinstance(k, int) and k >= 0):
         raise ValueError(f"seed index must be an integer >= 0, got {k!r}")
     return ctx.path("finetune", name) if k == 0 else ctx.path("finetune", name, f"seed{k}")
+
+
+def variant_job(ctx, name: str, train: Sequence[Sample], val: Sequence[Sample], *,
+                init_weights: str | Path | None = None, priors_train=None, priors_val=None,
+                seed_index: int = 0) -> FitJob:
+    """The fit of variant ``name``'s fine-tuning seed ``seed_index`` (arguments as :func:`fit_variants`),
+    not yet run: its configuration (with ``init_weights`` when inpainting-initialised; ValueError when
+    those are missing), seed ``ctx.seed + seed_index``, folder :func:`seed_folder` and, for a multi variant
+    that is not the oracle, the priors."""
+    cfg = variant_config(name, ctx.profile)
+    if cfg.init == "inpainting":
+        if init_weights is None:
+            raise ValueError(f"variant {name!r} needs init_weights (pretrained inpainter)")
+        cfg = variant_config(name, ctx.profile, init_weights=str(init_weights))
+    explicit = cfg.task == "multi" and cfg.prior_source != "ground_truth"
+    return FitJob(cfg, train, val, ctx.seed + seed_index, seed_folder(ctx, name, seed_index),
+                  priors_train if explicit else None, priors_val if explicit else None)
 
 
 def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequence[Sample], *,
@@ -46,17 +64,9 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
     """
     fits, rows = {}, []
     for name in names:
-        cfg = variant_config(name, ctx.profile)
-        if cfg.init == "inpainting":
-            if init_weights is None:
-                raise ValueError(f"variant {name!r} needs init_weights (pretrained inpainter)")
-            cfg = variant_config(name, ctx.profile, init_weights=str(init_weights))
-        oracle = cfg.task == "multi" and cfg.prior_source == "ground_truth"
-        res = fit(cfg, train, val, device=ctx.device, seed=ctx.seed + seed_index,
-                  run_dir=seed_folder(ctx, name, seed_index),
-                  priors_train=priors_train if cfg.task == "multi" and not oracle else None,
-                  priors_val=priors_val if cfg.task == "multi" and not oracle else None,
-                  progress=progress)
+        job = variant_job(ctx, name, train, val, init_weights=init_weights, priors_train=priors_train,
+                          priors_val=priors_val, seed_index=seed_index)
+        cfg, res = job.cfg, job.run(ctx.device, progress=progress)
         fits[name] = res
         rows.append({"variant": name, "label": cfg.label,
                      "init": "inpainting" if cfg.init == "inpainting" else "scratch",
@@ -107,11 +117,9 @@ def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample]
     for name in names:
         if name not in ctx.profile.cv_variants:
             continue
-        cfg = variant_config(name, ctx.profile, **({"init_weights": str(init_weights)} if init_weights else {}))
-        oracle = cfg.task == "multi" and cfg.prior_source == "ground_truth"
+        cfg, cv_priors = _cv_setup(ctx, name, init_weights, priors)
         res = cross_validate(cfg, samples, ctx.profile.cv_folds, device=ctx.device, seed=ctx.seed,
-                             run_dir=ctx.path("cv", name),
-                             priors=priors if cfg.task == "multi" and not oracle else None,
+                             run_dir=ctx.path("cv", name), priors=cv_priors,
                              val_fraction=ctx.profile.val_fraction, progress=progress)
         results[name] = res
         t = res.scores.copy()
@@ -119,6 +127,41 @@ def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample]
         tables.append(t)
         on_main(t.to_csv, ctx.path("cv", f"{name}_scores.csv"), index=False)  # torchrun: process 0 writes
     return results, (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame())
+
+
+def _cv_setup(ctx, name: str, init_weights, priors):
+    """Variant ``name``'s configuration for cross-validation and the priors its folds take (None for a
+    single-class variant or the oracle)."""
+    cfg = variant_config(name, ctx.profile, **({"init_weights": str(init_weights)} if init_weights else {}))
+    explicit = cfg.task == "multi" and cfg.prior_source != "ground_truth"
+    return cfg, priors if explicit else None
+
+
+def train_in_parallel(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequence[Sample],
+                      samples: Sequence[Sample], *, init_weights=None, priors_train=None, priors_val=None,
+                      priors=None, progress: bool = True) -> dict[str, float]:
+    """Train a chapter's fits in ``ctx.profile.fit_workers`` processes before its code loads them.
+
+    The fits are those :func:`fit_variants` (``names``), :func:`fit_seeds` (those of ``names`` in
+    ``seed_variants``) and :func:`cross_validate_variants` (those in ``cv_variants``, on ``samples``
+    with ``priors``) make with the same arguments, so those calls afterwards find every run finished
+    (:func:`ssinfnet.segmentation.parallel.train_jobs`). Does nothing with one worker, or under
+    ``torchrun`` (the processes there already share each fit). Returns {run: seconds} of the fits
+    trained here.
+    """
+    if ctx.profile.fit_workers == 1 or launched() is not None:
+        return {}
+    common = {"init_weights": init_weights, "priors_train": priors_train, "priors_val": priors_val}
+    jobs = [variant_job(ctx, name, train, val, **common) for name in names]
+    jobs += [variant_job(ctx, name, train, val, seed_index=k, **common)
+             for k in ctx.profile.extra_seeds for name in names if name in ctx.profile.seed_variants]
+    for name in names:
+        if name in ctx.profile.cv_variants:
+            cfg, cv_priors = _cv_setup(ctx, name, init_weights, priors)
+            jobs += [job for job, _ in fold_jobs(cfg, samples, ctx.profile.cv_folds, seed=ctx.seed,
+                                                  run_dir=ctx.path("cv", name), priors=cv_priors,
+                                                  val_fraction=ctx.profile.val_fraction)]
+    return train_jobs(jobs, device=ctx.device, workers=ctx.profile.fit_workers, progress=progress)
 
 
 def cv_summary(scores: pd.DataFrame, classes: Sequence[str] = ("infection",)) -> pd.DataFrame:
