@@ -96,7 +96,6 @@ def fold_jobs(cfg: SegConfig, samples: Sequence[Sample], k: int, *, seed: int, r
     ``seed + f``), with seed ``seed + f``, in ``run_dir/fold<f>``."""
     samples = list(samples)
     all_priors = priors_for(cfg, samples, priors, "priors")
-    explicit = cfg.task == "multi" and cfg.prior_source == "predicted"
     plan = []
     for f, (train_idx, held_idx) in enumerate(grouped_kfold(samples, k=k, seed=seed)):
         part = [samples[i] for i in train_idx]
@@ -104,7 +103,7 @@ def fold_jobs(cfg: SegConfig, samples: Sequence[Sample], k: int, *, seed: int, r
         tr_idx, va_idx = [train_idx[i] for i in tr], [train_idx[i] for i in va]
 
         def pick(idx):
-            return [all_priors[i] for i in idx] if explicit else None
+            return [all_priors[i] for i in idx] if cfg.takes_priors else None
 
         job = FitJob(cfg, [samples[i] for i in tr_idx], [samples[i] for i in va_idx], seed + f,
                      Path(run_dir) / f"fold{f}", pick(tr_idx), pick(va_idx))

@@ -229,6 +229,12 @@ class SegConfig:
         return 2 if self.task == "multi" else 1
 
     @property
+    def takes_priors(self) -> bool:
+        """Whether a caller passes stage-1 priors with the samples: multi with ``prior_source="predicted"``
+        (the oracle builds its priors from the masks; single takes none)."""
+        return self.task == "multi" and self.prior_source == "predicted"
+
+    @property
     def learning_rate(self) -> float:
         """``lr``, or the paper's default of the optimiser."""
         return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)

@@ -43,9 +43,8 @@ def variant_job(ctx, name: str, train: Sequence[Sample], val: Sequence[Sample], 
         if init_weights is None:
             raise ValueError(f"variant {name!r} needs init_weights (pretrained inpainter)")
         cfg = variant_config(name, ctx.profile, init_weights=str(init_weights))
-    explicit = cfg.task == "multi" and cfg.prior_source != "ground_truth"
     return FitJob(cfg, train, val, ctx.seed + seed_index, seed_folder(ctx, name, seed_index),
-                  priors_train if explicit else None, priors_val if explicit else None)
+                  priors_train if cfg.takes_priors else None, priors_val if cfg.takes_priors else None)
 
 
 def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequence[Sample], *,
@@ -133,8 +132,7 @@ def _cv_setup(ctx, name: str, init_weights, priors):
     """Variant ``name``'s configuration for cross-validation and the priors its folds take (None for a
     single-class variant or the oracle)."""
     cfg = variant_config(name, ctx.profile, **({"init_weights": str(init_weights)} if init_weights else {}))
-    explicit = cfg.task == "multi" and cfg.prior_source != "ground_truth"
-    return cfg, priors if explicit else None
+    return cfg, priors if cfg.takes_priors else None
 
 
 def train_in_parallel(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequence[Sample],
