@@ -71,7 +71,7 @@ def _output_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], size: int,
                           device: str | torch.device = "cpu", batch_size: int = 8,
-                          priors: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+                          priors: Sequence[np.ndarray] | None = None, flip: bool = False) -> list[np.ndarray]:
     """Probability maps for uint8 (H, W) images of any size.
 
     Each image (and its prior, as a second channel, when ``priors`` is given) becomes the network's
@@ -81,6 +81,10 @@ def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], 
     (H, W) lesion probability for one output channel (sigmoid), (C, H, W) class probabilities
     otherwise (softmax). ValueError, naming the image's position, for a non-uint8 image or a prior
     of another shape or outside [0, 1].
+    ``flip=True`` averages the network's logits for each input and for its left-right mirror (mirrored
+    back) before the sigmoid / softmax: test-time augmentation with the flip training uses. It doubles
+    the cost; the paper's protocol does not use it, and no chapter does (``benchmarks/finetune_cap.py
+    --flip`` measures what it changes).
     Inputs are channels_last on CUDA only (the training loop's default) and run under bf16
     autocast on CUDA.
     """
@@ -88,6 +92,8 @@ def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], 
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if priors is not None and len(priors) != len(images):
         raise ValueError(f"priors has {len(priors)} maps for {len(images)} images")
+    if not isinstance(flip, bool):
+        raise ValueError(f"flip must be True or False, got {flip!r}")
     device = torch.device(device)
     amp, channels_last = default_amp(device), default_channels_last(device)
     results: list[np.ndarray] = []
@@ -99,6 +105,9 @@ def predict_probabilities(model: torch.nn.Module, images: Sequence[np.ndarray], 
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = _output_logits(model, x).float()
+            if flip:
+                mirrored = _output_logits(model, torch.flip(x, dims=[-1])).float()
+                logits = (logits + torch.flip(mirrored, dims=[-1])) / 2
         probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
         for j, img in enumerate(chunk):
             p = F.interpolate(probs[j:j + 1], size=img.shape, mode="bilinear", align_corners=False)[0]

@@ -16,7 +16,7 @@ from ssinfnet.data.sample import Sample
 from ssinfnet.models.registry import build_model
 from ssinfnet.segmentation.folders import predict_folder
 from ssinfnet.segmentation.pipeline import MODEL_ONLY
-from ssinfnet.segmentation.predict import predict_samples
+from ssinfnet.segmentation.predict import predict_probabilities, predict_samples
 from ssinfnet.training.export import LoadedModel
 
 TINY = {"base_width": 4, "depth": 2}
@@ -96,3 +96,48 @@ def test_the_predict_command_feeds_the_same_tensor(tmp_path):
     # predict reads one slice per PNG file, so the single model ran on batches of one
     priors = [p for s in read for p in predict_samples(single.model, [s], 64, "cpu")]
     assert torch.equal(torch.cat(seen_multi[1:]), _training_input(read, 96, priors))
+
+
+class _Ramp(torch.nn.Module):
+    """Logits = input x a weight that grows left to right (one map per class): not mirror-symmetric,
+    so a left-right flip changes its output in a way that can be written down."""
+
+    def __init__(self, classes: int, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.classes = classes
+        self.weight = weight
+
+    def forward(self, x):
+        w = self.weight if self.weight is not None else torch.linspace(-2.0, 3.0, x.shape[-1])
+        return torch.cat([x[:, :1] * w * (c + 1) for c in range(self.classes)], dim=1)
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+def test_flip_averages_the_logits_of_the_slice_and_its_mirror(classes):
+    """flip=True gives what the network with the left-right-averaged weight gives unflipped:
+    (x * w + flip(flip(x) * w)) / 2 = x * (w + flip(w)) / 2, before the sigmoid / softmax."""
+    samples, _ = _samples()
+    images, size = [s.image for s in samples], 64
+    plain = predict_probabilities(_Ramp(classes), images, size)
+    flipped = predict_probabilities(_Ramp(classes), images, size, flip=True)
+    w = torch.linspace(-2.0, 3.0, size)
+    symmetric = predict_probabilities(_Ramp(classes, (w + torch.flip(w, [0])) / 2), images, size)
+    for p, f, s, img in zip(plain, flipped, symmetric, images):
+        assert f.shape == p.shape == ((classes,) if classes > 1 else ()) + img.shape
+        np.testing.assert_allclose(f, s, atol=1e-6)
+        assert np.abs(f - p).max() > 0.05  # the flip changed the map of this asymmetric network
+
+
+def test_flip_is_a_no_op_for_a_mirror_symmetric_network():
+    samples, _ = _samples()
+    images = [s.image for s in samples]
+    sym = _Ramp(1, torch.ones(64))
+    for a, b in zip(predict_probabilities(sym, images, 64), predict_probabilities(sym, images, 64, flip=True)):
+        np.testing.assert_allclose(a, b, atol=1e-7)
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_flip_must_be_a_bool(bad):
+    samples, _ = _samples()
+    with pytest.raises(ValueError, match="flip must be True or False"):
+        predict_probabilities(_Ramp(1), [samples[0].image], 64, flip=bad)
