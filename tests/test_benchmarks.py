@@ -69,6 +69,18 @@ def test_finetune_cap_trains_each_input_size_and_seed(tmp_path, monkeypatch):
     assert sorted(json.loads(c.read_text())["config"]["image_size"] for c in configs) == [48, 48, 64, 64]
 
 
+def test_finetune_cap_flip_scores_the_same_model_twice(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)
+    args = ["--profile", "smoke", "--caps", "1", "--variants", "sinfnet", "--run-dir", str(tmp_path / "runs")]
+    plain = _script("finetune_cap").main(args)
+    flipped = _script("finetune_cap").main(args + ["--flip"])  # the finished run is reloaded, not retrained
+    [a], [b] = plain["runs"], flipped["runs"]
+    assert not plain["flip"] and flipped["flip"] and "test_meanDic_flip" not in a
+    assert b["test_meanDic"] == a["test_meanDic"] and b["test_maxDic"] == a["test_maxDic"]
+    assert 0.0 <= b["test_meanDic_flip"] <= b["test_maxDic_flip"] <= 1.0
+    assert b["test_meanDic_flip"] != b["test_meanDic"]  # an untrained smoke model is not mirror-symmetric
+
+
 def test_finetune_cap_refuses_an_inpainting_variant_without_its_inpainter(tmp_path, monkeypatch):
     monkeypatch.delenv("SSINFNET_DATA", raising=False)
     with pytest.raises(SystemExit, match="ssinfnet.*needs --inpainter"):
