@@ -79,6 +79,9 @@ def test_finetune_cap_flip_scores_the_same_model_twice(tmp_path, monkeypatch):
     assert b["test_meanDic"] == a["test_meanDic"] and b["test_maxDic"] == a["test_maxDic"]
     assert 0.0 <= b["test_meanDic_flip"] <= b["test_maxDic_flip"] <= 1.0
     assert b["test_meanDic_flip"] != b["test_meanDic"]  # an untrained smoke model is not mirror-symmetric
+    assert a["fit"] == ["trained"] and b["fit"] == ["reused"]
+    assert 0.0 <= b["val_meanDic"] <= 1.0 and 0.0 <= b["val_meanDic_flip"] <= 1.0
+    assert b["val_meanDic_flip"] != b["val_meanDic"] and "val_meanDic" not in a
 
 
 def test_finetune_cap_refuses_an_inpainting_variant_without_its_inpainter(tmp_path, monkeypatch):
