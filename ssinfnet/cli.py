@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not crop full-field slices to the body (the training slices' field of view)")
     p.add_argument("--no-rewindow", action="store_true",
                    help="do not re-window 8-bit slices whose grey levels are far from the training slices'")
+    p.add_argument("--flip", action="store_true",
+                   help="average each slice's prediction with that of its left-right mirror (test-time flip, "
+                        "as the book's cpu and gpu profiles score; twice the inference time)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_predict)
     return parser

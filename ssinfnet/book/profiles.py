@@ -80,6 +80,13 @@ class Profile:
     # the shift augmentations (window, gamma, resolution, noise, JPEG, field of view) in every fine-tuning:
     # on real data they left clean Dice unchanged and raised shifted Dice (benchmarks/robust_augmentation.py)
     shift_augmentation: bool = False
+    # test-time flip: every prediction the book scores or hands on (chapter 5's test maps and seeds, its
+    # shift benchmark, chapter 7's cohort maps) averages the network's logits for the slice and for its
+    # left-right mirror (predict_probabilities(flip=True)); inference only, twice its cost. Training
+    # inputs stay plain: the validation Dice fine-tuning selects epochs on, the stage-1 priors the multi
+    # model trains on. On the cpu profile's 12 SInfNet/SSInfNet fits (160 and 192 px, 3 seeds) it raised
+    # validation meanDic for all 12 (benchmarks/finetune_cap.py --flip)
+    test_time_flip: bool = False
     max_steps_per_epoch: int | None = None
     cv_folds: int = 3
     val_fraction: float = 0.2
@@ -110,6 +117,8 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: n_seeds must be an integer >= 1, got {self.n_seeds!r}")
         if not (isinstance(self.fit_workers, int) and not isinstance(self.fit_workers, bool) and self.fit_workers >= 1):
             raise ValueError(f"profile {self.name!r}: fit_workers must be an integer >= 1, got {self.fit_workers!r}")
+        if not isinstance(self.test_time_flip, bool):
+            raise ValueError(f"profile {self.name!r}: test_time_flip must be True or False, got {self.test_time_flip!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,14 +155,14 @@ PROFILES: dict[str, Profile] = {
                                      "multi_ssinfnet_encoder"),
                      cv_variants=("ssinfnet",), patience=2,  # 2 epochs: the cap always ends them, as "cap"
                      max_steps_per_epoch=3, n_seeds=2, n_boot=50, simulation_replicates=6, cv_folds=2,
-                     radiomics_slice_limit=6, ictcf_patient_limit=24),
+                     radiomics_slice_limit=6, ictcf_patient_limit=24, test_time_flip=True),
     "cpu": Profile(name="cpu", image_size=160, backbone="resnet18", batch_size=8, unlabelled_limit=800,
                    baseline_kwargs={"unet": {"base_width": 32}, "unet_multi": {"base_width": 32},
                                     "fcn8s": {"fc_width": 512}},
 
                    pretrain_inpainter_epochs=4, pretrain_coach_epochs=1, pretrain_alternations=1,
                    pretrain_alternate_epochs=1, pretrain_lr=0.01, finetune_epochs=60, multi_epochs=60, patience=25, n_seeds=3,
-                   single_lr=5e-4, finetune_lr_drop=0.75, shift_augmentation=True, n_boot=1000,
+                   single_lr=5e-4, finetune_lr_drop=0.75, shift_augmentation=True, test_time_flip=True, n_boot=1000,
                    ictcf_patient_limit=100,
                    cv_variants=("ssinfnet", "multi_ssinfnet"),
                    simulation_replicates=200),
@@ -168,7 +177,8 @@ PROFILES: dict[str, Profile] = {
                    cv_variants=("ssinfnet", "multi_ssinfnet"),
                    pretrain_inpainter_epochs=12, pretrain_coach_epochs=6, pretrain_alternations=2,
                    pretrain_alternate_epochs=6, pretrain_lr=0.01, finetune_epochs=60, multi_epochs=60, patience=20, n_boot=2000,
-                   simulation_replicates=200, num_workers=4, ictcf_patient_limit=300, shift_augmentation=True),
+                   simulation_replicates=200, num_workers=4, ictcf_patient_limit=300, shift_augmentation=True,
+                   test_time_flip=True),
     "paper": Profile(name="paper", image_size=352, backbone="res2net50_26w_4s", batch_size=16,
                      synthetic_size=256, pretrain_inpainter_epochs=200, pretrain_coach_epochs=200,
                      pretrain_alternations=9, pretrain_alternate_epochs=100, finetune_epochs=500,
@@ -192,6 +202,7 @@ SUMMARY_FIELDS = {
     "finetune_epochs": "stage-1 epochs", "multi_epochs": "stage-2 epochs",
     "patience": "fine-tuning: early-stopping patience (epochs)", "max_steps_per_epoch": "steps per epoch (cap)",
     "single_lr": "stage-1 Adam rate", "shift_augmentation": "fine-tuning: shift augmentations (ours)", "finetune_lr_drop": "fine-tuning: 10x rate drop at this fraction of the cap",
+    "test_time_flip": "inference: left-right flip averaging (ours)",
     "cv_folds": "cross-validation folds", "n_seeds": "fine-tuning seeds of the comparison",
     "n_boot": "bootstrap resamples", "simulation_replicates": "simulation replicates",
 }

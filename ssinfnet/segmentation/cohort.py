@@ -85,7 +85,7 @@ def lung_masks(images: Sequence[np.ndarray], params: LungParams | None = None, n
 
 def predict_class_maps(stage1: LoadedModel, multi: LoadedModel, samples: Sequence[Sample], device: str = "cpu",
                        *, batch_size: int = 8, chunk: int = 256, lung_params: LungParams | None = None,
-                       n_jobs: int | None = None) -> CohortMaps:
+                       n_jobs: int | None = None, flip: bool = False) -> CohortMaps:
     """Class maps of ``samples`` from the two trained stages, restricted to the lungs (module docstring).
 
     Parameters
@@ -107,6 +107,9 @@ def predict_class_maps(stage1: LoadedModel, multi: LoadedModel, samples: Sequenc
         Passed to :func:`ssinfnet.severity.lungs.segment_lungs`.
     n_jobs : int, optional
         Processes for the lung masks (see :func:`lung_masks`).
+    flip : bool
+        Average both stages' logits with their left-right mirror's
+        (:func:`ssinfnet.segmentation.predict.predict_probabilities`).
 
     Returns
     -------
@@ -133,8 +136,8 @@ def predict_class_maps(stage1: LoadedModel, multi: LoadedModel, samples: Sequenc
     maps, rows = {}, []
     for start in range(0, len(samples), int(chunk)):
         part = samples[start:start + int(chunk)]
-        infection = predict_samples(stage1, part, device=device, batch_size=batch_size)
-        classes = predict_samples(multi, part, device=device, priors=infection, batch_size=batch_size)
+        infection = predict_samples(stage1, part, device=device, batch_size=batch_size, flip=flip)
+        classes = predict_samples(multi, part, device=device, priors=infection, batch_size=batch_size, flip=flip)
         lungs = lung_masks([s.image for s in part], lung_params, n_jobs)
         for s, p_inf, p_cls, lung in zip(part, infection, classes, lungs):
             labels = np.asarray(p_cls).argmax(0).astype(np.uint8)

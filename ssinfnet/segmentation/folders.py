@@ -16,8 +16,8 @@ colour class map (GGO red, consolidation green) and an index PNG (0/1/2), plus `
 one row per slice (``ok``) or per file that gave none (``unreadable``, ``unsupported``, ``skipped``),
 with the ``reason``. Every slice goes through :mod:`ssinfnet.segmentation.pipeline`: the input steps
 (HU windowed, full-field slices cropped to the body, grey levels far from the training's re-windowed;
-``--no-crop``, ``--no-rewindow``), the lung restriction (``--no-lung-mask``) and the out-of-distribution
-flag; the CSV records each, and one ``warning:`` line per file with flagged slices goes to stderr. It writes only into a new or empty folder or one it wrote before (marked by
+``--no-crop``, ``--no-rewindow``), the lung restriction (``--no-lung-mask``), the optional test-time flip
+(``--flip``) and the out-of-distribution flag; the CSV records each, and one ``warning:`` line per file with flagged slices goes to stderr. It writes only into a new or empty folder or one it wrote before (marked by
 ``.ssinfnet-predict``), unless ``--overwrite``; everything is checked before the folder is made.
 Exit codes: 0 some slice predicted, 1 nothing predicted (or writing failed), 2 refused (arguments,
 device, models, inputs or output folder), with one ``error:`` line.
@@ -363,7 +363,8 @@ def main(args: argparse.Namespace) -> int:
                  if args.multi_checkpoint else None)
         options = PredictOptions(lung_mask=not getattr(args, "no_lung_mask", False),
                                  crop=not getattr(args, "no_crop", False),
-                                 rewindow=not getattr(args, "no_rewindow", False))
+                                 rewindow=not getattr(args, "no_rewindow", False),
+                                 flip=bool(getattr(args, "flip", False)))
         csv_path = predict_folder(single, Path(args.input), Path(args.output), multi, device, args.batch_size,
                                   progress=not args.no_progress, overwrite=args.overwrite, options=options)
     except ValueError as exc:  # DataError included; predict_folder checks everything before it writes

@@ -54,13 +54,15 @@ BENIGN_LUNG_FLAGS = ("only one lung",)
 class PredictOptions:
     """What :func:`predict_slices` does besides predicting: ``lung_mask`` (confine maps to the lungs),
     ``crop`` and ``rewindow`` (input steps, :class:`ssinfnet.data.inputs.InputPolicy`), ``far``
-    (the signature distance called far), ``reference`` (default: :func:`model_reference`)."""
+    (the signature distance called far), ``reference`` (default: :func:`model_reference`), ``flip``
+    (average each network's logits with its left-right mirror's, ``predict_probabilities(flip=True)``)."""
 
     lung_mask: bool = True
     crop: bool = True
     rewindow: bool = True
     far: float = FAR
     reference: Reference | None = None
+    flip: bool = False
 
     def policy(self, reference: Reference) -> InputPolicy:
         return InputPolicy(reference=reference, crop=self.crop, rewindow=self.rewindow, far=self.far)
@@ -191,7 +193,8 @@ def predict_prepared(single: LoadedModel, inputs: Sequence[tuple[PreparedSlice, 
         if p is not None and (prep.steps or np.shape(p) != prep.image.shape):
             raise ValueError(f"slice {k}: a known map is only valid for a slice the input steps left unchanged")
     todo = [k for k, p in enumerate(known) if p is None]
-    fresh = predict_probabilities(single.model, [images[k] for k in todo], single.image_size, device, batch_size) \
+    fresh = predict_probabilities(single.model, [images[k] for k in todo], single.image_size, device, batch_size,
+                                  flip=options.flip) \
         if todo else []
     probs = list(known)
     for k, p in zip(todo, fresh):
@@ -206,7 +209,8 @@ def predict_prepared(single: LoadedModel, inputs: Sequence[tuple[PreparedSlice, 
                                        "removed_share": 0.0 if info["lesion_px"] else float("nan")})
     classes = None
     if multi is not None:
-        classes = predict_probabilities(multi.model, images, multi.image_size, device, batch_size, priors=confined)
+        classes = predict_probabilities(multi.model, images, multi.image_size, device, batch_size, priors=confined,
+                                        flip=options.flip)
         for c, support in zip(classes, supports):
             if support is not None:
                 c[:, ~support] = 0.0

@@ -20,7 +20,7 @@ from ..training.export import LoadedModel
 
 def predict_samples(model: torch.nn.Module | LoadedModel, samples: Sequence[Sample], size: int | None = None,
                     device: str | torch.device = "cpu", priors: Sequence[np.ndarray] | None = None,
-                    batch_size: int = 8) -> list[np.ndarray]:
+                    batch_size: int = 8, flip: bool = False) -> list[np.ndarray]:
     """Probability maps of ``samples`` at each sample's own size.
 
     Thin wrapper of :func:`ssinfnet.segmentation.predict.predict_probabilities` (eval mode, restored afterwards).
@@ -36,6 +36,8 @@ def predict_samples(model: torch.nn.Module | LoadedModel, samples: Sequence[Samp
     priors : sequence of float arrays (H, W) in [0, 1], optional
         Stage-1 maps, required by two-channel (multi) models.
     batch_size : int
+    flip : bool
+        Average each slice's logits with its left-right mirror's (see :func:`predict_probabilities`).
 
     Returns
     -------
@@ -56,7 +58,7 @@ def predict_samples(model: torch.nn.Module | LoadedModel, samples: Sequence[Samp
     if priors is not None and len(priors) != len(samples):
         raise ValueError(f"priors has {len(priors)} maps for {len(samples)} samples")
     with eval_mode(model):
-        return predict_probabilities(model, [s.image for s in samples], size, device, batch_size, priors)
+        return predict_probabilities(model, [s.image for s in samples], size, device, batch_size, priors, flip=flip)
 
 
 # ----------------------------------------------------------------------------- inference

@@ -139,3 +139,17 @@ def test_pretraining_rate_follows_the_profile():
         {"smoke": 0.1, "cpu": 0.01, "gpu": 0.01, "paper": 0.1}
     assert reductions(get_profile("cpu"))["pretraining: inpainter's starting SGD rate"] == "0.01 (paper: 0.1)"
     assert "pretraining: inpainter's starting SGD rate" not in reductions(get_profile("smoke"))
+
+
+def test_test_time_flip_follows_the_profile():
+    """smoke, cpu and gpu score flip-averaged maps, the paper's profile plain ones; the reductions page
+    names the difference; anything but a bool is refused."""
+    from ssinfnet.book.profiles import reductions
+
+    assert {n: get_profile(n).test_time_flip for n in ("smoke", "cpu", "gpu", "paper")} == \
+        {"smoke": True, "cpu": True, "gpu": True, "paper": False}
+    assert reductions(get_profile("cpu"))["inference: left-right flip averaging (ours)"] == "True (paper: False)"
+    assert "inference: left-right flip averaging (ours)" not in reductions(get_profile("cpu", test_time_flip=False))
+    for bad in (1, "yes", None):
+        with pytest.raises(ValueError, match="profile 'cpu': test_time_flip must be True or False"):
+            get_profile("cpu", test_time_flip=bad)

@@ -361,8 +361,10 @@ def test_the_comparison_pools_the_seeds_as_paired_bootstrap_does(done, tmp_path,
     test = ctx.samples("test")
     ids, gts = [s.slice_id for s in test], [s.infection for s in test]
 
+    assert ctx.profile.test_time_flip  # the smoke profile scores flip-averaged maps, as cpu and gpu do
+
     def dice(path):
-        scores = paper_scores(predict_with(run / path, test, "cpu"), gts, image_ids=ids)
+        scores = paper_scores(predict_with(run / path, test, "cpu", flip=True), gts, image_ids=ids)
         return scores[scores["class"] == "infection"].set_index("image").dice.reindex(ids).to_numpy()
 
     unet = [dice("finetune/unet/model.pt"), dice("finetune/unet/seed1/model.pt")]
@@ -410,3 +412,22 @@ def test_chapter_3_with_two_fit_workers_trains_every_fit_in_them_and_records_it_
     assert "cv/ssinfnet/fold0" in entry["trained"] and "finetune/sinfnet/seed1" in entry["trained"]
     assert set(stage.fits) == set(ctx.profile.single_variants)
     assert ctx.manifest()["parameters"]["fit_workers"] == 2
+
+
+def test_predict_variant_flip_averages_as_the_profile_says(done):
+    """predict_variant scores what predict_with gives with the profile's test_time_flip: the smoke
+    profile's (True) and, for the same model, an override to False; the two differ."""
+    from dataclasses import replace
+
+    from ssinfnet.book.stages.variants import predict_variant, predict_with
+
+    ctx, _, _ = done
+    test = ctx.samples("test")
+    path = ctx.run_dir / "finetune" / "sinfnet" / "model.pt"
+    _, flipped = predict_variant(ctx, evaluation.STAGE, "sinfnet", test)
+    plain_ctx = replace(ctx, profile=ctx.profile.with_overrides(test_time_flip=False))
+    _, plain = predict_variant(plain_ctx, evaluation.STAGE, "sinfnet", test)
+    for got, want in ((flipped, predict_with(path, test, "cpu", flip=True)), (plain, predict_with(path, test, "cpu"))):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(flipped, plain)) > 1e-4

@@ -67,6 +67,15 @@ def test_maps_are_the_stage2_argmax_inside_the_lungs(models, slices):
     assert [m.shape for m in out.maps_of(slices[::-1])] == [s.image.shape for s in slices[::-1]]
 
 
+def test_flip_reaches_both_stages(models, slices):
+    out = predict_class_maps(models["single"], models["multi"], slices, flip=True)
+    infection = predict_samples(models["single"], slices, flip=True)
+    classes = predict_samples(models["multi"], slices, priors=infection, flip=True)
+    for s, p in zip(slices, classes):
+        want = np.where(segment_lungs(s.image).mask, p.argmax(0), 0).astype(np.uint8)
+        np.testing.assert_array_equal(out.class_maps[s.slice_id], want)
+
+
 def test_chunks_and_processes_do_not_change_the_maps(models, slices):
     whole = predict_class_maps(models["single"], models["multi"], slices)
     parts = predict_class_maps(models["single"], models["multi"], slices, chunk=2, n_jobs=2)

@@ -141,3 +141,13 @@ def test_flip_must_be_a_bool(bad):
     samples, _ = _samples()
     with pytest.raises(ValueError, match="flip must be True or False"):
         predict_probabilities(_Ramp(1), [samples[0].image], 64, flip=bad)
+
+
+def test_predict_samples_passes_flip_on():
+    samples, _ = _samples()
+    model = _Ramp(1)
+    for a, b in zip(predict_samples(model, samples, 64, flip=True),
+                    predict_probabilities(model, [s.image for s in samples], 64, flip=True)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="flip must be True or False"):
+        predict_samples(model, samples, 64, flip="yes")

@@ -1,6 +1,8 @@
 """predict's pipeline (segmentation/pipeline.py): input steps, lung restriction, maps back in the input's
 frame, the out-of-distribution flags, and the training reference a model carries."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,26 @@ def test_slice_result_record_has_the_csv_columns():
     assert set(CSV_FIELDS) - set(res.record()) == {"path", "slice", "status", "reason", "height", "width",
                                                    "infection_fraction", "infection_soft_sum", "ggo_fraction",
                                                    "consolidation_fraction"}
+
+
+class _LeftRight(torch.nn.Module):
+    """Logit +4 on the left half of the input, -4 on the right: flip-averaging gives 0 (p = 0.5) everywhere."""
+
+    in_chans = 1
+
+    def forward(self, x):
+        w = x.shape[-1]
+        logits = torch.full((x.shape[0], 1, *x.shape[-2:]), -4.0)
+        logits[..., : w // 2] = 4.0
+        return {"out": logits}
+
+
+def test_predict_options_flip_averages_with_the_mirror(phantom_ref):
+    s = synthetic_subset("test", 1, size=64)[0]
+    model = LoadedModel(_LeftRight(), "left-right", 64, {}, {}, "single")
+    opts = PredictOptions(lung_mask=False, crop=False, rewindow=False, reference=phantom_ref)
+    [plain] = predict_slices(model, [(s.image, "uint8")], opts)
+    [flipped] = predict_slices(model, [(s.image, "uint8")], replace(opts, flip=True))
+    assert plain.prob[:, :30].min() > 0.9 and plain.prob[:, 34:].max() < 0.1
+    np.testing.assert_allclose(flipped.prob, 0.5, atol=1e-6)
+    assert MODEL_ONLY.flip is False and PredictOptions().flip is False

@@ -440,6 +440,25 @@ def test_cli_predict_returns_0_and_writes(models, mixed, tmp_path, capsys):
     assert warned and all("out of distribution" in line for line in warned)
 
 
+def test_cli_predict_flip_writes_the_flip_averaged_maps(models, tmp_path, monkeypatch):
+    """--flip reaches the pipeline: the written map is the flip-averaged prediction, not the plain one."""
+    from ssinfnet.segmentation import folders
+
+    seen = []
+    original = folders.predict_slices
+    monkeypatch.setattr(folders, "predict_slices", lambda *a, **k: seen.append(a[2].flip) or original(*a, **k))
+    image = np.random.default_rng(1).integers(0, 256, (48, 40)).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "x.png")
+    maps = {}
+    for flag in ([], ["--flip"]):
+        out = tmp_path / f"out{len(flag)}"
+        assert cli_main(["predict", "--checkpoint", str(models["single_path"]), "--input", str(tmp_path / "x.png"),
+                         "--output", str(out), "--no-progress", "--device", "cpu", "--no-lung-mask", *flag]) == 0
+        with Image.open(out / "x.png") as img:
+            maps[bool(flag)] = np.asarray(img)
+    assert seen == [False, True] and not np.array_equal(maps[False], maps[True])
+
+
 def test_cli_predict_missing_checkpoint_returns_2(mixed, tmp_path, capsys):
     code = cli_main(["predict", "--checkpoint", str(tmp_path / "missing.pt"), "--input", str(mixed[0]),
                      "--output", str(tmp_path / "o"), "--no-progress", "--device", "cpu"])

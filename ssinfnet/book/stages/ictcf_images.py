@@ -212,7 +212,8 @@ def image_cohort(ctx, clinical: pd.DataFrame, progress: bool = False) -> ImageCo
         raise ValueError(f"{ctx.run_dir}: the image branch has no usable models: {'; '.join(why)}")
     stage1 = load_exported(models["stage1"], ctx.device, expect_task="single")
     multi = load_exported(models["multi"], ctx.device, expect_task="multi")
-    maps = predict_class_maps(stage1, multi, samples, ctx.device, batch_size=ctx.profile.batch_size)
+    maps = predict_class_maps(stage1, multi, samples, ctx.device, batch_size=ctx.profile.batch_size,
+                              flip=ctx.profile.test_time_flip)
     paths = {"ictcf_class_maps": ctx.path(STAGE, "ictcf_class_maps.npz"),
              "ictcf_phenotypes": ctx.path(STAGE, "ictcf_phenotypes.csv")}
     save_maps(paths["ictcf_class_maps"], samples, maps.maps_of(samples))

@@ -18,7 +18,7 @@ each shifted slice shared by the models.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -108,8 +108,9 @@ def run(ctx, test, reader: str, clean_maps: dict | None = None, recommended: str
               for m in names}
     reference = model_reference(loaded[recommended])
     images, gts = [s.image for s in test], [np.asarray(s.infection, bool) for s in test]
+    flip = ctx.profile.test_time_flip  # the same inference as chapter 5's clean maps
     clean = {m: (clean_maps or {}).get(m) or predict_probabilities(loaded[m].model, images, loaded[m].image_size,
-                                                                   ctx.device) for m in names}
+                                                                   ctx.device, flip=flip) for m in names}
     lungs = [lung_mask_for(img) for img in images]
     lung_effect = pd.DataFrame([_lung_effect(m, clean[m], test, lungs) for m in names])
 
@@ -121,9 +122,11 @@ def run(ctx, test, reader: str, clean_maps: dict | None = None, recommended: str
         prepared = prepare_slices([(a, "uint8") for a in imgs], HANDLINGS["predict"], reference)
         for m in names:
             lm = loaded[m]
-            raw = clean[m] if shift == "clean" else predict_probabilities(lm.model, imgs, lm.image_size, ctx.device)
+            raw = clean[m] if shift == "clean" else predict_probabilities(lm.model, imgs, lm.image_size, ctx.device,
+                                                                          flip=flip)
             same = [None if prep.steps else p for (prep, _), p in zip(prepared, raw)]  # unchanged input: same map
-            piped = [r.prob for r in predict_prepared(lm, prepared, HANDLINGS["predict"], ctx.device, known=same)]
+            piped = [r.prob for r in predict_prepared(lm, prepared, replace(HANDLINGS["predict"], flip=flip),
+                                                      ctx.device, known=same)]
             for handling, maps in (("model only", raw), ("predict", piped)):
                 rows.append({"model": m, "handling": handling, "shift": shift, "level": level, "severity": label,
                              "dice": sh.mean_dice(maps, masks)})

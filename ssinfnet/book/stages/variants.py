@@ -171,21 +171,25 @@ def cv_summary(scores: pd.DataFrame, classes: Sequence[str] = ("infection",)) ->
     return pd.concat([per_fold.reset_index(), overall.reset_index()], ignore_index=True)
 
 
-def predict_with(path: str | Path, samples: Sequence[Sample], device: str, priors=None) -> list[np.ndarray]:
-    """Load an exported model and predict ``samples`` (maps at each slice's own size).
+def predict_with(path: str | Path, samples: Sequence[Sample], device: str, priors=None,
+                 flip: bool = False) -> list[np.ndarray]:
+    """Load an exported model and predict ``samples`` (maps at each slice's own size; ``flip``: average
+    with the left-right mirror's logits, :func:`~ssinfnet.segmentation.predict.predict_probabilities`).
 
     The model must be a single (infection) segmentation model, or a multi one when ``priors`` are
     given; a pretraining export (inpainter, coach) is refused with a DataError naming the file.
     """
     task = "single" if priors is None else "multi"
-    return predict_samples(load_exported(path, device, expect_task=task), samples, device=device, priors=priors)
+    return predict_samples(load_exported(path, device, expect_task=task), samples, device=device, priors=priors,
+                           flip=flip)
 
 
 def predict_variant(ctx, reader: str, name: str, samples: Sequence[Sample], priors=None) -> tuple[dict, list[np.ndarray]]:
     """Predict ``samples`` with the exported model of variant ``name``, read by stage ``reader``.
 
     A multi-class model trained with the oracle prior (read from the exported model itself) gets the
-    ground-truth infection masks as priors, any other multi model ``priors``. Returns (what the
+    ground-truth infection masks as priors, any other multi model ``priors``. The profile's
+    ``test_time_flip`` says whether each map is flip-averaged. Returns (what the
     exported model says of itself: its ``extra`` (label, task, val_dice, health, ...) with ``network``
     (registry name) and ``task``; the maps).
     """
@@ -196,7 +200,8 @@ def predict_variant(ctx, reader: str, name: str, samples: Sequence[Sample], prio
     task = loaded.task
     if task == "multi" and loaded.extra.get("prior_source") == "ground_truth":
         priors = oracle_priors(samples)
-    maps = predict_samples(loaded, samples, device=ctx.device, priors=priors if task == "multi" else None)
+    maps = predict_samples(loaded, samples, device=ctx.device, priors=priors if task == "multi" else None,
+                           flip=ctx.profile.test_time_flip)
     return {"label": name, **loaded.extra, "network": loaded.name, "task": task}, maps
 
 
