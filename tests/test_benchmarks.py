@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,35 @@ def test_finetune_cap_flip_scores_the_same_model_twice(tmp_path, monkeypatch):
     assert a["fit"] == ["trained"] and b["fit"] == ["reused"]
     assert 0.0 <= b["val_meanDic"] <= 1.0 and 0.0 <= b["val_meanDic_flip"] <= 1.0
     assert b["val_meanDic_flip"] != b["val_meanDic"] and "val_meanDic" not in a
+
+
+def test_finetune_cap_ensemble_scores_the_mean_map_of_the_seeds():
+    """Known maps: the ensemble's scores are the Inf-Net protocol's of the seeds' mean probability map."""
+    from ssinfnet.evaluation.tables import infnet_protocol
+
+    mod = _script("finetune_cap")
+    rng = np.random.default_rng(0)
+    gts = [rng.random((20, 24)) > 0.6 for _ in range(3)]
+    seeds = [{(split, flip): [rng.random((20, 24)).astype(np.float32) for _ in gts]
+              for split in ("val", "test") for flip in (False, True)} for _ in range(2)]
+    got = mod._ensemble_scores(seeds, gts, gts, flip=True)
+    for key, split, flip in (("test_meanDic", "test", False), ("val_meanDic_flip", "val", True)):
+        mean = [(a + b) / 2 for a, b in zip(seeds[0][split, flip], seeds[1][split, flip])]
+        assert got[key] == round(float(infnet_protocol(mean, gts)["meanDic"]), mod.DIGITS)
+    alone = mod._ensemble_scores(seeds[:1], gts, gts, flip=False)
+    assert alone == {"val_meanDic": round(float(infnet_protocol(seeds[0]["val", False], gts)["meanDic"]), mod.DIGITS),
+                     "test_meanDic": round(float(infnet_protocol(seeds[0]["test", False], gts)["meanDic"]), mod.DIGITS),
+                     "test_maxDic": round(float(infnet_protocol(seeds[0]["test", False], gts)["maxDic"]), mod.DIGITS)}
+
+
+def test_finetune_cap_ensemble_runs_one_entry_per_variant(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)
+    got = _script("finetune_cap").main(["--profile", "smoke", "--caps", "1", "--seeds", "0", "1", "--variants",
+                                        "sinfnet", "--ensemble", "--run-dir", str(tmp_path / "runs")])
+    [e] = got["ensembles"]
+    assert (e["variant"], e["seeds"], e["image_size"]) == ("sinfnet", [0, 1], 64)
+    assert 0.0 <= e["test_meanDic"] <= e["test_maxDic"] <= 1.0 and 0.0 <= e["val_meanDic"] <= 1.0
+    assert "test_meanDic_flip" not in e and "val_meanDic" not in got["runs"][0]
 
 
 def test_finetune_cap_refuses_an_inpainting_variant_without_its_inpainter(tmp_path, monkeypatch):
