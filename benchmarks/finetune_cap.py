@@ -100,6 +100,9 @@ def main(argv=None) -> dict:
             gts = [np.asarray(s.infection, bool) for s in test]
             val_gts = [np.asarray(s.infection, bool) for s in val]
             seed_maps = {name: [] for name in args.variants}
+            # the (split, flip) maps each model is scored on: test always, validation for the flip or the ensemble
+            wanted = [("test", False)] + [("val", False)] * (args.flip or args.ensemble) + \
+                [("test", True), ("val", True)] * args.flip
             for seed in args.seeds:
                 for name in args.variants:
                     cfg = variant_config(name, ctx.profile)
@@ -110,12 +113,10 @@ def main(argv=None) -> dict:
                     t0 = time.perf_counter()
                     run_dir = ctx.path("finetune", name, f"seed{seed}")
                     res = fit(cfg, train, val, device="cpu", seed=ctx.seed + seed, run_dir=run_dir, progress=False)
-                    maps = {("test", False): predict_probabilities(res.model, [s.image for s in test], cfg.image_size)}
                     splits = {"test": test, "val": val}
-                    for split, flip in (("val", False), ("test", True), ("val", True)):
-                        if (flip and args.flip) or (split == "val" and (args.flip or args.ensemble)):
-                            maps[split, flip] = predict_probabilities(res.model, [s.image for s in splits[split]],
-                                                                      cfg.image_size, flip=flip)
+                    maps = {(split, flip): predict_probabilities(res.model, [s.image for s in splits[split]],
+                                                                 cfg.image_size, flip=flip)
+                            for split, flip in wanted}
                     metrics = infnet_protocol(maps["test", False], gts)
                     results.append({"variant": name, "cap": cap, "image_size": cfg.image_size, "seed": seed,
                                     "epochs_run": res.record["epochs_run"],

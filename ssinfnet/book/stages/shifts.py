@@ -109,6 +109,7 @@ def run(ctx, test, reader: str, clean_maps: dict | None = None, recommended: str
     reference = model_reference(loaded[recommended])
     images, gts = [s.image for s in test], [np.asarray(s.infection, bool) for s in test]
     flip = ctx.profile.test_time_flip  # the same inference as chapter 5's clean maps
+    piped_options = replace(HANDLINGS["predict"], flip=flip)
     clean = {m: (clean_maps or {}).get(m) or predict_probabilities(loaded[m].model, images, loaded[m].image_size,
                                                                    ctx.device, flip=flip) for m in names}
     lungs = [lung_mask_for(img) for img in images]
@@ -125,8 +126,7 @@ def run(ctx, test, reader: str, clean_maps: dict | None = None, recommended: str
             raw = clean[m] if shift == "clean" else predict_probabilities(lm.model, imgs, lm.image_size, ctx.device,
                                                                           flip=flip)
             same = [None if prep.steps else p for (prep, _), p in zip(prepared, raw)]  # unchanged input: same map
-            piped = [r.prob for r in predict_prepared(lm, prepared, replace(HANDLINGS["predict"], flip=flip),
-                                                      ctx.device, known=same)]
+            piped = [r.prob for r in predict_prepared(lm, prepared, piped_options, ctx.device, known=same)]
             for handling, maps in (("model only", raw), ("predict", piped)):
                 rows.append({"model": m, "handling": handling, "shift": shift, "level": level, "severity": label,
                              "dice": sh.mean_dice(maps, masks)})
