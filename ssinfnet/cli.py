@@ -2,7 +2,7 @@
 
 Commands: ``run`` (execute the book with papermill), ``stage NN`` (run one chapter's computation without
 its notebook), ``book`` (render a run), ``data locate``,
-``data fetch NAME``, ``evaluate`` (score saved prediction maps), ``predict`` (segment images).
+``data fetch NAME``, ``audit`` (check a run against the published run's bars), ``evaluate`` (score saved prediction maps), ``predict`` (segment images).
 """
 
 from __future__ import annotations
@@ -77,6 +77,20 @@ def _cmd_book(args) -> int:
     html = build(args.run_dir or RUNS_DIR / args.profile)
     print(f"[ssinfnet] book rendered: {html / 'index.html'}")
     return 0
+
+
+def _cmd_audit(args) -> int:
+    from .book.audit import audit_run_dir, format_checks
+    from .book.context import RUNS_DIR
+
+    run_dir = args.run_dir or RUNS_DIR / args.profile
+    checks = audit_run_dir(run_dir)
+    if args.json:
+        print(json.dumps([c.__dict__ for c in checks], indent=1))
+    else:
+        print(f"audit of {run_dir}\n")
+        print(format_checks(checks))
+    return 0 if all(c.passed for c in checks) else 1
 
 
 def _cmd_refresh(args) -> int:
@@ -181,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="cpu", help="renders runs/<profile> (default: the published cpu run)")
     p.add_argument("--run-dir", default=None, help="render this run folder instead")
     p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser("audit", help="check a run against the bars set for the published run",
+                       description="Reads the run's manifest and artifacts (nothing is re-computed): every chapter "
+                                   "executed at one clean commit, the profile's time and accuracy bars, no failed "
+                                   "training in a results table, a verdict for every claim.",
+                       epilog="exit codes: 0 every bar met; 1 some bar not met; 2 no readable manifest.")
+    p.add_argument("--profile", default="cpu", help="audits runs/<profile> (default: the published cpu run)")
+    p.add_argument("--run-dir", default=None, help="audit this run folder instead")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("refresh", help="re-execute the committed notebooks in place (smoke, synthetic) "
                                        "to update the outputs nbval checks")

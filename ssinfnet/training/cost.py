@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import resource
 import time
 from collections.abc import Callable, Mapping
@@ -34,7 +33,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..models.registry import build_model
-from .device import default_amp, default_channels_last
+from .device import cpu_model_name, default_amp, default_channels_last
 
 __all__ = ["count_parameters", "count_flops", "time_training_step", "time_inference", "cost_table",
            "device_description", "peak_memory_mib", "reset_peak_memory", "mean_output_loss"]
@@ -273,24 +272,13 @@ def peak_memory_mib(device: str | torch.device, windowed: bool = True) -> tuple[
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_max_rss_lifetime"  # KiB on Linux
 
 
-def _cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_description(device: str | torch.device) -> str:
     """Human-readable device: the GPU's name, or the CPU model with usable cores and torch threads."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"cpu: {_cpu_model_name()}, {cores} usable cores, {torch.get_num_threads()} torch threads"
+    return f"cpu: {cpu_model_name()}, {cores} usable cores, {torch.get_num_threads()} torch threads"
 
 
 def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | torch.device = "cpu",

@@ -20,12 +20,27 @@ def device_name(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def describe_device(device: str) -> str:
-    import torch
+def cpu_model_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (e.g. "AMD EPYC"), else the platform's processor name."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
+
+def describe_device(device: str) -> str:
+    """The device a run used, in words, for its manifest: the GPU's name, or the CPU model with its usable
+    cores and the vector instruction set PyTorch's CPU kernels use (e.g. "cpu (AMD EPYC, 2 cores, AVX2
+    kernels)"): the same model name can mean machines 2-3x apart in speed, and the kernels change the
+    last digits of every trained number."""
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(0)})"
-    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"cpu ({cpu_model_name()}, {cores} cores, {torch.backends.cpu.get_cpu_capability()} kernels)"
 
 
 def resolve_device(device: str) -> str:

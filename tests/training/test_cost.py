@@ -143,3 +143,14 @@ def test_cost_table_bad_arguments(kwargs, match):
 def test_cost_table_unknown_model_name():
     with pytest.raises(ValueError, match="not a registered model"):
         cost.cost_table({"t": ("unett", {})}, size=32, repeats=1)
+
+
+def test_the_cpu_is_named_by_model_cores_and_kernel_instruction_set(monkeypatch):
+    from ssinfnet.training import device
+
+    monkeypatch.setattr(device, "cpu_model_name", lambda: "Example CPU 9000")
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(device.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert device.describe_device("cpu") == "cpu (Example CPU 9000, 3 cores, AVX512 kernels)"
+    monkeypatch.setattr(cost, "cpu_model_name", lambda: "Example CPU 9000")
+    assert cost.device_description("cpu").startswith("cpu: Example CPU 9000, ")

@@ -1,0 +1,137 @@
+"""The audit of a run against the published run's bars: known manifests -> known pass / fail, bad input."""
+import json
+from pathlib import Path
+
+import pytest
+
+from ssinfnet.book import audit as a
+from ssinfnet.book.artifacts import STAGE_NAMES
+from ssinfnet.cli import main
+
+from .test_verdict import manifest as verdict_manifest
+from .test_verdict import run_dir  # noqa: F401  (the fixture: comparisons and mediation CSVs)
+
+ROOT = Path(__file__).resolve().parents[2]
+CLEAN = {"git_commit": "abcdef1234567890", "dirty": False}
+
+
+def good_manifest() -> dict:
+    """The verdict fixture's manifest with every chapter's wall time (100 minutes in all) and provenance, and
+    chapter 5's tables: best usable single model 0.612; multi_fcn8s failed and kept out of the tables."""
+    m = verdict_manifest()
+    for stage in STAGE_NAMES.values():
+        m["stages"].setdefault(stage, {})["provenance"] = dict(CLEAN)
+        m["stages"][f"notebook:{stage}"] = {"wall_time_s": 6000 / 7, "provenance": dict(CLEAN)}
+    m["device"] = "cpu (AMD EPYC, 2 cores, AVX512 kernels)"
+    ev = m["stages"]["05_evaluation"]
+    ev["infnet_single"] = {"sinfnet": 0.5683, "ssinfnet": 0.612, "unet": 0.58}
+    ev["infnet_multi"] = {"GGO meanDic": {"multi_sinfnet (ours, cpu)": 0.45, "multi_ssinfnet (ours, cpu)": 0.37}}
+    ev["status"] = {"multi_fcn8s": "failed: best val_dice 0.000 not above the floor 0.091", "ssinfnet": "ok"}
+    return m
+
+
+def _by_name(checks) -> dict:
+    return {c.name: c for c in checks}
+
+
+def test_a_run_meeting_the_bars_passes_them(run_dir):  # noqa: F811
+    checks = _by_name(a.audit(good_manifest(), run_dir))
+    assert list(checks) == ["every chapter executed", "one clean commit", "book wall time", "best single-class model",
+                            "no failed training in a results table", "verdict page complete"]
+    assert checks["one clean commit"].passed and checks["one clean commit"].found == "1 commit(s): abcdef1"
+    assert checks["book wall time"].passed
+    assert checks["book wall time"].found == "100.0 min on cpu (AMD EPYC, 2 cores, AVX512 kernels)"
+    best = checks["best single-class model"]
+    assert best.passed and best.found == "0.6120 (ssinfnet)" and best.required.startswith(">= 0.60")
+    tables = checks["no failed training in a results table"]
+    assert tables.passed and tables.found == "none shown (1 failed training(s) recorded: multi_fcn8s)"
+    # the fixture's comparisons have no rows for four pairs the profile trains: those claims have no verdict
+    verdict = checks["verdict page complete"]
+    assert not verdict.passed and verdict.found.startswith("15 of 19 claims with a verdict; none for: ")
+    assert "Data augmentation (cutout 0.4), single" in verdict.found
+
+
+def test_each_bar_fails_on_the_run_that_misses_it(run_dir):  # noqa: F811
+    m = good_manifest()
+    m["stages"]["05_evaluation"]["provenance"] = {"git_commit": "1234567aaaa", "dirty": False}
+    m["stages"]["notebook:06_severity"]["provenance"]["dirty"] = True
+    m["stages"]["notebook:07_radiomics_mediation"]["wall_time_s"] = 3000.0  # 100 - 857/60 + 50 min
+    m["stages"]["05_evaluation"]["infnet_single"]["ssinfnet"] = 0.5908
+    checks = _by_name(a.audit(m, run_dir))
+    commit = checks["one clean commit"]
+    assert not commit.passed and commit.found == "2 commit(s): 1234567, abcdef1; dirty or unrecorded tree: " \
+                                                 "notebook:06_severity"
+    assert not checks["book wall time"].passed and checks["book wall time"].found.startswith("135.7 min")
+    assert not checks["best single-class model"].passed
+    assert checks["best single-class model"].found == "0.5908 (ssinfnet)"
+
+
+def test_a_failed_model_is_never_the_best_and_is_reported_when_a_table_shows_it(run_dir):  # noqa: F811
+    m = good_manifest()
+    m["stages"]["03_single"]["status"] = {"unet": "failed: best val_dice 0.010 not above the floor 0.091"}
+    m["stages"]["05_evaluation"]["infnet_single"]["unet"] = 0.70
+    checks = _by_name(a.audit(m, run_dir))
+    assert checks["best single-class model"].found == "0.6120 (ssinfnet)"
+    tables = checks["no failed training in a results table"]
+    assert not tables.passed and tables.found.startswith("shown: unet (2 failed training(s) recorded")
+
+
+def test_a_chapter_without_its_notebook_or_wall_time_fails(run_dir):  # noqa: F811
+    m = good_manifest()
+    del m["stages"]["notebook:06_severity"]
+    m["stages"]["notebook:02_pretraining"].pop("wall_time_s")
+    checks = _by_name(a.audit(m, run_dir))
+    assert not checks["every chapter executed"].passed
+    assert checks["every chapter executed"].found == "missing 06_severity"
+    assert not checks["book wall time"].passed and "(some chapters recorded no wall time)" in \
+        checks["book wall time"].found
+
+
+def test_a_profile_without_bars_is_checked_for_provenance_tables_and_verdict(run_dir):  # noqa: F811
+    m = good_manifest()
+    m["profile"] = "smoke"
+    names = [c.name for c in a.audit(m, run_dir)]
+    assert names == ["every chapter executed", "one clean commit", "no failed training in a results table",
+                     "verdict page complete"]
+
+
+def test_the_published_run_reads_its_own_manifest():
+    """The committed cpu run: the audit reads the best model and the commits it recorded."""
+    m = json.loads((ROOT / "runs" / "cpu" / "manifest.json").read_text())
+    checks = _by_name(a.audit_run_dir(ROOT / "runs" / "cpu"))
+    scores = m["stages"]["05_evaluation"]["infnet_single"]
+    best = max(scores, key=scores.get)
+    assert checks["best single-class model"].found == f"{scores[best]:.4f} ({best})"
+    commits = {e["provenance"]["git_commit"] for e in m["stages"].values() if "provenance" in e}
+    assert checks["one clean commit"].passed == (len(commits) == 1)
+    verdict = checks["verdict page complete"]  # the published run's verdict page has a verdict on every row
+    n = int(verdict.found.split(" of ")[1].split()[0])
+    assert verdict.passed and verdict.found == f"{n} of {n} claims with a verdict" and n >= 15
+
+
+def test_the_audit_names_a_missing_or_broken_manifest(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path}/manifest.json: no manifest"):
+        a.audit_run_dir(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"manifest.json: not valid JSON"):
+        a.audit_run_dir(tmp_path)
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"manifest.json: expected a JSON object, got list"):
+        a.audit_run_dir(tmp_path)
+
+
+def test_the_command_exits_1_on_a_missed_bar_and_2_without_a_manifest(run_dir, tmp_path, capsys):  # noqa: F811
+    (run_dir / "manifest.json").write_text(json.dumps(good_manifest()))
+    assert main(["audit", "--run-dir", str(run_dir)]) == 1  # the verdict fixture lacks the FCN8s row
+    out = capsys.readouterr().out
+    assert "| best single-class model | >= 0.60 test meanDic (Inf-Net protocol) | 0.6120 (ssinfnet) | pass |" in out
+    assert out.rstrip().endswith("5 of 6 bars met.")
+    assert main(["audit", "--run-dir", str(run_dir), "--json"]) == 1
+    got = json.loads(capsys.readouterr().out)
+    assert [c["passed"] for c in got] == [True, True, True, True, True, False]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    before = sorted(empty.iterdir())
+    assert main(["audit", "--run-dir", str(empty)]) == 2
+    assert "no manifest" in capsys.readouterr().err and sorted(empty.iterdir()) == before
+
