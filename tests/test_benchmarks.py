@@ -134,3 +134,27 @@ def test_parallel_fits_trains_both_arms_and_reports_their_ratio(tmp_path, monkey
         assert (tmp_path / "runs" / arm / "finetune" / "sinfnet" / "seed1" / "model.pt").is_file()
     for f in got["fits"]:
         assert 0.0 <= f["val_dice_serial"] <= 1.0 and 0.0 <= f["val_dice_parallel"] <= 1.0
+
+
+def test_multi_flip_scores_each_multi_seed_plain_and_flipped_on_validation_and_test(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)
+    out = tmp_path / "multi.json"
+    got = _script("multi_flip").main(["--profile", "smoke", "--seeds", "0", "1", "--run-dir", str(tmp_path / "runs"),
+                                      "--output", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(got, default=float))
+    assert (got["stage1"], got["variant"], [r["seed"] for r in got["runs"]]) == ("sinfnet", "multi_sinfnet", [0, 1])
+    # one stage-1 model and its out-of-fold priors (cv_folds folds), one multi model per seed
+    assert sorted(p.parent.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").rglob("model.pt")) \
+        == ["cv/sinfnet/fold0", "cv/sinfnet/fold1", "finetune/multi_sinfnet/seed0", "finetune/multi_sinfnet/seed1",
+            "finetune/sinfnet"]
+    keys = [f"{s}_{c}_meanDic{f}" for s in ("val", "test") for c in ("ggo", "consolidation") for f in ("", "_flip")]
+    for r in got["runs"]:
+        assert all(0.0 <= r[k] <= 1.0 for k in keys)
+    assert any(r["val_ggo_meanDic"] != r["val_ggo_meanDic_flip"] for r in got["runs"])  # untrained: not symmetric
+
+
+def test_multi_flip_refuses_an_inpainting_variant_without_its_inpainter(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)
+    with pytest.raises(SystemExit, match="'ssinfnet' starts from a pretrained inpainter"):
+        _script("multi_flip").main(["--profile", "smoke", "--stage1", "ssinfnet", "--run-dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r" / "cv").exists()

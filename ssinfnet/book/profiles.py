@@ -85,7 +85,9 @@ class Profile:
     # left-right mirror (predict_probabilities(flip=True)); inference only, twice its cost. Training
     # inputs stay plain: the validation Dice fine-tuning selects epochs on, the stage-1 priors the multi
     # model trains on. On the cpu profile's 12 SInfNet/SSInfNet fits (160 and 192 px, 3 seeds) it raised
-    # validation meanDic for all 12 (benchmarks/finetune_cap.py --flip)
+    # validation meanDic for all 12 (benchmarks/finetune_cap.py --flip); for the two-stage multi-class
+    # models validation only weakly supports it (mean of GGO and consolidation +0.005 over 3 seeds, 2 of 3
+    # higher, GGO lower for all 3: benchmarks/multi_flip.py); one switch serves both tasks
     test_time_flip: bool = False
     max_steps_per_epoch: int | None = None
     cv_folds: int = 3
