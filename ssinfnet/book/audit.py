@@ -2,7 +2,8 @@
 
 The bars are what the project asks of the run it publishes (issue 14, for the ``cpu`` profile: the whole
 book within 120 minutes on 2 cores, the best single-class model at 0.60 Inf-Net meanDic or more on the
-48 test slices, no failed training in a results table, a complete verdict, every chapter executed at
+48 test slices, no failed training in a results table or behind the maps later chapters read, a
+complete verdict, every chapter executed at
 one clean commit). Every check reads what the run recorded (``manifest.json`` and the artifacts it
 names); nothing is re-computed, so the audit takes a second and can be run on any copy of a run folder.
 The book's wall time is the sum of each chapter's last execution: a run resumed over its own
@@ -110,6 +111,17 @@ def _check_tables(manifest: dict) -> Check:
                  not shown)
 
 
+def _check_handoff(manifest: dict) -> Check:
+    failed = failed_models(manifest)
+    selected = manifest.get("stages", {}).get("05_evaluation", {}).get("selected") or {}
+    bad = sorted(k for k, v in selected.items() if str(v).split(" (")[0] in failed)
+    found = ", ".join(f"{k} from {v}" for k, v in sorted(selected.items())) or "nothing handed on"
+    if bad:
+        found += "; from a failed training: " + ", ".join(bad)
+    return Check("later chapters read trained models", "the maps chapter 5 hands on come from models that passed "
+                 "their checks", found, not bad)
+
+
 def _check_verdict(manifest: dict, run_dir: Path | None) -> Check:
     comparisons, _ = load_comparisons(manifest, run_dir)
     name = manifest.get("profile")
@@ -125,14 +137,14 @@ def _check_verdict(manifest: dict, run_dir: Path | None) -> Check:
 def audit(manifest: dict, run_dir: Path | None = None) -> list[Check]:
     """The checks of a run (``manifest``: its ``manifest.json`` as a dict; ``run_dir``: where its
     artifacts are, for the verdict's comparisons): chapters, commit, then the profile's bars
-    (:data:`BARS`), failed models in tables and the verdict. Returns one :class:`Check` per bar."""
+    (:data:`BARS`), failed models in tables and in what chapter 5 hands on, and the verdict. Returns one :class:`Check` per bar."""
     bars = BARS.get(manifest.get("profile"), Bars())
     checks = [_check_chapters(manifest), _check_commit(manifest)]
     if bars.max_book_minutes is not None:
         checks.append(_check_time(manifest, bars))
     if bars.min_best_single is not None:
         checks.append(_check_best_single(manifest, bars))
-    return checks + [_check_tables(manifest), _check_verdict(manifest, run_dir)]
+    return checks + [_check_tables(manifest), _check_handoff(manifest), _check_verdict(manifest, run_dir)]
 
 
 def audit_run_dir(run_dir: str | Path) -> list[Check]:

@@ -26,6 +26,7 @@ def good_manifest() -> dict:
     ev = m["stages"]["05_evaluation"]
     ev["infnet_single"] = {"sinfnet": 0.5683, "ssinfnet": 0.612, "unet": 0.58}
     ev["infnet_multi"] = {"GGO meanDic": {"multi_sinfnet (ours, cpu)": 0.45, "multi_ssinfnet (ours, cpu)": 0.37}}
+    ev["selected"] = {"test_predictions": "ssinfnet", "test_class_maps": "multi_ssinfnet"}
     ev["status"] = {"multi_fcn8s": "failed: best val_dice 0.000 not above the floor 0.091", "ssinfnet": "ok"}
     return m
 
@@ -37,7 +38,10 @@ def _by_name(checks) -> dict:
 def test_a_run_meeting_the_bars_passes_them(run_dir):  # noqa: F811
     checks = _by_name(a.audit(good_manifest(), run_dir))
     assert list(checks) == ["every chapter executed", "one clean commit", "book wall time", "best single-class model",
-                            "no failed training in a results table", "verdict page complete"]
+                            "no failed training in a results table", "later chapters read trained models",
+                            "verdict page complete"]
+    handoff = checks["later chapters read trained models"]
+    assert handoff.passed and handoff.found == "test_class_maps from multi_ssinfnet, test_predictions from ssinfnet"
     assert checks["one clean commit"].passed and checks["one clean commit"].found == "1 commit(s): abcdef1"
     assert checks["book wall time"].passed
     assert checks["book wall time"].found == "100.0 min on cpu (AMD EPYC, 2 cores, AVX512 kernels)"
@@ -74,6 +78,9 @@ def test_a_failed_model_is_never_the_best_and_is_reported_when_a_table_shows_it(
     assert checks["best single-class model"].found == "0.6120 (ssinfnet)"
     tables = checks["no failed training in a results table"]
     assert not tables.passed and tables.found.startswith("shown: unet (2 failed training(s) recorded")
+    m["stages"]["05_evaluation"]["selected"]["test_class_maps"] = "multi_fcn8s"
+    handoff = _by_name(a.audit(m, run_dir))["later chapters read trained models"]
+    assert not handoff.passed and handoff.found.endswith("; from a failed training: test_class_maps")
 
 
 def test_a_chapter_without_its_notebook_or_wall_time_fails(run_dir):  # noqa: F811
@@ -92,7 +99,7 @@ def test_a_profile_without_bars_is_checked_for_provenance_tables_and_verdict(run
     m["profile"] = "smoke"
     names = [c.name for c in a.audit(m, run_dir)]
     assert names == ["every chapter executed", "one clean commit", "no failed training in a results table",
-                     "verdict page complete"]
+                     "later chapters read trained models", "verdict page complete"]
 
 
 def test_the_published_run_reads_its_own_manifest():
@@ -125,10 +132,10 @@ def test_the_command_exits_1_on_a_missed_bar_and_2_without_a_manifest(run_dir, t
     assert main(["audit", "--run-dir", str(run_dir)]) == 1  # the verdict fixture lacks the FCN8s row
     out = capsys.readouterr().out
     assert "| best single-class model | >= 0.60 test meanDic (Inf-Net protocol) | 0.6120 (ssinfnet) | pass |" in out
-    assert out.rstrip().endswith("5 of 6 bars met.")
+    assert out.rstrip().endswith("6 of 7 bars met.")
     assert main(["audit", "--run-dir", str(run_dir), "--json"]) == 1
     got = json.loads(capsys.readouterr().out)
-    assert [c["passed"] for c in got] == [True, True, True, True, True, False]
+    assert [c["passed"] for c in got] == [True, True, True, True, True, True, False]
     empty = tmp_path / "empty"
     empty.mkdir()
     before = sorted(empty.iterdir())
