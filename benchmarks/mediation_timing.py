@@ -134,15 +134,12 @@ def main(argv=None) -> dict:
     import statsmodels
 
     from ssinfnet.stats import compare_methods, mediation, natural_effects, sem, sensitivity
+    from ssinfnet.training.device import cpu_model_name
 
     meta = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
             "usable_cores": len(os.sched_getaffinity(0)), "load_average_before": os.getloadavg(),
             "statsmodels": statsmodels.__version__, "semopy": semopy.__version__, "numpy": np.__version__}
-    try:
-        meta["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                 if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    meta["cpu_model"] = cpu_model_name()
     inputs: dict = {}
     steps: dict = {}
     slices = _timed(inputs, "phantoms", lambda: _phantoms(a.patients, a.slices_per_patient, a.slice_size, a.seed))

@@ -27,13 +27,14 @@ import time
 import numpy as np
 
 from ssinfnet.book.context import RunContext
+from ssinfnet.book.profiles import get_profile
 from ssinfnet.book.stages.variants import train_val_split
 from ssinfnet.evaluation.tables import MULTI_COLUMNS, multi_infnet_table
 from ssinfnet.segmentation.crossval import cross_validate
 from ssinfnet.segmentation.fit import fit
 from ssinfnet.segmentation.predict import predict_samples
 from ssinfnet.segmentation.variants import variant_config
-from ssinfnet.training.cost import device_description
+from ssinfnet.training.device import describe_device
 from ssinfnet.training.export import load_exported
 
 DIGITS = 5
@@ -73,6 +74,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--run-dir", default="/tmp/ssinfnet-multi-flip")
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
+    cfg = variant_config(args.variant, get_profile(args.profile))
+    if cfg.task != "multi" or cfg.prior_source != "predicted":
+        raise SystemExit(f"--variant {args.variant!r}: a multi-class variant trained on stage-1 priors is needed "
+                         "(the oracle-prior variant has no stage-1 prior to flip)")
     start = time.perf_counter()
     ctx = RunContext.open(profile=args.profile, run_dir=args.run_dir, device="cpu")
     train_all, test = ctx.samples("train"), ctx.samples("test")
@@ -86,8 +91,9 @@ def main(argv=None) -> dict:
     s1 = fit(s1cfg, train, val, device="cpu", seed=ctx.seed, run_dir=ctx.path("finetune", args.stage1),
              progress=False)
     stage1 = load_exported(s1.export_path, "cpu", expect_task="single")
-    print(json.dumps({"stage1": args.stage1, "status": s1.health.status,
-                      "val_dice": None if s1.best is None else round(float(s1.best[1]), 4)}), flush=True)
+    stage1_record = {"variant": args.stage1, "status": s1.health.status,
+                     "val_dice": None if s1.best is None else round(float(s1.best[1]), 4)}
+    print(json.dumps(stage1_record), flush=True)
 
     cfg = _config(args.variant, ctx.profile, args.multi_inpainter)
     runs = []
@@ -107,7 +113,8 @@ def main(argv=None) -> dict:
         runs.append(row)
         print(json.dumps(row), flush=True)
     out = {"profile": args.profile, "stage1": args.stage1, "variant": args.variant, "seeds": args.seeds,
-           "validation_slices": len(val), "test_slices": len(test), "machine": device_description("cpu"),
+           "stage1_fit": stage1_record, "validation_slices": len(val), "test_slices": len(test),
+           "machine": describe_device("cpu"),
            "wall_s": round(time.perf_counter() - start, 1), "runs": runs}
     text = json.dumps(out, indent=1, default=float)
     print(text)

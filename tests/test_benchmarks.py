@@ -143,6 +143,7 @@ def test_multi_flip_scores_each_multi_seed_plain_and_flipped_on_validation_and_t
                                       "--output", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(got, default=float))
     assert (got["stage1"], got["variant"], [r["seed"] for r in got["runs"]]) == ("sinfnet", "multi_sinfnet", [0, 1])
+    assert got["stage1_fit"]["variant"] == "sinfnet" and got["machine"].startswith("cpu (")
     # one stage-1 model and its out-of-fold priors (cv_folds folds), one multi model per seed
     assert sorted(p.parent.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").rglob("model.pt")) \
         == ["cv/sinfnet/fold0", "cv/sinfnet/fold1", "finetune/multi_sinfnet/seed0", "finetune/multi_sinfnet/seed1",
@@ -158,3 +159,11 @@ def test_multi_flip_refuses_an_inpainting_variant_without_its_inpainter(tmp_path
     with pytest.raises(SystemExit, match="'ssinfnet' starts from a pretrained inpainter"):
         _script("multi_flip").main(["--profile", "smoke", "--stage1", "ssinfnet", "--run-dir", str(tmp_path / "r")])
     assert not (tmp_path / "r" / "cv").exists()
+
+
+def test_multi_flip_refuses_the_oracle_prior_variant_before_training(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)
+    with pytest.raises(SystemExit, match="'multi_ssinfnet_gt_prior': a multi-class variant trained on stage-1"):
+        _script("multi_flip").main(["--profile", "smoke", "--variant", "multi_ssinfnet_gt_prior",
+                                    "--run-dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()

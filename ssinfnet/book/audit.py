@@ -2,8 +2,8 @@
 
 The bars are what the project asks of the run it publishes (issue 14, for the ``cpu`` profile: the whole
 book within 120 minutes on 2 cores, the best single-class model at 0.60 Inf-Net meanDic or more on the
-48 test slices, no failed training in a results table or behind the maps later chapters read, a
-complete verdict, every chapter executed at
+48 test slices, no collapsed model (every training passes its checks, FCN8s excepted), the maps later
+chapters read from models that passed, a complete verdict, every chapter executed at
 one clean commit). Every check reads what the run recorded (``manifest.json`` and the artifacts it
 names); nothing is re-computed, so the audit takes a second and can be run on any copy of a run folder.
 The book's wall time is the sum of each chapter's last execution: a run resumed over its own
@@ -12,6 +12,7 @@ checkpoints records only the resumed part, so the time bar is meaningful for a r
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,23 +20,30 @@ from .artifacts import STAGE_NAMES
 from .verdict import NOT_COMPARED, failed_models, load_comparisons, pair_rows
 from .verdict_recorded import other_rows
 
-__all__ = ["Bars", "BARS", "Check", "audit", "audit_run_dir", "format_checks"]
+__all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run_dir", "format_checks"]
 
 
 @dataclass(frozen=True)
 class Bars:
-    """The bars of one profile: ``max_book_minutes`` (sum of the chapters' wall times; None: no bar),
-    ``min_best_single`` (best usable single-class model's test Inf-Net meanDic; None: no bar) and
-    ``machine`` (what the time bar assumes, in words)."""
+    """The bars of one profile: ``max_book_minutes`` (sum of the chapters' wall times; None: no bar) on a
+    CPU with ``cores`` usable cores (as the manifest's device records them), ``min_best_single`` (best
+    non-failed single-class model's test Inf-Net meanDic; None: no bar)."""
 
     max_book_minutes: float | None = None
+    cores: int | None = None
     min_best_single: float | None = None
-    machine: str = ""
 
 
-#: The bars by profile (issue 14). A profile absent here is checked for provenance, failed models in
-#: tables and the verdict only.
-BARS = {"cpu": Bars(max_book_minutes=120.0, min_best_single=0.60, machine="2 CPU cores, real data")}
+#: The bars by profile (issue 14). A profile absent here is checked for provenance, failed trainings,
+#: the maps handed on and the verdict only.
+BARS = {"cpu": Bars(max_book_minutes=120.0, cores=2, min_best_single=0.60)}
+
+#: Trainings allowed to fail without missing a bar: FCN8s, which the paper starts from ImageNet weights
+#: that are not available offline; the book shows it as not reproducible.
+MAY_FAIL = frozenset({"multi_fcn8s"})
+
+#: What chapter 5 hands on to chapters 6 and 7 (its ``selected`` record).
+HANDED_ON = ("test_predictions", "test_class_maps")
 
 
 @dataclass(frozen=True)
@@ -48,38 +56,52 @@ class Check:
     passed: bool
 
 
-def _provenance(manifest: dict) -> list[tuple[str, dict]]:
-    return [(name, entry["provenance"]) for name, entry in sorted(manifest.get("stages", {}).items())
-            if isinstance(entry, dict) and isinstance(entry.get("provenance"), dict)]
+def _recorded_entries(manifest: dict) -> list[str]:
+    """The manifest's chapter entries: each stage and each executed notebook."""
+    return sorted(k for k, v in manifest.get("stages", {}).items() if isinstance(v, dict))
 
 
 def _check_chapters(manifest: dict) -> Check:
     stages = manifest.get("stages", {})
-    missing = [s for s in STAGE_NAMES.values() if f"notebook:{s}" not in stages]
-    return Check("every chapter executed", f"{len(STAGE_NAMES)} notebooks recorded",
+    missing = [s for s in STAGE_NAMES.values() if f"notebook:{s}" not in stages or s not in stages]
+    return Check("every chapter executed", f"{len(STAGE_NAMES)} chapters recorded with their notebooks",
                  "all" if not missing else "missing " + ", ".join(missing), not missing)
 
 
 def _check_commit(manifest: dict) -> Check:
-    prov = _provenance(manifest)
-    commits = sorted({str(p.get("git_commit"))[:7] for _, p in prov})
-    dirty = sorted(name for name, p in prov if p.get("dirty") is not False)
-    found = f"{len(commits)} commit(s): {', '.join(commits) or 'none recorded'}"
+    stages = manifest.get("stages", {})
+    commits, unrecorded, dirty = set(), [], []
+    for name in _recorded_entries(manifest):
+        prov = stages[name].get("provenance")
+        if not isinstance(prov, dict) or not prov.get("git_commit"):
+            unrecorded.append(name)
+            continue
+        commits.add(str(prov["git_commit"])[:7])
+        if prov.get("dirty") is not False:
+            dirty.append(name)
+    found = f"{len(commits)} commit(s): {', '.join(sorted(commits)) or 'none recorded'}"
     if dirty:
         found += f"; dirty or unrecorded tree: {', '.join(dirty)}"
+    if unrecorded:
+        found += f"; no commit recorded: {', '.join(unrecorded)}"
     return Check("one clean commit", "every chapter at the same commit, clean tree", found,
-                 len(commits) == 1 and not dirty and bool(prov))
+                 len(commits) == 1 and not dirty and not unrecorded)
 
 
 def _check_time(manifest: dict, bars: Bars) -> Check:
     walls = [v.get("wall_time_s") for k, v in manifest.get("stages", {}).items() if k.startswith("notebook:")]
     known = [float(w) for w in walls if isinstance(w, (int, float))]
     minutes = sum(known) / 60
-    found = f"{minutes:.1f} min on {manifest.get('device', 'an unrecorded device')}"
+    device = str(manifest.get("device", ""))
+    found = f"{minutes:.1f} min on {device or 'an unrecorded device'}"
     if len(known) < len(walls) or not walls:
         found += " (some chapters recorded no wall time)"
-    return Check("book wall time", f"<= {bars.max_book_minutes:g} min ({bars.machine})", found,
-                 bool(walls) and len(known) == len(walls) and minutes <= bars.max_book_minutes)
+    cores = re.match(r"cpu \((?:.*, )?(\d+) cores[,)]", device)
+    on_bar_machine = cores is not None and int(cores.group(1)) == bars.cores
+    if not on_bar_machine:
+        found += f" (not a {bars.cores}-core CPU run: the bar does not apply)"
+    return Check("book wall time", f"<= {bars.max_book_minutes:g} min on {bars.cores} CPU cores", found,
+                 bool(walls) and len(known) == len(walls) and on_bar_machine and minutes <= bars.max_book_minutes)
 
 
 def _single_scores(manifest: dict) -> dict[str, float]:
@@ -98,28 +120,41 @@ def _check_best_single(manifest: dict, bars: Bars) -> Check:
                  f"{usable[best]:.4f} ({best})", usable[best] >= bars.min_best_single)
 
 
-def _check_tables(manifest: dict) -> Check:
-    failed = failed_models(manifest)
-    evaluation = manifest.get("stages", {}).get("05_evaluation", {})
-    listed = set(_single_scores(manifest))
-    for column in (evaluation.get("infnet_multi") or {}).values():
-        listed |= set(column or {})
-    shown = sorted({k.split(" (")[0] for k in listed} & set(failed))
-    found = ("none shown" if not shown else "shown: " + ", ".join(shown)) + \
-        f" ({len(failed)} failed training(s) recorded{': ' + ', '.join(sorted(failed)) if failed else ''})"
-    return Check("no failed training in a results table", "failed models kept out of chapter 5's tables", found,
-                 not shown)
+def _training_statuses(manifest: dict) -> dict[str, str]:
+    """Every training the run recorded a status for (chapters 3 and 4: each variant, and each extra seed as
+    "variant@seedK"; chapter 5's status per model), keyed by variant (labels such as
+    "multi_ssinfnet_gt_prior (oracle prior)" by their variant)."""
+    out = {}
+    for stage in ("03_single", "04_multi", "05_evaluation"):
+        entry = manifest.get("stages", {}).get(stage, {})
+        for key, status in (entry.get("status") or {}).items():
+            out[str(key).split(" (")[0]] = str(status)
+        for variant, seeds in ((entry.get("seeds") or {}).get("status") or {}).items():
+            for seed, status in (seeds or {}).items():
+                out[f"{variant}@{seed}"] = str(status)
+    return out
+
+
+def _check_trainings(manifest: dict) -> Check:
+    statuses = _training_statuses(manifest)
+    failed = sorted(k for k, v in statuses.items() if v != "ok")
+    unexpected = [k for k in failed if k.split("@")[0] not in MAY_FAIL]
+    found = f"{len(statuses) - len(failed)} of {len(statuses)} trainings passed their checks"
+    if failed:
+        found += "; failed: " + ", ".join(failed)
+    return Check("no collapsed model", "every training passes its checks (FCN8s may fail: no ImageNet weights "
+                 "offline; shown as not reproducible)", found, bool(statuses) and not unexpected)
 
 
 def _check_handoff(manifest: dict) -> Check:
-    failed = failed_models(manifest)
+    statuses = _training_statuses(manifest)
     selected = manifest.get("stages", {}).get("05_evaluation", {}).get("selected") or {}
-    bad = sorted(k for k, v in selected.items() if str(v).split(" (")[0] in failed)
-    found = ", ".join(f"{k} from {v}" for k, v in sorted(selected.items())) or "nothing handed on"
+    bad = [k for k in HANDED_ON if not selected.get(k) or statuses.get(str(selected[k]).split(" (")[0]) != "ok"]
+    found = ", ".join(f"{k} from {selected.get(k) or 'nothing'}" for k in HANDED_ON)
     if bad:
-        found += "; from a failed training: " + ", ".join(bad)
-    return Check("later chapters read trained models", "the maps chapter 5 hands on come from models that passed "
-                 "their checks", found, not bad)
+        found += "; not from a model that passed its checks: " + ", ".join(bad)
+    return Check("later chapters read trained models", "chapters 6-7 read maps of models selected on validation "
+                 "that passed their checks", found, not bad)
 
 
 def _check_verdict(manifest: dict, run_dir: Path | None) -> Check:
@@ -137,14 +172,15 @@ def _check_verdict(manifest: dict, run_dir: Path | None) -> Check:
 def audit(manifest: dict, run_dir: Path | None = None) -> list[Check]:
     """The checks of a run (``manifest``: its ``manifest.json`` as a dict; ``run_dir``: where its
     artifacts are, for the verdict's comparisons): chapters, commit, then the profile's bars
-    (:data:`BARS`), failed models in tables and in what chapter 5 hands on, and the verdict. Returns one :class:`Check` per bar."""
+    (:data:`BARS`), failed trainings (:data:`MAY_FAIL` excepted), the models behind the maps chapter 5 hands
+    on, and the verdict. Returns one :class:`Check` per bar."""
     bars = BARS.get(manifest.get("profile"), Bars())
     checks = [_check_chapters(manifest), _check_commit(manifest)]
     if bars.max_book_minutes is not None:
         checks.append(_check_time(manifest, bars))
     if bars.min_best_single is not None:
         checks.append(_check_best_single(manifest, bars))
-    return checks + [_check_tables(manifest), _check_handoff(manifest), _check_verdict(manifest, run_dir)]
+    return checks + [_check_trainings(manifest), _check_handoff(manifest), _check_verdict(manifest, run_dir)]
 
 
 def audit_run_dir(run_dir: str | Path) -> list[Check]:
