@@ -38,7 +38,7 @@ def describe_device(device: str) -> str:
     kernels)"): the same model name can mean machines 2-3x apart in speed, and the kernels change the
     last digits of every trained number."""
     if device.startswith("cuda") and torch.cuda.is_available():
-        return f"{device} ({torch.cuda.get_device_name(0)})"
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"cpu ({cpu_model_name()}, {cores} cores, {torch.backends.cpu.get_cpu_capability()} kernels)"
 
