@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import STAGE_NAMES
-from .verdict import NOT_COMPARED, failed_models, load_comparisons, pair_rows
+from .verdict import NOT_COMPARED, failed_models, load_comparisons, pair_rows, training_statuses
 from .verdict_recorded import other_rows
 
 __all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run_dir", "format_checks"]
@@ -120,23 +120,8 @@ def _check_best_single(manifest: dict, bars: Bars) -> Check:
                  f"{usable[best]:.4f} ({best})", usable[best] >= bars.min_best_single)
 
 
-def _training_statuses(manifest: dict) -> dict[str, str]:
-    """Every training the run recorded a status for (chapters 3 and 4: each variant, and each extra seed as
-    "variant@seedK"; chapter 5's status per model), keyed by variant (labels such as
-    "multi_ssinfnet_gt_prior (oracle prior)" by their variant)."""
-    out = {}
-    for stage in ("03_single", "04_multi", "05_evaluation"):
-        entry = manifest.get("stages", {}).get(stage, {})
-        for key, status in (entry.get("status") or {}).items():
-            out[str(key).split(" (")[0]] = str(status)
-        for variant, seeds in ((entry.get("seeds") or {}).get("status") or {}).items():
-            for seed, status in (seeds or {}).items():
-                out[f"{variant}@{seed}"] = str(status)
-    return out
-
-
 def _check_trainings(manifest: dict) -> Check:
-    statuses = _training_statuses(manifest)
+    statuses = training_statuses(manifest)
     failed = sorted(k for k, v in statuses.items() if v != "ok")
     unexpected = [k for k in failed if k.split("@")[0] not in MAY_FAIL]
     found = f"{len(statuses) - len(failed)} of {len(statuses)} trainings passed their checks"
@@ -147,7 +132,7 @@ def _check_trainings(manifest: dict) -> Check:
 
 
 def _check_handoff(manifest: dict) -> Check:
-    statuses = _training_statuses(manifest)
+    statuses = training_statuses(manifest)
     selected = manifest.get("stages", {}).get("05_evaluation", {}).get("selected") or {}
     bad = [k for k in HANDED_ON if not selected.get(k) or statuses.get(str(selected[k]).split(" (")[0]) != "ok"]
     found = ", ".join(f"{k} from {selected.get(k) or 'nothing'}" for k in HANDED_ON)

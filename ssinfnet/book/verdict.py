@@ -21,7 +21,7 @@ from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ..evaluation import published as pub
 
 __all__ = ["COMPARISON_COLUMNS", "VERDICTS", "EQUIVALENCE_MARGIN", "Claim", "CLAIMS", "RULES", "claim_verdict",
-           "failed_models", "find_artifact", "read_comparisons", "load_comparisons", "match_comparison", "pair_rows", "value_verdict",
+           "failed_models", "training_statuses", "find_artifact", "read_comparisons", "load_comparisons", "match_comparison", "pair_rows", "value_verdict",
            "wilson_interval"]
 
 #: The columns chapter 5 writes to ``comparisons`` (one row per compared pair and class).
@@ -257,15 +257,30 @@ def _seed_means(row: dict) -> str:
     return ", ".join(_signed(float(v)) for v in vals) if vals else ""
 
 
+def training_statuses(manifest: dict) -> dict[str, str]:
+    """Every training status chapters 3, 4 and 5 recorded ("ok" or "failed: ..."): each model keyed by its
+    variant (labels such as "multi_ssinfnet_gt_prior (oracle prior)" by their variant) and each extra
+    fine-tuning seed of chapters 3 and 4 as "variant@seedK". A failure recorded by any chapter stands."""
+    out: dict[str, str] = {}
+
+    def put(key: str, status) -> None:
+        if not (out.get(key, "").startswith("failed") and not str(status).startswith("failed")):
+            out[key] = str(status)
+
+    for stage in ("03_single", "04_multi", "05_evaluation"):
+        entry = manifest.get("stages", {}).get(stage, {})
+        for key, status in (entry.get("status") or {}).items():
+            put(str(key).split(" (")[0], status)
+        for variant, seeds in ((entry.get("seeds") or {}).get("status") or {}).items():
+            for seed, status in (seeds or {}).items():
+                put(f"{variant}@{seed}", status)
+    return out
+
+
 def failed_models(manifest: dict) -> dict[str, str]:
     """Variant -> status of the models chapters 3, 4 and 5 recorded as failed trainings ("failed: ...");
     labels such as "multi_ssinfnet_gt_prior (oracle prior)" are keyed by their variant."""
-    out = {}
-    for stage in ("03_single", "04_multi", "05_evaluation"):
-        for key, status in (manifest.get("stages", {}).get(stage, {}).get("status") or {}).items():
-            if str(status).startswith("failed"):
-                out[str(key).split(" (")[0]] = str(status)
-    return out
+    return {k: v for k, v in training_statuses(manifest).items() if "@" not in k and v.startswith("failed")}
 
 
 def pair_rows(manifest: dict, comparisons: pd.DataFrame | None, reduced: bool) -> list[dict]:
