@@ -24,7 +24,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 
 from ssinfnet.book.context import RunContext
 from ssinfnet.book.profiles import get_profile

@@ -198,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="check a run against the bars set for the published run",
                        description="Reads the run's manifest and artifacts (nothing is re-computed): every chapter "
-                                   "executed at one clean commit, the profile's time and accuracy bars, no failed "
-                                   "training in a results table, a verdict for every claim.",
+                                   "executed at one clean commit, the profile's time and accuracy bars, no collapsed "
+                                   "model, chapters 6-7 reading models that passed, a verdict for every claim.",
                        epilog="exit codes: 0 every bar met; 1 some bar not met; 2 no readable manifest.")
     p.add_argument("--profile", default="cpu", help="audits runs/<profile> (default: the published cpu run)")
     p.add_argument("--run-dir", default=None, help="audit this run folder instead")

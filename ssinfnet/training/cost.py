@@ -21,7 +21,6 @@ Conventions
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import time
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..models.registry import build_model
-from .device import cpu_model_name, default_amp, default_channels_last
+from .device import cpu_model_name, default_amp, default_channels_last, usable_cores
 
 __all__ = ["count_parameters", "count_flops", "time_training_step", "time_inference", "cost_table",
            "device_description", "peak_memory_mib", "reset_peak_memory", "mean_output_loss"]
@@ -277,8 +276,7 @@ def device_description(device: str | torch.device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"cpu: {cpu_model_name()}, {cores} usable cores, {torch.get_num_threads()} torch threads"
+    return f"cpu: {cpu_model_name()}, {usable_cores()} usable cores, {torch.get_num_threads()} torch threads"
 
 
 def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | torch.device = "cpu",

@@ -32,6 +32,11 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def describe_device(device: str) -> str:
     """The device a run used, in words, for its manifest: the GPU's name, or the CPU model with its usable
     cores and the vector instruction set PyTorch's CPU kernels use (e.g. "cpu (AMD EPYC, 2 cores, AVX2
@@ -39,8 +44,7 @@ def describe_device(device: str) -> str:
     last digits of every trained number."""
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"cpu ({cpu_model_name()}, {cores} cores, {torch.backends.cpu.get_cpu_capability()} kernels)"
+    return f"cpu ({cpu_model_name()}, {usable_cores()} cores, {torch.backends.cpu.get_cpu_capability()} kernels)"
 
 
 def resolve_device(device: str) -> str:
