@@ -24,7 +24,6 @@ import argparse
 import json
 import time
 
-
 from ssinfnet.book.context import RunContext
 from ssinfnet.book.profiles import get_profile
 from ssinfnet.book.stages.variants import train_val_split
