@@ -2,10 +2,11 @@
 
 The bars are what the project asks of the run it publishes (issue 14, for the ``cpu`` profile: the whole
 book within 120 minutes on 2 cores, the best single-class model at 0.60 Inf-Net meanDic or more on the
-48 test slices, no collapsed model (every training passes its checks, FCN8s excepted), the maps later
-chapters read from models that passed, a complete verdict, every chapter executed at
-one clean commit). Every check reads what the run recorded (``manifest.json`` and the artifacts it
-names); nothing is re-computed, so the audit takes a second and can be run on any copy of a run folder.
+48 test slices, no collapsed model (every training passes its checks, FCN8s excepted), every training
+fine-tuned to a plateau, the maps later chapters read from models that passed, a complete verdict, every
+chapter executed at one clean commit). Every check reads what the run recorded (``manifest.json`` and
+the artifacts it names, the trainings' ``history.csv`` included); no model is run, so the audit takes a
+second and can be run on any copy of a run folder.
 The book's wall time is the sum of each chapter's last execution: a run resumed over its own
 checkpoints records only the resumed part, so the time bar is meaningful for a run from scratch.
 """
@@ -16,27 +17,34 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from ..segmentation.health import PLATEAU_GAIN, PLATEAU_WINDOW, plateau_record, stop_record
 from .artifacts import STAGE_NAMES
 from .verdict import NOT_COMPARED, failed_models, load_comparisons, pair_rows, training_statuses
 from .verdict_recorded import other_rows
 
-__all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run_dir", "format_checks"]
+__all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run_dir", "format_checks", "plateau_table",
+           "training_histories"]
 
 
 @dataclass(frozen=True)
 class Bars:
     """The bars of one profile: ``max_book_minutes`` (sum of the chapters' wall times; None: no bar) on a
     CPU with ``cores`` usable cores (as the manifest's device records them), ``min_best_single`` (best
-    non-failed single-class model's test Inf-Net meanDic; None: no bar)."""
+    non-failed single-class model's test Inf-Net meanDic; None: no bar), ``plateau`` (every training that passed
+stopped on its patience or rose by less than :data:`~ssinfnet.segmentation.health.PLATEAU_GAIN` validation
+Dice in its last :data:`~ssinfnet.segmentation.health.PLATEAU_WINDOW` epochs)."""
 
     max_book_minutes: float | None = None
     cores: int | None = None
     min_best_single: float | None = None
+    plateau: bool = False   # every training that passed reached a plateau (ssinfnet.segmentation.health)
 
 
 #: The bars by profile (issue 14). A profile absent here is checked for provenance, failed trainings,
 #: the maps handed on and the verdict only.
-BARS = {"cpu": Bars(max_book_minutes=120.0, cores=2, min_best_single=0.60)}
+BARS = {"cpu": Bars(max_book_minutes=120.0, cores=2, min_best_single=0.60, plateau=True)}
 
 #: Trainings allowed to fail without missing a bar: FCN8s, which the paper starts from ImageNet weights
 #: that are not available offline; the book shows it as not reproducible.
@@ -131,6 +139,59 @@ def _check_trainings(manifest: dict) -> Check:
                  "offline; shown as not reproducible)", found, bool(statuses) and not unexpected)
 
 
+def training_histories(manifest: dict, run_dir: Path) -> dict[str, Path]:
+    """Each fine-tuning of chapters 3 and 4 (its exported model's artifact ``model:<variant>`` or
+    ``model:<variant>@seedK``) -> the ``history.csv`` beside that model under ``run_dir``."""
+    out = {}
+    for stage in ("03_single", "04_multi"):
+        for name, rel in (manifest.get("stages", {}).get(stage, {}).get("artifacts") or {}).items():
+            if name.startswith("model:"):
+                out[name.split(":", 1)[1]] = Path(run_dir) / Path(rel).parent / "history.csv"
+    return out
+
+
+def plateau_table(manifest: dict, run_dir: Path) -> pd.DataFrame:
+    """One row per training that passed its checks (:func:`training_histories`): ``training``,
+    ``epochs_run``, ``stop``, ``late_gain`` and ``plateau`` (:func:`~ssinfnet.segmentation.health.plateau_record`);
+    a training whose history is missing gets ``stop`` "history missing" and ``plateau`` None."""
+    statuses = training_statuses(manifest)
+    rows = []
+    for key, path in sorted(training_histories(manifest, run_dir).items()):
+        if str(statuses.get(key, "ok")).startswith("failed"):
+            continue
+        if not path.is_file():
+            rows.append({"training": key, "epochs_run": None, "stop": "history missing", "late_gain": None,
+                         "plateau": None})
+            continue
+        history = pd.read_csv(path)
+        rows.append({"training": key, **stop_record(history), **plateau_record(history)})
+    return pd.DataFrame(rows, columns=["training", "epochs_run", "stop", "late_gain", "plateau"])
+
+
+def _check_plateau(manifest: dict, run_dir: Path | None) -> Check:
+    required = (f"every training that passed stopped on its patience or rose < {PLATEAU_GAIN:g} validation Dice "
+                f"in its last {PLATEAU_WINDOW} epochs")
+    if run_dir is None:
+        return Check("fine-tuned to a plateau", required, "no run folder to read the histories from", False)
+    table = plateau_table(manifest, run_dir)
+    if table.empty:
+        return Check("fine-tuned to a plateau", required, "no training recorded", False)
+    patience = int((table["stop"] == "patience").sum())
+    capped = table[table["stop"] != "patience"]
+    found = f"{len(table)} trainings: {patience} stopped on patience, {len(capped)} ran to the cap"
+    gains = capped.dropna(subset=["late_gain"])
+    if len(gains):
+        top = gains.loc[gains["late_gain"].astype(float).idxmax()]
+        found += f" (largest late gain {float(top['late_gain']):+.4f}, {top['training']})"
+    short = table.loc[table["plateau"].isna(), "training"].tolist()
+    rising = table.loc[table["plateau"].eq(False), "training"].tolist()
+    if rising:
+        found += "; still rising: " + ", ".join(rising)
+    if short:
+        found += "; too short or no history to tell: " + ", ".join(short)
+    return Check("fine-tuned to a plateau", required, found, not rising and not short)
+
+
 def _check_handoff(manifest: dict) -> Check:
     statuses = training_statuses(manifest)
     selected = manifest.get("stages", {}).get("05_evaluation", {}).get("selected") or {}
@@ -165,6 +226,8 @@ def audit(manifest: dict, run_dir: Path | None = None) -> list[Check]:
         checks.append(_check_time(manifest, bars))
     if bars.min_best_single is not None:
         checks.append(_check_best_single(manifest, bars))
+    if bars.plateau:
+        checks.append(_check_plateau(manifest, run_dir))
     return checks + [_check_trainings(manifest), _check_handoff(manifest), _check_verdict(manifest, run_dir)]
 
 

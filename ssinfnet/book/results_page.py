@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 from ..evaluation.tables import MULTI_COLUMNS
+from ..segmentation.health import PLATEAU_GAIN, PLATEAU_WINDOW
+from .audit import plateau_table
 from .profiles import PROFILES, Profile, reductions
 from .verdict import RULES, VERDICTS, load_comparisons, pair_rows
 from .verdict_recorded import other_rows
@@ -157,6 +159,33 @@ def verdict_markdown(manifest: dict, run_dir: Path | None = None) -> list[str]:
     return lines
 
 
+def plateau_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
+    """Lines saying whether each fine-tuning that passed its checks reached a plateau
+    (:func:`ssinfnet.book.audit.plateau_table`), with a table of those still gaining in their last epochs;
+    none without a run folder or trainings."""
+    table = plateau_table(manifest, run_dir) if run_dir is not None else None
+    if table is None or table.empty:
+        return []
+    capped = table[table["stop"] != "patience"]
+    rising = table[table["plateau"].eq(False)]
+    unknown = table[table["plateau"].isna()]
+    lines = ["", "### Did fine-tuning reach a plateau?", "",
+             f"Of the {len(table)} fine-tunings that passed their checks, {len(table) - len(capped)} stopped on "
+             f"their patience and {len(capped)} ran to the epoch cap. A run that reached the cap counts as having "
+             f"plateaued when its best validation Dice rose by less than {PLATEAU_GAIN:g} (one of 10 validation "
+             f"slices moving by 0.1) in its last {PLATEAU_WINDOW} epochs; "
+             + (f"{len(rising)} did not: " + ", ".join(rising['training']) + "." if len(rising)
+                else "every one did.")
+             + (f" Too short or without a history to tell: {', '.join(unknown['training'])}." if len(unknown) else "")]
+    late = capped.dropna(subset=["late_gain"])
+    late = late[late["late_gain"].astype(float) > 0].sort_values("late_gain", ascending=False, kind="stable")
+    if len(late):
+        lines += ["", f"Runs whose best epoch fell in their last {PLATEAU_WINDOW} (gain over the best before them):",
+                  "", "| training | epochs run | late gain (validation Dice) |", "|---|---|---|"]
+        lines += [f"| {r.training} | {r.epochs_run} | {float(r.late_gain):+.4f} |" for r in late.itertuples()]
+    return lines
+
+
 def results_markdown(manifest: dict, run_dir: Path | None = None) -> str:
     """Markdown of the page: the verdict (:func:`verdict_markdown`, artifacts read from ``run_dir``; None:
     none read), then provenance and the headline numbers each stage recorded."""
@@ -186,6 +215,8 @@ def results_markdown(manifest: dict, run_dir: Path | None = None) -> str:
         if isinstance(values, dict) and values:
             lines += ["", f"### {title}", "", "| model | value |", "|---|---|"]
             lines += [f"| {k} | {_fmt(v)} |" for k, v in values.items()]
+        if (stage, key) == ("04_multi", "validation"):
+            lines += plateau_markdown(manifest, run_dir)
     multi = stages.get("05_evaluation", {}).get("infnet_multi")
     if isinstance(multi, dict) and multi:
         lines += ["", "### Test split, Inf-Net protocol meanDic, multi-class", "", "| model | GGO | consolidation |",

@@ -13,7 +13,13 @@ anything. So a fine-tuned model has **failed** when its best validation score is
   plus :data:`MARGIN` (0.01 Dice: on 10 validation slices, one slice's Dice moving by 0.1),
 
 or when its training loss was not finite or did not fall (:func:`ssinfnet.training.health.check_training`,
-whose flat-loss rule needs three epochs or more). Single-class models are judged on the infection Dice;
+whose flat-loss rule needs three epochs or more).
+
+A run that passed may still have been stopped too early: one that ran to its epoch cap while its
+validation Dice was rising would have gained from more epochs. :func:`plateau_record` says whether a run
+reached a **plateau**: it stopped on its patience (that many epochs without a better score), or it ran to
+the cap and its best score rose by less than :data:`PLATEAU_GAIN` in the last :data:`PLATEAU_WINDOW`
+validated epochs. Single-class models are judged on the infection Dice;
 multi-class models on the mean of GGO and consolidation **and** on each of the two (a model that never
 predicts consolidation has not learnt stage 2, whatever its GGO). Failed models are shown as failed and
 never passed on to later chapters (:mod:`ssinfnet.book.stages.evaluation`).
@@ -30,13 +36,22 @@ from ..data.classes import CONSOLIDATION, GGO
 from ..data.sample import Sample
 from ..training.health import TrainingHealth, check_training
 
-__all__ = ["MARGIN", "MIN_FLOOR", "TrainingHealth", "score_floors", "fit_health", "judge_fit", "health_record", "stop_record"]
+__all__ = ["MARGIN", "MIN_FLOOR", "PLATEAU_GAIN", "PLATEAU_WINDOW", "TrainingHealth", "score_floors", "fit_health",
+           "judge_fit", "health_record", "late_gain", "plateau_record", "stop_record"]
 
 #: The least validation Dice a model must beat whatever the constant maps reach.
 MIN_FLOOR = 0.05
 
 #: How much a model must beat the best constant map's score by (Dice).
 MARGIN = 0.01
+
+#: The last validated epochs of a run that :func:`late_gain` looks at (the ``cpu`` profile drops its
+#: fine-tuning rate 10x at epoch 45 of 60, so these all run at the low rate).
+PLATEAU_WINDOW = 5
+
+#: A run that reached its cap has plateaued when its best validation Dice rose by less than this in its last
+#: :data:`PLATEAU_WINDOW` epochs: as :data:`MARGIN`, one of 10 validation slices moving by 0.1.
+PLATEAU_GAIN = MARGIN
 
 #: The per-class score columns of a multi-class validation (``validation_scores`` keys).
 MULTI_CLASS_SCORES = {"dice_ggo": GGO, "dice_consolidation": CONSOLIDATION}
@@ -111,11 +126,59 @@ def stop_record(history: pd.DataFrame, phase: str | None = None) -> dict:
     return {"epochs_run": int(len(h)), "stop": stop if isinstance(stop, str) else None}
 
 
+def _validated(history: pd.DataFrame, phase: str | None, score: str) -> np.ndarray:
+    """The ``val_<score>`` of each validated epoch row of ``history`` (of ``phase`` when given), in order."""
+    column = f"val_{score}"
+    if column not in history.columns:
+        raise ValueError(f"history has no column {column!r}; columns: {list(history.columns)}")
+    h = history[history["kind"] == "epoch"]
+    h = h if phase is None else h[h["phase"] == phase]
+    scores = h[column].to_numpy(dtype=float)
+    return scores[np.isfinite(scores)]
+
+
+def late_gain(history: pd.DataFrame, window: int = PLATEAU_WINDOW, phase: str | None = None,
+              score: str = "dice") -> float:
+    """How much a run's best validation score rose in its last ``window`` validated epochs: the best of the
+    whole run minus the best before those epochs (>= 0, in the score's units, Dice 0-1).
+
+    ``history``: the training history (epoch rows with ``val_<score>``). NaN when the run validated
+    ``window`` epochs or fewer (nothing before the window to compare with). ValueError when ``window`` is
+    not a positive integer or the column is missing.
+    """
+    if not (isinstance(window, int) and not isinstance(window, bool) and window >= 1):
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    scores = _validated(history, phase, score)
+    if len(scores) <= window:
+        return float("nan")
+    return float(scores.max() - scores[:-window].max())
+
+
+def plateau_record(history: pd.DataFrame, window: int = PLATEAU_WINDOW, gain: float = PLATEAU_GAIN,
+                   phase: str | None = None, score: str = "dice") -> dict:
+    """Whether a run reached a plateau: ``{"late_gain", "plateau"}``.
+
+    ``late_gain``: :func:`late_gain` over ``window`` epochs (None when NaN). ``plateau``: True when the run
+    stopped on its patience, or when its late gain is below ``gain``; False when it ran to its cap (or had
+    no patience) gaining ``gain`` or more in the window; None when it is too short to tell.
+    """
+    lg = late_gain(history, window, phase, score)
+    stop = stop_record(history, phase)["stop"]
+    if stop == "patience":
+        plateau = True
+    elif math.isfinite(lg):
+        plateau = lg < gain
+    else:
+        plateau = None
+    return {"late_gain": round(lg, 4) if math.isfinite(lg) else None, "plateau": plateau}
+
+
 def judge_fit(task: str, history: pd.DataFrame, val_samples: Sequence[Sample], phase: str | None = None
               ) -> tuple[TrainingHealth, dict]:
     """:func:`fit_health` against :func:`score_floors` of ``val_samples``, and the record the exported
-    model keeps: :func:`health_record` with :func:`stop_record` (``status``, ``failed``, ``reasons``,
-    ``floors``, ``epochs_run``, ``stop``)."""
+    model keeps: :func:`health_record` with :func:`stop_record` and :func:`plateau_record` (``status``,
+    ``failed``, ``reasons``, ``floors``, ``epochs_run``, ``stop``, ``late_gain``, ``plateau``)."""
     floors = score_floors(task, val_samples)
     health = fit_health(history, floors, phase)
-    return health, {**health_record(health, floors), **stop_record(history, phase)}
+    return health, {**health_record(health, floors), **stop_record(history, phase),
+                    **plateau_record(history, phase=phase)}

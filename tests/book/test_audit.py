@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ssinfnet.book import audit as a
@@ -18,7 +19,8 @@ CLEAN = {"git_commit": "abcdef1234567890", "dirty": False}
 def good_manifest() -> dict:
     """The verdict fixture's manifest with every chapter's wall time (100 minutes in all on 2 cores) and
     provenance, chapter 5's tables (best usable single model 0.612) and hand-off, and the trainings'
-    statuses: all passed but multi_fcn8s (allowed to fail)."""
+    statuses: all passed but multi_fcn8s (allowed to fail), with each training's exported model (its
+    history: :func:`write_histories`)."""
     m = verdict_manifest()
     for stage in STAGE_NAMES.values():
         m["stages"].setdefault(stage, {})["provenance"] = dict(CLEAN)
@@ -28,26 +30,65 @@ def good_manifest() -> dict:
     m["stages"]["03_single"]["seeds"] = {"status": {"ssinfnet": {"seed1": "ok", "seed2": "ok"}}}
     m["stages"]["04_multi"]["status"] = {"multi_ssinfnet": "ok", "multi_ssinfnet_gt_prior (oracle prior)": "ok",
                                          "multi_fcn8s": "failed: best val_dice 0.000 not above the floor 0.091"}
+    m["stages"]["03_single"]["artifacts"] = {f"model:{k}": f"finetune/{k.replace('@', '/')}/model.pt" for k in
+                                             ("sinfnet", "ssinfnet", "unet", "ssinfnet@seed1", "ssinfnet@seed2")}
+    m["stages"]["04_multi"]["artifacts"] = {f"model:{k}": f"finetune/{k}/model.pt" for k in
+                                            ("multi_ssinfnet", "multi_ssinfnet_gt_prior", "multi_fcn8s")}
     ev = m["stages"]["05_evaluation"]
     ev["infnet_single"] = {"sinfnet": 0.5683, "ssinfnet": 0.612, "unet": 0.58}
     ev["selected"] = {"test_predictions": "ssinfnet", "test_class_maps": "multi_ssinfnet"}
     return m
 
 
+def history(scores, stop) -> pd.DataFrame:
+    """A fine-tuning history of validated epochs ``scores``; the last row's ``stop`` says why it ended."""
+    n = len(scores)
+    return pd.DataFrame({"phase": "seg", "kind": "epoch", "epoch": range(n),
+                         "loss": [1.0 - i / (2 * n) for i in range(n)],
+                         "val_dice": scores, "stop": [None] * (n - 1) + [stop]})
+
+
+#: A run that ran to its cap 12 epochs in, its best (0.605) 0.005 above the best before its last 5 epochs.
+PLATEAUED = history([0.3, 0.45, 0.5, 0.55, 0.6, 0.58, 0.59, 0.6, 0.605, 0.6, 0.59, 0.6], "cap")
+
+
+def write_histories(folder: Path, manifest: dict, **special) -> None:
+    """Write the history of every model ``manifest`` names under ``folder``: :data:`PLATEAUED`, or
+    ``special[training]`` (None: none, and an earlier one removed)."""
+    for key, path in a.training_histories(manifest, folder).items():
+        h = special.get(key, PLATEAUED)
+        if h is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            h.to_csv(path, index=False)
+
+
+@pytest.fixture
+def audit_dir(run_dir):  # noqa: F811
+    """The verdict fixture's run folder with the histories of :func:`good_manifest`'s trainings."""
+    write_histories(run_dir, good_manifest())
+    return run_dir
+
+
 def _by_name(checks) -> dict:
     return {c.name: c for c in checks}
 
 
-def test_a_run_meeting_the_bars_passes_them(run_dir):  # noqa: F811
-    checks = _by_name(a.audit(good_manifest(), run_dir))
+def test_a_run_meeting_the_bars_passes_them(audit_dir):
+    checks = _by_name(a.audit(good_manifest(), audit_dir))
     assert list(checks) == ["every chapter executed", "one clean commit", "book wall time", "best single-class model",
-                            "no collapsed model", "later chapters read trained models", "verdict page complete"]
+                            "fine-tuned to a plateau", "no collapsed model", "later chapters read trained models",
+                            "verdict page complete"]
     assert checks["every chapter executed"].passed
     assert checks["one clean commit"].passed and checks["one clean commit"].found == "1 commit(s): abcdef1"
     assert checks["book wall time"].passed
     assert checks["book wall time"].found == "100.0 min on cpu (AMD EPYC, 2 cores, AVX512 kernels)"
     best = checks["best single-class model"]
     assert best.passed and best.found == "0.6120 (ssinfnet)" and best.required.startswith(">= 0.60")
+    plateau = checks["fine-tuned to a plateau"]  # multi_fcn8s failed: its plateau is not asked for
+    assert plateau.passed and plateau.found == "7 trainings: 0 stopped on patience, 7 ran to the cap (largest late " \
+                                               "gain +0.0050, multi_ssinfnet)"
     trainings = checks["no collapsed model"]
     assert trainings.passed and trainings.found == "7 of 8 trainings passed their checks; failed: multi_fcn8s"
     handoff = checks["later chapters read trained models"]
@@ -58,14 +99,14 @@ def test_a_run_meeting_the_bars_passes_them(run_dir):  # noqa: F811
     assert "Data augmentation (cutout 0.4), single" in verdict.found
 
 
-def test_each_bar_fails_on_the_run_that_misses_it(run_dir):  # noqa: F811
+def test_each_bar_fails_on_the_run_that_misses_it(audit_dir):
     m = good_manifest()
     m["stages"]["05_evaluation"]["provenance"] = {"git_commit": "1234567aaaa", "dirty": False}
     m["stages"]["notebook:06_severity"]["provenance"]["dirty"] = True
     m["stages"]["notebook:07_radiomics_mediation"]["wall_time_s"] = 3000.0  # 100 - 857/60 + 50 min
     m["stages"]["05_evaluation"]["infnet_single"]["ssinfnet"] = 0.5908
     m["stages"]["03_single"]["seeds"]["status"]["ssinfnet"]["seed2"] = "failed: flat loss"
-    checks = _by_name(a.audit(m, run_dir))
+    checks = _by_name(a.audit(m, audit_dir))
     commit = checks["one clean commit"]
     assert not commit.passed and commit.found == "2 commit(s): 1234567, abcdef1; dirty or unrecorded tree: " \
                                                  "notebook:06_severity"
@@ -76,62 +117,78 @@ def test_each_bar_fails_on_the_run_that_misses_it(run_dir):  # noqa: F811
     assert not trainings.passed and trainings.found.endswith("failed: multi_fcn8s, ssinfnet@seed2")
 
 
-def test_a_chapter_without_a_commit_fails_the_commit_bar(run_dir):  # noqa: F811
+def test_a_chapter_without_a_commit_fails_the_commit_bar(audit_dir):
     m = good_manifest()
     del m["stages"]["notebook:03_single"]["provenance"]["git_commit"]
     m["stages"]["06_severity"].pop("provenance")
-    commit = _by_name(a.audit(m, run_dir))["one clean commit"]
+    commit = _by_name(a.audit(m, audit_dir))["one clean commit"]
     assert not commit.passed and commit.found == "1 commit(s): abcdef1; no commit recorded: 06_severity, " \
                                                  "notebook:03_single"
 
 
-def test_the_time_bar_holds_only_for_a_run_on_its_machine(run_dir):  # noqa: F811
+def test_the_time_bar_holds_only_for_a_run_on_its_machine(audit_dir):
     m = good_manifest()
     m["device"] = "cpu (AMD EPYC, 16 cores, AVX512 kernels)"
-    timed = _by_name(a.audit(m, run_dir))["book wall time"]
+    timed = _by_name(a.audit(m, audit_dir))["book wall time"]
     assert not timed.passed and timed.found.endswith("(not a 2-core CPU run: the bar does not apply)")
     m["device"] = "cuda (NVIDIA H200)"
-    assert not _by_name(a.audit(m, run_dir))["book wall time"].passed
+    assert not _by_name(a.audit(m, audit_dir))["book wall time"].passed
     m["device"] = "cpu (2 cores, x86_64)"  # manifests written before the CPU model was recorded
-    assert _by_name(a.audit(m, run_dir))["book wall time"].passed
+    assert _by_name(a.audit(m, audit_dir))["book wall time"].passed
 
 
-def test_a_failed_model_is_never_the_best_nor_handed_on(run_dir):  # noqa: F811
+def test_a_failed_model_is_never_the_best_nor_handed_on(audit_dir):
     m = good_manifest()
     m["stages"]["03_single"]["status"]["unet"] = "failed: best val_dice 0.010 not above the floor 0.091"
     m["stages"]["05_evaluation"]["infnet_single"]["unet"] = 0.70
-    checks = _by_name(a.audit(m, run_dir))
+    checks = _by_name(a.audit(m, audit_dir))
     assert checks["best single-class model"].found == "0.6120 (ssinfnet)"
     assert not checks["no collapsed model"].passed
     m["stages"]["05_evaluation"]["selected"]["test_predictions"] = "unet"
-    handoff = _by_name(a.audit(m, run_dir))["later chapters read trained models"]
+    handoff = _by_name(a.audit(m, audit_dir))["later chapters read trained models"]
     assert not handoff.passed and handoff.found.endswith("; not from a model that passed its checks: test_predictions")
     m["stages"]["05_evaluation"]["selected"] = {"test_predictions": None}  # every model failed: nothing handed on
-    handoff = _by_name(a.audit(m, run_dir))["later chapters read trained models"]
+    handoff = _by_name(a.audit(m, audit_dir))["later chapters read trained models"]
     assert not handoff.passed and handoff.found.startswith("test_predictions from nothing, test_class_maps from nothing")
 
 
 def test_an_empty_manifest_meets_no_bar():
     checks = a.audit({"profile": "cpu"})
-    assert [c.passed for c in checks[:-1]] == [False] * 6
+    assert [c.passed for c in checks[:-1]] == [False] * 7
+    assert checks[4].found == "no run folder to read the histories from"
     assert checks[0].found == "missing " + ", ".join(STAGE_NAMES.values())
 
 
-def test_a_chapter_without_its_notebook_or_wall_time_fails(run_dir):  # noqa: F811
+def test_a_chapter_without_its_notebook_or_wall_time_fails(audit_dir):
     m = good_manifest()
     del m["stages"]["notebook:06_severity"]
     m["stages"]["notebook:02_pretraining"].pop("wall_time_s")
-    checks = _by_name(a.audit(m, run_dir))
+    checks = _by_name(a.audit(m, audit_dir))
     assert not checks["every chapter executed"].passed
     assert checks["every chapter executed"].found == "missing 06_severity"
     assert not checks["book wall time"].passed and "(some chapters recorded no wall time)" in \
         checks["book wall time"].found
 
 
-def test_a_profile_without_bars_is_checked_for_provenance_trainings_and_verdict(run_dir):  # noqa: F811
+def test_a_training_still_rising_at_its_cap_or_without_history_fails_the_plateau_bar(audit_dir):
+    m = good_manifest()
+    rising = history([0.3, 0.45, 0.5, 0.55, 0.6, 0.58, 0.59, 0.6, 0.62, 0.6, 0.59, 0.6], "cap")  # +0.02
+    stopped = history([0.3, 0.45, 0.5, 0.55, 0.6, 0.58, 0.59, 0.6, 0.62, 0.6, 0.59, 0.6], "patience")
+    write_histories(audit_dir, m, **{"ssinfnet@seed2": rising, "unet": stopped, "sinfnet": None})
+    plateau = _by_name(a.audit(m, audit_dir))["fine-tuned to a plateau"]
+    assert not plateau.passed
+    assert plateau.found == ("7 trainings: 1 stopped on patience, 6 ran to the cap (largest late gain +0.0200, "
+                             "ssinfnet@seed2); still rising: ssinfnet@seed2; too short or no history to tell: sinfnet")
+    table = a.plateau_table(m, audit_dir).set_index("training")
+    assert table.loc["unet", "plateau"] and table.loc["unet", "late_gain"] == 0.02  # patience: plateaued anyway
+    assert table.loc["sinfnet", "stop"] == "history missing"
+    assert "multi_fcn8s" not in table.index
+
+
+def test_a_profile_without_bars_is_checked_for_provenance_trainings_and_verdict(audit_dir):
     m = good_manifest()
     m["profile"] = "smoke"
-    names = [c.name for c in a.audit(m, run_dir)]
+    names = [c.name for c in a.audit(m, audit_dir)]
     assert names == ["every chapter executed", "one clean commit", "no collapsed model",
                      "later chapters read trained models", "verdict page complete"]
 
@@ -145,6 +202,8 @@ def test_the_published_run_reads_its_own_manifest():
     assert checks["best single-class model"].found == f"{scores[best]:.4f} ({best})"
     commits = {e["provenance"]["git_commit"] for e in m["stages"].values() if "provenance" in e}
     assert checks["one clean commit"].passed == (len(commits) == 1)
+    passed = int(checks["no collapsed model"].found.split(" of ")[0])  # every training that passed has a history
+    assert checks["fine-tuned to a plateau"].found.startswith(f"{passed} trainings: ")
     verdict = checks["verdict page complete"]  # the published run's verdict page has a verdict on every row
     n = int(verdict.found.split(" of ")[1].split()[0])
     assert verdict.passed and verdict.found == f"{n} of {n} claims with a verdict" and n >= 15
@@ -161,18 +220,34 @@ def test_the_audit_names_a_missing_or_broken_manifest(tmp_path):
         a.audit_run_dir(tmp_path)
 
 
-def test_the_command_exits_1_on_a_missed_bar_and_2_without_a_manifest(run_dir, tmp_path, capsys):  # noqa: F811
-    (run_dir / "manifest.json").write_text(json.dumps(good_manifest()))
-    assert main(["audit", "--run-dir", str(run_dir)]) == 1  # the verdict fixture lacks the FCN8s row
+def test_the_command_exits_1_on_a_missed_bar_and_2_without_a_manifest(audit_dir, tmp_path, capsys):
+    (audit_dir / "manifest.json").write_text(json.dumps(good_manifest()))
+    assert main(["audit", "--run-dir", str(audit_dir)]) == 1  # the verdict fixture lacks the FCN8s row
     out = capsys.readouterr().out
     assert "| best single-class model | >= 0.60 test meanDic (Inf-Net protocol) | 0.6120 (ssinfnet) | pass |" in out
-    assert out.rstrip().endswith("6 of 7 bars met.")
-    assert main(["audit", "--run-dir", str(run_dir), "--json"]) == 1
+    assert out.rstrip().endswith("7 of 8 bars met.")
+    assert main(["audit", "--run-dir", str(audit_dir), "--json"]) == 1
     got = json.loads(capsys.readouterr().out)
-    assert [c["passed"] for c in got] == [True, True, True, True, True, True, False]
+    assert [c["passed"] for c in got] == [True, True, True, True, True, True, True, False]
     empty = tmp_path / "empty"
     empty.mkdir()
     before = sorted(empty.iterdir())
     assert main(["audit", "--run-dir", str(empty)]) == 2
     assert "no manifest" in capsys.readouterr().err and sorted(empty.iterdir()) == before
 
+
+
+def test_the_results_page_says_whether_fine_tuning_plateaued(audit_dir):
+    from ssinfnet.book.results_page import plateau_markdown, results_markdown
+
+    m = good_manifest()
+    rising = history([0.3, 0.45, 0.5, 0.55, 0.6, 0.58, 0.59, 0.6, 0.62, 0.6, 0.59, 0.6], "cap")
+    write_histories(audit_dir, m, **{"unet": rising})
+    lines = plateau_markdown(m, audit_dir)
+    text = "\n".join(lines)
+    assert "Of the 7 fine-tunings that passed their checks, 0 stopped on their patience and 7 ran to the epoch cap" \
+        in text and "in its last 5 epochs; 1 did not: unet." in text
+    assert lines[-7:] == ["| unet | 12 | +0.0200 |"] + [f"| {k} | 12 | +0.0050 |" for k in (
+        "multi_ssinfnet", "multi_ssinfnet_gt_prior", "sinfnet", "ssinfnet", "ssinfnet@seed1", "ssinfnet@seed2")]
+    assert "### Did fine-tuning reach a plateau?" in results_markdown(m, audit_dir)
+    assert plateau_markdown(m, None) == [] and "Did fine-tuning" not in results_markdown(m, None)

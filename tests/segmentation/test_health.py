@@ -8,7 +8,8 @@ import ssinfnet.segmentation.fit as finetune
 from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.sample import Sample
 from ssinfnet.segmentation.fit import fit
-from ssinfnet.segmentation.health import MARGIN, MIN_FLOOR, fit_health, score_floors, stop_record
+from ssinfnet.segmentation.health import (MARGIN, MIN_FLOOR, PLATEAU_GAIN, fit_health, late_gain, plateau_record,
+                                          score_floors, stop_record)
 from ssinfnet.segmentation.variants import variant_config
 from ssinfnet.training.export import load_exported
 
@@ -91,6 +92,44 @@ def test_stop_record():
     assert stop_record(h.drop(columns="stop")) == {"epochs_run": 3, "stop": None}
 
 
+def test_late_gain_is_the_rise_of_the_best_score_in_the_last_epochs():
+    # best before the last 2 epochs 0.60 (epoch 1); the run's best 0.65 (epoch 4): it rose by 0.05 there
+    h = _history([1.0] * 5, dice=[0.4, 0.60, 0.55, 0.58, 0.65])
+    assert late_gain(h, window=2) == pytest.approx(0.05)
+    assert late_gain(h, window=3) == pytest.approx(0.05)
+    assert late_gain(h, window=4) == pytest.approx(0.25)  # against epoch 0 alone
+    assert late_gain(h, window=1) == pytest.approx(0.05)
+    # a best in the middle: nothing gained at the end
+    assert late_gain(_history([1.0] * 5, dice=[0.4, 0.7, 0.55, 0.58, 0.65]), window=2) == 0.0
+    # unvalidated epochs (NaN) are not epochs of the window
+    assert late_gain(_history([1.0] * 4, dice=[0.4, 0.5, NAN, 0.6]), window=1) == pytest.approx(0.1)
+    # nothing before the window: NaN
+    assert np.isnan(late_gain(h, window=5))
+
+
+def test_late_gain_rejects_bad_input():
+    h = _history([1.0, 0.9], dice=[0.2, 0.3])
+    with pytest.raises(ValueError, match="val_dice_ggo"):
+        late_gain(h, score="dice_ggo")
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="window must be a positive integer"):
+            late_gain(h, window=bad)
+
+
+def test_plateau_record_judges_capped_runs_by_their_late_gain():
+    rising = [0.5] * 10 + [0.5 + PLATEAU_GAIN]     # +0.01 in the last epoch: exactly the gain, not below it
+    flat = [0.5] * 10 + [0.5 + PLATEAU_GAIN / 2]
+    cap = [None] * 10 + ["cap"]
+    assert plateau_record(_history([1.0] * 11, dice=rising).assign(stop=cap)) == {"late_gain": 0.01, "plateau": False}
+    assert plateau_record(_history([1.0] * 11, dice=flat).assign(stop=cap)) == {"late_gain": 0.005, "plateau": True}
+    # a run stopped on its patience has plateaued, whatever came before
+    patience = [None] * 10 + ["patience"]
+    assert plateau_record(_history([1.0] * 11, dice=rising).assign(stop=patience))["plateau"] is True
+    # no patience (no stop column) is judged like the cap; too short a run cannot be judged
+    assert plateau_record(_history([1.0] * 11, dice=rising))["plateau"] is False
+    assert plateau_record(_history([1.0] * 3, dice=[0.1, 0.2, 0.3])) == {"late_gain": None, "plateau": None}
+
+
 def test_fit_stops_early_records_why_and_exports_its_health(tmp_path, monkeypatch):
     """A validation sequence that peaks at epoch 1: patience 2 stops after epoch 3 of at most 6."""
     original = finetune.validation_scores
@@ -110,6 +149,7 @@ def test_fit_stops_early_records_why_and_exports_its_health(tmp_path, monkeypatc
     assert len(epochs) == 4 and epochs["stop"].iloc[-1] == "patience"
     assert res.best == (1, 0.6)
     assert res.record["epochs_run"] == 4 and res.record["stop"] == "patience"
+    assert res.record["plateau"] is True and res.record["late_gain"] is None  # 4 validated epochs, window 5
     assert res.health.best_score == 0.6 and res.record["status"] == res.health.status
     assert res.record["floors"] == {"dice": round(score_floors("single", phantoms[4:])["dice"], 4)}
     extra = load_exported(res.export_path).extra
