@@ -24,7 +24,7 @@ from .artifacts import STAGE_NAMES
 from .verdict import NOT_COMPARED, failed_models, load_comparisons, pair_rows, training_statuses
 from .verdict_recorded import other_rows
 
-__all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run_dir", "format_checks", "plateau_table",
+__all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run_dir", "format_checks", "plateau_table", "stop_counts",
            "training_histories"]
 
 
@@ -32,9 +32,9 @@ __all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run
 class Bars:
     """The bars of one profile: ``max_book_minutes`` (sum of the chapters' wall times; None: no bar) on a
     CPU with ``cores`` usable cores (as the manifest's device records them), ``min_best_single`` (best
-    non-failed single-class model's test Inf-Net meanDic; None: no bar), ``plateau`` (every training that passed
-stopped on its patience or rose by less than :data:`~ssinfnet.segmentation.health.PLATEAU_GAIN` validation
-Dice in its last :data:`~ssinfnet.segmentation.health.PLATEAU_WINDOW` epochs)."""
+    non-failed single-class model's test Inf-Net meanDic; None: no bar), ``plateau`` (every training that
+    passed stopped on its patience or rose by less than :data:`~ssinfnet.segmentation.health.PLATEAU_GAIN`
+    validation Dice in its last :data:`~ssinfnet.segmentation.health.PLATEAU_WINDOW` validated epochs)."""
 
     max_book_minutes: float | None = None
     cores: int | None = None
@@ -168,6 +168,19 @@ def plateau_table(manifest: dict, run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["training", "epochs_run", "stop", "late_gain", "plateau"])
 
 
+def stop_counts(table: pd.DataFrame) -> str:
+    """How the trainings of a :func:`plateau_table` ended, in words: "N stopped on patience, M ran to the cap",
+    then, when any, how many had no patience set and how many histories are missing."""
+    stop = table["stop"]
+    parts = [f"{int((stop == 'patience').sum())} stopped on patience", f"{int((stop == 'cap').sum())} ran to the cap"]
+    no_patience, missing = int(stop.isna().sum()), int((stop == "history missing").sum())
+    if no_patience:
+        parts.append(f"{no_patience} ran without a patience")
+    if missing:
+        parts.append(f"{missing} without a history")
+    return ", ".join(parts)
+
+
 def _check_plateau(manifest: dict, run_dir: Path | None) -> Check:
     required = (f"every training that passed stopped on its patience or rose < {PLATEAU_GAIN:g} validation Dice "
                 f"in its last {PLATEAU_WINDOW} epochs")
@@ -176,10 +189,8 @@ def _check_plateau(manifest: dict, run_dir: Path | None) -> Check:
     table = plateau_table(manifest, run_dir)
     if table.empty:
         return Check("fine-tuned to a plateau", required, "no training recorded", False)
-    patience = int((table["stop"] == "patience").sum())
-    capped = table[table["stop"] != "patience"]
-    found = f"{len(table)} trainings: {patience} stopped on patience, {len(capped)} ran to the cap"
-    gains = capped.dropna(subset=["late_gain"])
+    found = f"{len(table)} trainings: {stop_counts(table)}"
+    gains = table[table["stop"] != "patience"].dropna(subset=["late_gain"])
     if len(gains):
         top = gains.loc[gains["late_gain"].astype(float).idxmax()]
         found += f" (largest late gain {float(top['late_gain']):+.4f}, {top['training']})"

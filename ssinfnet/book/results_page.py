@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..evaluation.tables import MULTI_COLUMNS
 from ..segmentation.health import PLATEAU_GAIN, PLATEAU_WINDOW
-from .audit import plateau_table
+from .audit import plateau_table, stop_counts
 from .profiles import PROFILES, Profile, reductions
 from .verdict import RULES, VERDICTS, load_comparisons, pair_rows
 from .verdict_recorded import other_rows
@@ -166,23 +166,25 @@ def plateau_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
     table = plateau_table(manifest, run_dir) if run_dir is not None else None
     if table is None or table.empty:
         return []
-    capped = table[table["stop"] != "patience"]
     rising = table[table["plateau"].eq(False)]
     unknown = table[table["plateau"].isna()]
+    if len(rising):
+        verdict = f"{len(rising)} did not: " + ", ".join(rising["training"]) + "."
+    elif len(unknown):
+        verdict = "none of those that could be judged was still gaining."
+    else:
+        verdict = "every one did."
     lines = ["", "### Did fine-tuning reach a plateau?", "",
-             f"Of the {len(table)} fine-tunings that passed their checks, {len(table) - len(capped)} stopped on "
-             f"their patience and {len(capped)} ran to the epoch cap. A run that reached the cap counts as having "
-             f"plateaued when its best validation Dice rose by less than {PLATEAU_GAIN:g} (one of 10 validation "
-             f"slices moving by 0.1) in its last {PLATEAU_WINDOW} epochs; "
-             + (f"{len(rising)} did not: " + ", ".join(rising['training']) + "." if len(rising)
-                else "every one did.")
+             f"Of the {len(table)} fine-tunings that passed their checks, {stop_counts(table)}. A run that did "
+             f"not stop on its patience counts as having plateaued when its best validation Dice rose by less "
+             f"than {PLATEAU_GAIN:g} in its last {PLATEAU_WINDOW} validated epochs; " + verdict
              + (f" Too short or without a history to tell: {', '.join(unknown['training'])}." if len(unknown) else "")]
-    late = capped.dropna(subset=["late_gain"])
+    late = table[table["stop"] != "patience"].dropna(subset=["late_gain"])
     late = late[late["late_gain"].astype(float) > 0].sort_values("late_gain", ascending=False, kind="stable")
     if len(late):
-        lines += ["", f"Runs whose best epoch fell in their last {PLATEAU_WINDOW} (gain over the best before them):",
-                  "", "| training | epochs run | late gain (validation Dice) |", "|---|---|---|"]
-        lines += [f"| {r.training} | {r.epochs_run} | {float(r.late_gain):+.4f} |" for r in late.itertuples()]
+        lines += ["", f"Runs whose best epoch fell in their last {PLATEAU_WINDOW} validated epochs (gain over the "
+                  "best before them):", "", "| training | epochs run | late gain (validation Dice) |", "|---|---|---|"]
+        lines += [f"| {r.training} | {int(r.epochs_run)} | {float(r.late_gain):+.4f} |" for r in late.itertuples()]
     return lines
 
 

@@ -285,8 +285,7 @@ class FitResult:
     (then the last weights were exported); ``export_path`` is ``run_dir/model.pt``; ``transfer`` the
     inpainting-init report (None from scratch); ``health`` whether training failed
     (:func:`ssinfnet.segmentation.health.fit_health`); ``record`` what the exported model says of it:
-    ``status``, ``failed``, ``reasons``, ``floors``, where training ended (``epochs_run``, ``stop``) and
-    whether it had reached a plateau (``late_gain``, ``plateau``; :func:`~ssinfnet.segmentation.health.plateau_record`).
+    ``status``, ``failed``, ``reasons``, ``floors``, ``epochs_run``, ``stop``, ``late_gain``, ``plateau``.
     """
 
     config: SegConfig

@@ -15,18 +15,22 @@ anything. So a fine-tuned model has **failed** when its best validation score is
 or when its training loss was not finite or did not fall (:func:`ssinfnet.training.health.check_training`,
 whose flat-loss rule needs three epochs or more).
 
+Single-class models are judged on the infection Dice;
+multi-class models on the mean of GGO and consolidation **and** on each of the two (a model that never
+predicts consolidation has not learnt stage 2, whatever its GGO). Failed models are shown as failed and
+never passed on to later chapters (:mod:`ssinfnet.book.stages.evaluation`).
+
 A run that passed may still have been stopped too early: one that ran to its epoch cap while its
 validation Dice was rising would have gained from more epochs. :func:`plateau_record` says whether a run
 reached a **plateau**: it stopped on its patience (that many epochs without a better score), or it ran to
 the cap and its best score rose by less than :data:`PLATEAU_GAIN` in the last :data:`PLATEAU_WINDOW`
-validated epochs. Single-class models are judged on the infection Dice;
-multi-class models on the mean of GGO and consolidation **and** on each of the two (a model that never
-predicts consolidation has not learnt stage 2, whatever its GGO). Failed models are shown as failed and
-never passed on to later chapters (:mod:`ssinfnet.book.stages.evaluation`).
+validated epochs (the infection Dice for single-class models, the mean of GGO and consolidation for
+multi-class ones).
 """
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -50,7 +54,8 @@ MARGIN = 0.01
 PLATEAU_WINDOW = 5
 
 #: A run that reached its cap has plateaued when its best validation Dice rose by less than this in its last
-#: :data:`PLATEAU_WINDOW` epochs: as :data:`MARGIN`, one of 10 validation slices moving by 0.1.
+#: :data:`PLATEAU_WINDOW` validated epochs: as :data:`MARGIN` (on the cpu profile's 10 validation slices, one
+#: slice's Dice moving by 0.1).
 PLATEAU_GAIN = MARGIN
 
 #: The per-class score columns of a multi-class validation (``validation_scores`` keys).
@@ -146,12 +151,12 @@ def late_gain(history: pd.DataFrame, window: int = PLATEAU_WINDOW, phase: str | 
     ``window`` epochs or fewer (nothing before the window to compare with). ValueError when ``window`` is
     not a positive integer or the column is missing.
     """
-    if not (isinstance(window, int) and not isinstance(window, bool) and window >= 1):
+    if not (isinstance(window, numbers.Integral) and not isinstance(window, bool) and window >= 1):
         raise ValueError(f"window must be a positive integer, got {window!r}")
     scores = _validated(history, phase, score)
     if len(scores) <= window:
         return float("nan")
-    return float(scores.max() - scores[:-window].max())
+    return float(scores.max() - scores[:-int(window)].max())
 
 
 def plateau_record(history: pd.DataFrame, window: int = PLATEAU_WINDOW, gain: float = PLATEAU_GAIN,
@@ -163,14 +168,16 @@ def plateau_record(history: pd.DataFrame, window: int = PLATEAU_WINDOW, gain: fl
     no patience) gaining ``gain`` or more in the window; None when it is too short to tell.
     """
     lg = late_gain(history, window, phase, score)
+    # The record keeps the gain to 4 places; the verdict is taken on the same number a reader sees.
+    lg = round(lg, 4) if math.isfinite(lg) else None
     stop = stop_record(history, phase)["stop"]
     if stop == "patience":
         plateau = True
-    elif math.isfinite(lg):
+    elif lg is not None:
         plateau = lg < gain
     else:
         plateau = None
-    return {"late_gain": round(lg, 4) if math.isfinite(lg) else None, "plateau": plateau}
+    return {"late_gain": lg, "plateau": plateau}
 
 
 def judge_fit(task: str, history: pd.DataFrame, val_samples: Sequence[Sample], phase: str | None = None

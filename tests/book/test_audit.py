@@ -177,8 +177,9 @@ def test_a_training_still_rising_at_its_cap_or_without_history_fails_the_plateau
     write_histories(audit_dir, m, **{"ssinfnet@seed2": rising, "unet": stopped, "sinfnet": None})
     plateau = _by_name(a.audit(m, audit_dir))["fine-tuned to a plateau"]
     assert not plateau.passed
-    assert plateau.found == ("7 trainings: 1 stopped on patience, 6 ran to the cap (largest late gain +0.0200, "
-                             "ssinfnet@seed2); still rising: ssinfnet@seed2; too short or no history to tell: sinfnet")
+    assert plateau.found == ("7 trainings: 1 stopped on patience, 5 ran to the cap, 1 without a history (largest "
+                             "late gain +0.0200, ssinfnet@seed2); still rising: ssinfnet@seed2; too short or no "
+                             "history to tell: sinfnet")
     table = a.plateau_table(m, audit_dir).set_index("training")
     assert table.loc["unet", "plateau"] and table.loc["unet", "late_gain"] == 0.02  # patience: plateaued anyway
     assert table.loc["sinfnet", "stop"] == "history missing"
@@ -204,6 +205,10 @@ def test_the_published_run_reads_its_own_manifest():
     assert checks["one clean commit"].passed == (len(commits) == 1)
     passed = int(checks["no collapsed model"].found.split(" of ")[0])  # every training that passed has a history
     assert checks["fine-tuned to a plateau"].found.startswith(f"{passed} trainings: ")
+    # what the committed run's 28 histories say (read from runs/cpu/finetune/*/history.csv)
+    plateau = checks["fine-tuned to a plateau"]
+    assert plateau.passed and plateau.found == ("28 trainings: 8 stopped on patience, 20 ran to the cap (largest "
+                                                "late gain +0.0082, ssinfnet@seed1)")
     verdict = checks["verdict page complete"]  # the published run's verdict page has a verdict on every row
     n = int(verdict.found.split(" of ")[1].split()[0])
     assert verdict.passed and verdict.found == f"{n} of {n} claims with a verdict" and n >= 15
@@ -236,7 +241,6 @@ def test_the_command_exits_1_on_a_missed_bar_and_2_without_a_manifest(audit_dir,
     assert "no manifest" in capsys.readouterr().err and sorted(empty.iterdir()) == before
 
 
-
 def test_the_results_page_says_whether_fine_tuning_plateaued(audit_dir):
     from ssinfnet.book.results_page import plateau_markdown, results_markdown
 
@@ -245,9 +249,22 @@ def test_the_results_page_says_whether_fine_tuning_plateaued(audit_dir):
     write_histories(audit_dir, m, **{"unet": rising})
     lines = plateau_markdown(m, audit_dir)
     text = "\n".join(lines)
-    assert "Of the 7 fine-tunings that passed their checks, 0 stopped on their patience and 7 ran to the epoch cap" \
-        in text and "in its last 5 epochs; 1 did not: unet." in text
+    assert "Of the 7 fine-tunings that passed their checks, 0 stopped on patience, 7 ran to the cap." in text
+    assert "in its last 5 validated epochs; 1 did not: unet." in text
     assert lines[-7:] == ["| unet | 12 | +0.0200 |"] + [f"| {k} | 12 | +0.0050 |" for k in (
         "multi_ssinfnet", "multi_ssinfnet_gt_prior", "sinfnet", "ssinfnet", "ssinfnet@seed1", "ssinfnet@seed2")]
     assert "### Did fine-tuning reach a plateau?" in results_markdown(m, audit_dir)
     assert plateau_markdown(m, None) == [] and "Did fine-tuning" not in results_markdown(m, None)
+
+
+def test_the_results_page_names_runs_it_cannot_judge_and_claims_nothing_for_them(audit_dir):
+    from ssinfnet.book.results_page import plateau_markdown
+
+    m = good_manifest()
+    short = history([0.3, 0.4, 0.5], "cap")  # 3 validated epochs: too short for a window of 5
+    write_histories(audit_dir, m, **{"unet": short, "sinfnet": None})
+    text = "\n".join(plateau_markdown(m, audit_dir))
+    assert "0 stopped on patience, 6 ran to the cap, 1 without a history." in text
+    assert "none of those that could be judged was still gaining." in text and "every one did" not in text
+    assert "Too short or without a history to tell: sinfnet, unet." in text
+    assert "| unet |" not in text and "| sinfnet |" not in text  # no gain to show for either

@@ -8,7 +8,7 @@ import ssinfnet.segmentation.fit as finetune
 from ssinfnet.data.phantoms import synthetic_subset
 from ssinfnet.data.sample import Sample
 from ssinfnet.segmentation.fit import fit
-from ssinfnet.segmentation.health import (MARGIN, MIN_FLOOR, PLATEAU_GAIN, fit_health, late_gain, plateau_record,
+from ssinfnet.segmentation.health import (MARGIN, MIN_FLOOR, fit_health, late_gain, plateau_record,
                                           score_floors, stop_record)
 from ssinfnet.segmentation.variants import variant_config
 from ssinfnet.training.export import load_exported
@@ -111,23 +111,52 @@ def test_late_gain_rejects_bad_input():
     h = _history([1.0, 0.9], dice=[0.2, 0.3])
     with pytest.raises(ValueError, match="val_dice_ggo"):
         late_gain(h, score="dice_ggo")
-    for bad in (0, -1, 2.5, True):
+    for bad in (0, -1, 2.5, True, np.int64(0), "5"):
         with pytest.raises(ValueError, match="window must be a positive integer"):
             late_gain(h, window=bad)
 
 
 def test_plateau_record_judges_capped_runs_by_their_late_gain():
-    rising = [0.5] * 10 + [0.5 + PLATEAU_GAIN]     # +0.01 in the last epoch: exactly the gain, not below it
-    flat = [0.5] * 10 + [0.5 + PLATEAU_GAIN / 2]
+    # 0.5 and 0.5 + 2**-6 are exact in binary: a gain of exactly 0.015625 against a bar set at that gain
+    exact = 2.0 ** -6
     cap = [None] * 10 + ["cap"]
-    assert plateau_record(_history([1.0] * 11, dice=rising).assign(stop=cap)) == {"late_gain": 0.01, "plateau": False}
-    assert plateau_record(_history([1.0] * 11, dice=flat).assign(stop=cap)) == {"late_gain": 0.005, "plateau": True}
+    at_gain = _history([1.0] * 11, dice=[0.5] * 10 + [0.5 + exact]).assign(stop=cap)
+    assert plateau_record(at_gain, gain=exact) == {"late_gain": 0.0156, "plateau": True}  # the rounded gain decides
+    assert plateau_record(at_gain, gain=0.0156) == {"late_gain": 0.0156, "plateau": False}  # not below: still rising
+    # just above and just below the default bar
+    above = _history([1.0] * 11, dice=[0.5] * 10 + [0.511]).assign(stop=cap)
+    below = _history([1.0] * 11, dice=[0.5] * 10 + [0.509]).assign(stop=cap)
+    assert plateau_record(above) == {"late_gain": 0.011, "plateau": False}
+    assert plateau_record(below) == {"late_gain": 0.009, "plateau": True}
     # a run stopped on its patience has plateaued, whatever came before
     patience = [None] * 10 + ["patience"]
-    assert plateau_record(_history([1.0] * 11, dice=rising).assign(stop=patience))["plateau"] is True
+    assert plateau_record(above.assign(stop=patience))["plateau"] is True
     # no patience (no stop column) is judged like the cap; too short a run cannot be judged
-    assert plateau_record(_history([1.0] * 11, dice=rising))["plateau"] is False
+    assert plateau_record(above.drop(columns="stop"))["plateau"] is False
     assert plateau_record(_history([1.0] * 3, dice=[0.1, 0.2, 0.3])) == {"late_gain": None, "plateau": None}
+    # no finite score at all: nothing to judge
+    assert plateau_record(_history([1.0] * 11, dice=[NAN] * 11).assign(stop=cap)) == {"late_gain": None,
+                                                                                       "plateau": None}
+
+
+def test_plateau_record_reads_a_phase_a_class_score_and_numpy_windows():
+    seg = _history([1.0] * 7, dice=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]).assign(phase="seg")
+    other = _history([1.0] * 7, dice=[0.5] * 7).assign(phase="warmup")
+    both = pd.concat([other, seg], ignore_index=True)
+    assert plateau_record(both, window=2, phase="warmup") == {"late_gain": 0.0, "plateau": True}
+    assert plateau_record(both, window=2, phase="seg") == {"late_gain": 0.2, "plateau": False}
+    assert late_gain(both, window=np.int64(2), phase="seg") == pytest.approx(0.2)
+    multi = seg.assign(val_dice_ggo=[0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.305])
+    assert plateau_record(multi, window=2, score="dice_ggo") == {"late_gain": 0.005, "plateau": True}
+
+
+def test_a_history_read_back_from_csv_without_a_stop_is_judged_like_the_cap(tmp_path):
+    h = _history([1.0] * 7, dice=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]).assign(stop=None)
+    h.to_csv(tmp_path / "history.csv", index=False)
+    back = pd.read_csv(tmp_path / "history.csv")
+    assert back["stop"].isna().all()
+    assert stop_record(back) == {"epochs_run": 7, "stop": None}
+    assert plateau_record(back, window=2) == {"late_gain": 0.2, "plateau": False}
 
 
 def test_fit_stops_early_records_why_and_exports_its_health(tmp_path, monkeypatch):
