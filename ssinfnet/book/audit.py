@@ -170,20 +170,20 @@ def plateau_table(manifest: dict, run_dir: Path) -> pd.DataFrame:
 
 def stop_counts(table: pd.DataFrame) -> str:
     """How the trainings of a :func:`plateau_table` ended, in words: "N stopped on patience, M ran to the cap",
-    then, when any, how many had no patience set and how many histories are missing."""
+    then, when any, how many ran with no patience set and how many had no history."""
     stop = table["stop"]
     parts = [f"{int((stop == 'patience').sum())} stopped on patience", f"{int((stop == 'cap').sum())} ran to the cap"]
     no_patience, missing = int(stop.isna().sum()), int((stop == "history missing").sum())
     if no_patience:
-        parts.append(f"{no_patience} ran without a patience")
+        parts.append(f"{no_patience} ran with no patience set")
     if missing:
-        parts.append(f"{missing} without a history")
+        parts.append(f"{missing} had no history")
     return ", ".join(parts)
 
 
 def _check_plateau(manifest: dict, run_dir: Path | None) -> Check:
     required = (f"every training that passed stopped on its patience or rose < {PLATEAU_GAIN:g} validation Dice "
-                f"in its last {PLATEAU_WINDOW} epochs")
+                f"in its last {PLATEAU_WINDOW} validated epochs")
     if run_dir is None:
         return Check("fine-tuned to a plateau", required, "no run folder to read the histories from", False)
     table = plateau_table(manifest, run_dir)

@@ -170,6 +170,8 @@ def plateau_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
     unknown = table[table["plateau"].isna()]
     if len(rising):
         verdict = f"{len(rising)} did not: " + ", ".join(rising["training"]) + "."
+    elif len(unknown) == len(table):
+        verdict = "none could be judged."
     elif len(unknown):
         verdict = "none of those that could be judged was still gaining."
     else:

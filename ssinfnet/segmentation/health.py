@@ -163,9 +163,10 @@ def plateau_record(history: pd.DataFrame, window: int = PLATEAU_WINDOW, gain: fl
                    phase: str | None = None, score: str = "dice") -> dict:
     """Whether a run reached a plateau: ``{"late_gain", "plateau"}``.
 
-    ``late_gain``: :func:`late_gain` over ``window`` epochs (None when NaN). ``plateau``: True when the run
-    stopped on its patience, or when its late gain is below ``gain``; False when it ran to its cap (or had
-    no patience) gaining ``gain`` or more in the window; None when it is too short to tell.
+    ``late_gain``: :func:`late_gain` over ``window`` validated epochs, rounded to 4 places (None when it is
+    NaN: too few validated epochs, or none with a finite score). ``plateau``: True when the run stopped on
+    its patience, or when that rounded gain is below ``gain``; False when it ran to its cap (or had no
+    patience) and the rounded gain is ``gain`` or more; None when it cannot be told.
     """
     lg = late_gain(history, window, phase, score)
     # The record keeps the gain to 4 places; the verdict is taken on the same number a reader sees.

@@ -177,7 +177,7 @@ def test_a_training_still_rising_at_its_cap_or_without_history_fails_the_plateau
     write_histories(audit_dir, m, **{"ssinfnet@seed2": rising, "unet": stopped, "sinfnet": None})
     plateau = _by_name(a.audit(m, audit_dir))["fine-tuned to a plateau"]
     assert not plateau.passed
-    assert plateau.found == ("7 trainings: 1 stopped on patience, 5 ran to the cap, 1 without a history (largest "
+    assert plateau.found == ("7 trainings: 1 stopped on patience, 5 ran to the cap, 1 had no history (largest "
                              "late gain +0.0200, ssinfnet@seed2); still rising: ssinfnet@seed2; too short or no "
                              "history to tell: sinfnet")
     table = a.plateau_table(m, audit_dir).set_index("training")
@@ -264,7 +264,21 @@ def test_the_results_page_names_runs_it_cannot_judge_and_claims_nothing_for_them
     short = history([0.3, 0.4, 0.5], "cap")  # 3 validated epochs: too short for a window of 5
     write_histories(audit_dir, m, **{"unet": short, "sinfnet": None})
     text = "\n".join(plateau_markdown(m, audit_dir))
-    assert "0 stopped on patience, 6 ran to the cap, 1 without a history." in text
+    assert "0 stopped on patience, 6 ran to the cap, 1 had no history." in text
     assert "none of those that could be judged was still gaining." in text and "every one did" not in text
     assert "Too short or without a history to tell: sinfnet, unet." in text
     assert "| unet |" not in text and "| sinfnet |" not in text  # no gain to show for either
+    # nothing judgeable at all: the page says so instead of claiming the runs plateaued
+    write_histories(audit_dir, m, **{k: short for k in a.training_histories(m, audit_dir)})
+    text = "\n".join(plateau_markdown(m, audit_dir))
+    assert "none could be judged." in text and "still gaining" not in text
+
+
+def test_a_run_without_a_patience_is_counted_apart_and_judged_by_its_late_gain(audit_dir):
+    m = good_manifest()
+    no_patience = history([0.3, 0.45, 0.5, 0.55, 0.6, 0.58, 0.59, 0.6, 0.62, 0.6, 0.59, 0.6], None)  # +0.02
+    write_histories(audit_dir, m, **{"unet": no_patience})
+    assert a.stop_counts(a.plateau_table(m, audit_dir)) == "0 stopped on patience, 6 ran to the cap, " \
+                                                             "1 ran with no patience set"
+    plateau = _by_name(a.audit(m, audit_dir))["fine-tuned to a plateau"]
+    assert not plateau.passed and plateau.found.endswith("; still rising: unet")

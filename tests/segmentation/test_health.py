@@ -128,6 +128,9 @@ def test_plateau_record_judges_capped_runs_by_their_late_gain():
     below = _history([1.0] * 11, dice=[0.5] * 10 + [0.509]).assign(stop=cap)
     assert plateau_record(above) == {"late_gain": 0.011, "plateau": False}
     assert plateau_record(below) == {"late_gain": 0.009, "plateau": True}
+    # a raw gain of 0.00996 is recorded as 0.01, and judged on that: not below the bar
+    rounds_up = _history([1.0] * 11, dice=[0.5] * 10 + [0.50996]).assign(stop=cap)
+    assert plateau_record(rounds_up) == {"late_gain": 0.01, "plateau": False}
     # a run stopped on its patience has plateaued, whatever came before
     patience = [None] * 10 + ["patience"]
     assert plateau_record(above.assign(stop=patience))["plateau"] is True
@@ -141,11 +144,13 @@ def test_plateau_record_judges_capped_runs_by_their_late_gain():
 
 def test_plateau_record_reads_a_phase_a_class_score_and_numpy_windows():
     seg = _history([1.0] * 7, dice=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]).assign(phase="seg")
-    other = _history([1.0] * 7, dice=[0.5] * 7).assign(phase="warmup")
+    other = _history([1.0] * 7, dice=[0.5, 0.65, 0.5, 0.5, 0.5, 0.5, 0.5]).assign(phase="warmup")
     both = pd.concat([other, seg], ignore_index=True)
     assert plateau_record(both, window=2, phase="warmup") == {"late_gain": 0.0, "plateau": True}
     assert plateau_record(both, window=2, phase="seg") == {"late_gain": 0.2, "plateau": False}
+    assert plateau_record(both, window=2)["late_gain"] == 0.05  # both phases: the best 0.7 over 0.65 before
     assert late_gain(both, window=np.int64(2), phase="seg") == pytest.approx(0.2)
+    assert plateau_record(both, window=np.int64(2), phase="seg") == {"late_gain": 0.2, "plateau": False}
     multi = seg.assign(val_dice_ggo=[0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.305])
     assert plateau_record(multi, window=2, score="dice_ggo") == {"late_gain": 0.005, "plateau": True}
 

@@ -58,7 +58,8 @@ def fit_variants(ctx, names: Sequence[str], train: Sequence[Sample], val: Sequen
     Inpainting-initialised variants get ``init_weights``; multi variants get ``priors_train`` /
     ``priors_val``, except the oracle, which :func:`~ssinfnet.segmentation.fit.fit` builds from the masks. Returns the fits and a
     summary table (variant, label, best epoch, validation Dice, epochs run and why training stopped
-    ("patience" or "cap"), ``late_gain`` (how much the validation Dice rose in the last 5 epochs,
+    ("patience", "cap", or None without a patience), ``late_gain`` (how much the best validation Dice rose in
+    the last 5 validated epochs,
     :func:`~ssinfnet.segmentation.health.late_gain`), ``status`` ("ok" or "failed: <reasons>", :mod:`ssinfnet.segmentation.health`),
     trainable parameters, transfer counts).
     """
