@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 
 
@@ -217,15 +218,23 @@ def _show(field_name: str, value) -> str:
     return NONE_READS.get(field_name, "all") if value is None else value
 
 
-def reductions(profile: Profile, reference: str = "paper") -> dict[str, str]:
+def reductions(profile: Profile, reference: str = "paper", unrecorded: Collection[str] = ()) -> dict[str, str]:
     """What ``profile`` runs less of than the ``reference`` profile (the paper's settings), as
-    {plain name: "ours vs reference"}; empty for the reference itself. For the page that must say
-    what was reduced."""
+    {plain name: "ours (paper: theirs)"}; empty for the reference itself. For the page that must say
+    what was reduced.
+
+    ``unrecorded``: fields a run's manifest does not record (a run records every field of its profile,
+    so these did not exist when it was made).
+    Their rows say so, with ``profile``'s value today, whether or not it differs from the paper's: the
+    run cannot be assumed to have used it."""
     ref = PROFILES[reference]
     out = {}
     for f, label in SUMMARY_FIELDS.items():
         ours, theirs = getattr(profile, f), getattr(ref, f)
-        if ours != theirs:
+        if f in unrecorded:
+            out[label] = (f"not recorded: the run predates this setting (the profile today: {_show(f, ours)}; "
+                          f"paper: {_show(f, theirs)})")
+        elif ours != theirs:
             out[label] = f"{_show(f, ours)} (paper: {_show(f, theirs)})"
     return out
 

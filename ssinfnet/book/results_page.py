@@ -15,7 +15,7 @@ from pathlib import Path
 from ..evaluation.tables import MULTI_COLUMNS
 from ..segmentation.health import PLATEAU_GAIN, PLATEAU_WINDOW
 from .audit import plateau_table, stop_counts
-from .profiles import PROFILES, Profile, reductions
+from .profiles import PROFILES, SUMMARY_FIELDS, Profile, reductions
 from .verdict import RULES, VERDICTS, load_comparisons, pair_rows
 from .verdict_recorded import other_rows
 
@@ -123,7 +123,9 @@ def profile_lines(manifest: dict) -> list[str]:
                      f"phases add up to 2,200), {p.image_size} px with a {p.backbone} encoder vs {paper.image_size} "
                      f"px {paper.backbone}; commit {commit}. Estimates marked ‡ come from this reduced schedule.")
         lines += ["", "| setting | ours (paper) |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in reductions(p).items()]
+        params = manifest.get("parameters")
+        unrecorded = [f for f in SUMMARY_FIELDS if f not in params] if isinstance(params, dict) and params else []
+        lines += [f"| {k} | {v} |" for k, v in reductions(p, unrecorded=unrecorded).items()]
     if "synthetic" in data.lower():
         lines += ["", "**This run used the embedded synthetic phantoms**, not CT: its verdicts show the pipeline "
                   "working, not whether the paper's claims hold."]

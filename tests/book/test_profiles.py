@@ -150,6 +150,10 @@ def test_test_time_flip_follows_the_profile():
         {"smoke": True, "cpu": True, "gpu": True, "paper": False}
     assert reductions(get_profile("cpu"))["inference: left-right flip averaging (ours)"] == "True (paper: False)"
     assert "inference: left-right flip averaging (ours)" not in reductions(get_profile("cpu", test_time_flip=False))
+    # a setting a run did not record gets a row even where today's value is the paper's
+    assert reductions(get_profile("paper"), unrecorded=["test_time_flip"]) == {
+        "inference: left-right flip averaging (ours)": "not recorded: the run predates this setting "
+                                                       "(the profile today: False; paper: False)"}
     for bad in (1, "yes", None):
         with pytest.raises(ValueError, match="profile 'cpu': test_time_flip must be True or False"):
             get_profile("cpu", test_time_flip=bad)

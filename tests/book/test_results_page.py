@@ -54,3 +54,24 @@ def test_provenance_table_reads_old_manifests_as_not_recorded():
     assert f"| 02_pretraining {row}" in page and f"| 03_single {row}" in page
     assert "2 chapter(s) were executed before chapters recorded their own provenance" in page
     assert "| x | 0.500 |" in page  # the numbers are still shown
+
+
+def test_a_setting_the_run_did_not_record_is_not_reported_with_todays_value():
+    """A run records every field of its profile; one made before the flip existed has no ``test_time_flip``,
+    and its page must not say it flipped (today's cpu default)."""
+    from ssinfnet.book.profiles import get_profile
+    from ssinfnet.book.results_page import profile_lines
+
+    params = get_profile("cpu").to_dict()
+    recorded = {"profile": "cpu", "data_root": "/data", "parameters": params}
+    old = {**recorded, "parameters": {k: v for k, v in params.items() if k not in ("test_time_flip", "n_boot")}}
+    row = "| inference: left-right flip averaging (ours) |"
+    assert f"{row} True (paper: False) |" in profile_lines(recorded)
+    lines = profile_lines(old)
+    assert f"{row} not recorded: the run predates this setting (the profile today: True; paper: False) |" in lines
+    assert "| bootstrap resamples | not recorded: the run predates this setting (the profile today: 1000; " \
+           "paper: 5000) |" in lines
+    # the other rows still read from what the run recorded
+    assert "| input size (px) | 160 (paper: 352) |" in lines
+    # a run that recorded no parameters at all is read as the named profile, with no row marked
+    assert not any("not recorded" in line for line in profile_lines({"profile": "cpu", "data_root": "/data"}))
