@@ -214,6 +214,11 @@ SUMMARY_FIELDS = {
 NONE_READS = {"pretrain_lr": "0.1", "single_lr": "1e-4", "finetune_lr_drop": "none (constant rate)", "patience": "none"}
 
 
+#: Settings of the ``paper`` profile that are our choices, not numbers the paper prints (it ran all its
+#: epochs, one training per model, and reports no resampling): their rows say so instead of "paper: ...".
+NOT_PRINTED = ("patience", "n_seeds", "n_boot", "simulation_replicates")
+
+
 def _show(field_name: str, value) -> str:
     return NONE_READS.get(field_name, "all") if value is None else value
 
@@ -221,7 +226,7 @@ def _show(field_name: str, value) -> str:
 def reductions(profile: Profile, reference: str = "paper", unrecorded: Collection[str] = ()) -> dict[str, str]:
     """What ``profile`` runs less of than the ``reference`` profile (the paper's settings), as
     {plain name: "ours (paper: theirs)"}; empty for the reference itself. For the page that must say
-    what was reduced.
+    what was reduced. Settings of :data:`NOT_PRINTED` read "(paper profile: theirs; the paper prints none)".
 
     ``unrecorded``: fields a run's manifest does not record (a run records every field of its profile,
     so these did not exist when it was made).
@@ -231,9 +236,12 @@ def reductions(profile: Profile, reference: str = "paper", unrecorded: Collectio
     out = {}
     for f, label in SUMMARY_FIELDS.items():
         ours, theirs = getattr(profile, f), getattr(ref, f)
+        who = "paper profile" if f in NOT_PRINTED else "paper"
         if f in unrecorded:
             out[label] = (f"not recorded: the run predates this setting (the profile today: {_show(f, ours)}; "
-                          f"paper: {_show(f, theirs)})")
+                          f"{who}: {_show(f, theirs)})")
+        elif ours != theirs and f in NOT_PRINTED:
+            out[label] = f"{_show(f, ours)} ({who}: {_show(f, theirs)}; the paper prints none)"
         elif ours != theirs:
             out[label] = f"{_show(f, ours)} (paper: {_show(f, theirs)})"
     return out

@@ -87,6 +87,15 @@ def provenance_markdown(manifest: dict) -> list[str]:
     return lines
 
 
+def chapter_commits(manifest: dict) -> list[str]:
+    """The distinct commits the chapters recorded in their provenance, in chapter order (full hashes); empty
+    when no chapter recorded one."""
+    stages = manifest.get("stages", {})
+    found = [(stages[k].get("provenance") or {}).get("git_commit") for k in sorted(stages)
+             if not k.startswith("notebook:") and isinstance(stages[k], dict)]
+    return list(dict.fromkeys(c for c in found if c))
+
+
 def run_profile(manifest: dict) -> Profile | None:
     """The profile the run used: its recorded parameters over the named profile (None for an unknown name)."""
     name = manifest.get("profile")
@@ -107,21 +116,23 @@ def _pretrain_epochs(p: Profile) -> int:
 def profile_lines(manifest: dict) -> list[str]:
     """What the run's profile reduced, in words, then one line per reduced setting (ours vs the paper's)."""
     name, p = manifest.get("profile", "?"), run_profile(manifest)
-    commit = _short_commit(manifest.get("git_commit", "unknown"))
+    commits = chapter_commits(manifest)
+    commit = (f"commits {', '.join(_short_commit(c) for c in commits)} (chapter by chapter under Provenance)"
+              if len(commits) > 1 else f"commit {_short_commit(manifest.get('git_commit', 'unknown'))}")
     if p is None:
-        return [f"Profile `{name}` (unknown to this code: its reductions cannot be stated); commit {commit}."]
+        return [f"Profile `{name}` (unknown to this code: its reductions cannot be stated); {commit}."]
     paper = PROFILES["paper"]
     data = str(manifest.get("data_root", "?"))
     lines = []
     if name == "paper":
         lines.append(f"Profile `paper`: the paper's schedules (fine-tuning at most {p.finetune_epochs} epochs, "
-                     f"pretraining {_pretrain_epochs(p):,} epochs); commit {commit}.")
+                     f"pretraining {_pretrain_epochs(p):,} epochs); {commit}.")
     else:
         lines.append(f"Profile `{name}`: **a reduced schedule** — fine-tuning at most {p.finetune_epochs} (single) "
                      f"and {p.multi_epochs} (multi) epochs vs the paper's {paper.finetune_epochs}, pretraining "
                      f"{_pretrain_epochs(p)} epochs vs {_pretrain_epochs(paper):,} (the paper's text says 2,000; its "
                      f"phases add up to 2,200), {p.image_size} px with a {p.backbone} encoder vs {paper.image_size} "
-                     f"px {paper.backbone}; commit {commit}. Estimates marked ‡ come from this reduced schedule.")
+                     f"px {paper.backbone}; {commit}. Estimates marked ‡ come from this reduced schedule.")
         lines += ["", "| setting | ours (paper) |", "|---|---|"]
         params = manifest.get("parameters")
         unrecorded = [f for f in SUMMARY_FIELDS if f not in params] if isinstance(params, dict) and params else []
@@ -203,6 +214,8 @@ def results_markdown(manifest: dict, run_dir: Path | None = None) -> str:
         "| provenance | value |", "|---|---|"]
     for key in ("profile", "data_root", "data_fingerprint", "device", "git_commit"):
         lines.append(f"| {key.replace('_', ' ')} | `{manifest.get(key, '?')}` |")
+    if len(chapter_commits(manifest)) > 1:
+        lines[-1] = lines[-1][:-2] + " (the last chapter executed; the chapters ran at several commits, below) |"
     lines += provenance_markdown(manifest)
     walls = {k.split(":", 1)[1]: v.get("wall_time_s") for k, v in stages.items() if k.startswith("notebook:")}
     if walls:

@@ -20,7 +20,8 @@ import pandas as pd
 from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ..evaluation import published as pub
 
-__all__ = ["COMPARISON_COLUMNS", "VERDICTS", "EQUIVALENCE_MARGIN", "Claim", "CLAIMS", "RULES", "claim_verdict",
+__all__ = ["COMPARISON_COLUMNS", "VERDICTS", "NOT_ON_DATA", "WITHOUT_BACKGROUND", "EQUIVALENCE_MARGIN", "Claim",
+           "CLAIMS", "RULES", "claim_verdict",
            "failed_models", "training_statuses", "find_artifact", "read_comparisons", "load_comparisons", "match_comparison", "pair_rows", "value_verdict",
            "wilson_interval"]
 
@@ -31,8 +32,10 @@ COMPARISON_COLUMNS = ["claim", "task", "class", "model_a", "model_b", "estimate"
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive at this budget"
 NOT_RUN, NOT_ESTIMABLE, NOT_COMPARED = "not run in this profile", "not estimable (failed training)", \
     "not compared in this run"
+#: A claim whose data the run's data root does not hold (chapter 7 without iCTCF CT images).
+NOT_ON_DATA = "not tested: its data is not in this run"
 #: Every verdict a claim can get.
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN, NOT_ESTIMABLE, NOT_COMPARED)
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN, NOT_ON_DATA, NOT_ESTIMABLE, NOT_COMPARED)
 
 #: Dice points within which two models count as "comparable" (the paper's "comparable" single models
 #: differ by 0.01 F1, draft Table II).
@@ -50,11 +53,15 @@ RULES = (
     "data or reference labels differ.",
     f"A model whose training failed (chapter 5's \"not estimable\") → *{NOT_ESTIMABLE}*; a pair the profile "
     f"does not train → *{NOT_RUN}*; a pair the run trained but did not compare (no row, or no `comparisons` "
-    f"artifact) → *{NOT_COMPARED}*.",
+    f"artifact) → *{NOT_COMPARED}*; a claim on data the run's data root does not hold (iCTCF CT images for "
+    f"the mediators) → *{NOT_ON_DATA}*.",
 )
 
 _GGO, _CONS = CLASS_NAMES[GGO], CLASS_NAMES[CONSOLIDATION]
 _OVERALL = "overall_with_background"
+#: What a row says when the paper's overall (background averaged in) is met by ours without background.
+WITHOUT_BACKGROUND = ("not like-for-like: ours is the mean of GGO and consolidation, the paper's overall also "
+                      "averages background (J Transl Med Fig. 3D), so its gap is not used to reject the claim")
 #: Class aliases accepted in the CSV, in order of preference, for each class a claim names.
 CLASS_ALIASES = {"infection": ("infection", "overall", "all", ""), _GGO: (_GGO,), _CONS: (_CONS,),
                  _OVERALL: (_OVERALL, "overall", "overall_without_background")}
@@ -245,11 +252,13 @@ def _estimate_text(row: dict, reduced: bool) -> str:
 
 def _seeds_text(row: dict) -> str:
     failed = row.get("seeds_failed")
-    failed = "" if failed in (None, 0, "0", "") or (isinstance(failed, float) and (math.isnan(failed) or not failed)) \
-        else f", failed: {failed}"
+    nothing = failed in (None, 0, "0", "", "none") or (isinstance(failed, float) and (math.isnan(failed) or not failed))
+    failed = "" if nothing else f", failed: {failed}"
+
     def num(v):
         return "?" if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
-    return f"{num(row.get('n_seeds'))} seeds × {num(row.get('n_images'))} images{failed}"
+    seeds = num(row.get("n_seeds"))
+    return f"{seeds} seed{'' if seeds == 1 else 's'} × {num(row.get('n_images'))} images{failed}"
 
 
 def _seed_means(row: dict) -> str:
@@ -296,11 +305,15 @@ def pair_rows(manifest: dict, comparisons: pd.DataFrame | None, reduced: bool) -
         missing = [m for m in (c.model_a, c.model_b) if params and m not in trained]
         hit = match_comparison(comparisons, c) if comparisons is not None else None
         if hit is not None:
+            # The paper's overall averages background in; a gap on that scale says nothing about ours without it.
+            scale = c.cls == _OVERALL and str(hit.get("class", "")).strip().lower() == "overall_without_background"
+            effect = None if scale else c.paper_effect
             row.update(ours=_estimate_text(hit, reduced), seeds=_seeds_text(hit),
-                       verdict=claim_verdict(c.kind, hit["verdict"], hit["ci_low"], hit["ci_high"], c.paper_effect))
+                       verdict=claim_verdict(c.kind, hit["verdict"], hit["ci_low"], hit["ci_high"], effect))
             spread = _seed_means(hit)
             extra = [x for x in (f"seed means {spread}" if spread else "", str(hit.get("note") or "")
-                                 if str(hit.get("note") or "") != "nan" else "", c.differs) if x]
+                                 if str(hit.get("note") or "") != "nan" else "", c.differs,
+                                 WITHOUT_BACKGROUND if scale else "") if x]
             if row["verdict"] == NOT_ESTIMABLE:
                 extra.insert(0, str(hit["verdict"]))
                 row["ours"] = "—"

@@ -9,8 +9,8 @@ import pandas as pd
 
 from ..data.classes import CLASS_NAMES, GGO
 from ..evaluation import published as pub
-from .verdict import (CLAIMS, INCONCLUSIVE, NOT_COMPARED, NOT_ESTIMABLE, NOT_REPRODUCED, NOT_RUN, REPRODUCED,
-                      find_artifact, match_comparison, value_verdict, wilson_interval)
+from .verdict import (CLAIMS, INCONCLUSIVE, NOT_COMPARED, NOT_ESTIMABLE, NOT_ON_DATA, NOT_REPRODUCED, NOT_RUN,
+                      REPRODUCED, find_artifact, match_comparison, value_verdict, wilson_interval)
 
 __all__ = ["cv_row", "severity_row", "mediation_row", "other_rows", "SEVERITY_KEY", "MEDIATION_EXPOSURES"]
 
@@ -70,12 +70,24 @@ def cv_row(manifest: dict, comparisons: pd.DataFrame | None, task: str) -> dict:
                 "the folds (one split); " + note)
 
 
+def _severity_reference(scored: str | None):
+    """The draft Table VI micro F1 of the model chapter 6 scored (``scored``: our variant), SSInfNet's when the
+    table prints none for it."""
+    rows = [p for p in pub.DRAFT_TABLE_VI if p.metric == "micro_f1"]
+    return next((p for p in rows if scored and p.ours == scored), pub.lookup("Table VI", "SSInfNet", "severity",
+                                                                          "micro_f1"))
+
+
 def severity_row(manifest: dict, reduced: bool) -> dict:
-    """Severity agreement (chapter 6) against the draft's Table VI micro F1 of SSInfNet."""
-    paper = pub.lookup("Table VI", "SSInfNet", "severity", "micro_f1")
-    claim, source = "Severity from the segmentation (micro F1)", f"draft {paper.table}"
-    words = f"micro F1 {paper.mean} (SInfNet {pub.lookup('Table VI', 'SInfNet', 'severity', 'micro_f1').mean})"
+    """Severity agreement (chapter 6) against the draft's Table VI micro F1 of the same model (the one chapter 6
+    scored; SSInfNet when the table prints none for it)."""
     rec = manifest.get("stages", {}).get("06_severity")
+    scored = str(rec.get("predictions") or "").split(" ")[0] or None if rec else None
+    paper = _severity_reference(scored)
+    claim, source = "Severity from the segmentation (micro F1)", f"draft {paper.table}"
+    others = ", ".join(f"{p.method} {p.mean}" for p in pub.DRAFT_TABLE_VI
+                       if p.metric == "micro_f1" and p.method in ("SSInfNet", "SInfNet") and p is not paper)
+    words = f"micro F1 {paper.mean} for {paper.method}" + (f" ({others})" if others else "")
     if not rec:
         return _row(claim, "—", words, source, NOT_RUN, "chapter 6 did not run in this run folder")
     if rec.get("prediction_source") == "simulated":
@@ -90,8 +102,9 @@ def severity_row(manifest: dict, reduced: bool) -> dict:
     mark = " ‡" if reduced else ""
     return _row(claim, f"{f1:.3f} (95% CI {low:.3f} to {high:.3f}, Wilson){mark}", words, source,
                 value_verdict(low, high, paper.mean) + ", not like-for-like",
-                "ours: predicted vs ground-truth infection ratio on single test slices (image-derived reference); "
-                "the paper: iCTCF patients' clinical grades", seeds=f"{n} slices")
+                f"ours: {scored or 'the handed-on model'}'s predicted vs ground-truth infection ratio on single test "
+                "slices (image-derived reference); the paper: iCTCF patients' clinical grades",
+                seeds=f"{n} slices")
 
 
 def _significant(run_dir: Path | None, rel: str | None) -> pd.DataFrame | None:
@@ -115,7 +128,7 @@ def mediation_row(manifest: dict, run_dir: Path | None) -> dict:
     if not rec:
         return _row(claim, "—", paper, source, NOT_RUN, "chapter 7 did not run in this run folder")
     if rec.get("cohort_source") != "images":
-        return _row(claim, "—", paper, source, NOT_RUN,
+        return _row(claim, "—", paper, source, NOT_ON_DATA,
                     "no iCTCF CT images in this run: chapter 7's phenotypes are SIMULATED with planted paths, so "
                     "they test the method, not the paper's finding")
     table = _significant(run_dir, find_artifact(manifest, "mediation"))

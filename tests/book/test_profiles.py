@@ -157,3 +157,16 @@ def test_test_time_flip_follows_the_profile():
     for bad in (1, "yes", None):
         with pytest.raises(ValueError, match="profile 'cpu': test_time_flip must be True or False"):
             get_profile("cpu", test_time_flip=bad)
+
+
+def test_settings_the_paper_does_not_print_are_labelled_as_the_paper_profiles():
+    """Patience, seeds and resampling counts of the ``paper`` profile are our choices: the page must not
+    present them as the paper's."""
+    from ssinfnet.book.profiles import NOT_PRINTED, reductions
+
+    cut = reductions(get_profile("cpu"))
+    assert cut["fine-tuning: early-stopping patience (epochs)"] == "25 (paper profile: 50; the paper prints none)"
+    assert cut["fine-tuning seeds of the comparison"] == "3 (paper profile: 5; the paper prints none)"
+    assert cut["bootstrap resamples"] == "1000 (paper profile: 5000; the paper prints none)"
+    assert cut["stage-1 epochs"] == "60 (paper: 500)"  # printed by the paper: its own label
+    assert set(NOT_PRINTED) == {"patience", "n_seeds", "n_boot", "simulation_replicates"}

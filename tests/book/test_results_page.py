@@ -70,8 +70,35 @@ def test_a_setting_the_run_did_not_record_is_not_reported_with_todays_value():
     lines = profile_lines(old)
     assert f"{row} not recorded: the run predates this setting (the profile today: True; paper: False) |" in lines
     assert "| bootstrap resamples | not recorded: the run predates this setting (the profile today: 1000; " \
-           "paper: 5000) |" in lines
+           "paper profile: 5000) |" in lines
     # the other rows still read from what the run recorded
     assert "| input size (px) | 160 (paper: 352) |" in lines
     # a run that recorded no parameters at all is read as the named profile, with no row marked
     assert not any("not recorded" in line for line in profile_lines({"profile": "cpu", "data_root": "/data"}))
+
+
+def test_a_run_whose_chapters_ran_at_several_commits_names_them_all():
+    from ssinfnet.book.results_page import chapter_commits, profile_lines
+
+    def prov(sha):
+        return {"provenance": {"git_commit": sha}}
+
+    m = {"profile": "cpu", "data_root": "/data", "git_commit": "b" * 40,
+         "stages": {"01_data": prov("a" * 40), "05_evaluation": prov("b" * 40), "03_single": prov("a" * 40),
+                    "notebook:01_data": {"wall_time_s": 1.0}}}
+    assert chapter_commits(m) == ["a" * 40, "b" * 40]
+    assert "; commits `aaaaaaa`, `bbbbbbb` (chapter by chapter under Provenance)." in profile_lines(m)[0]
+    page = results_markdown(m)
+    assert f"| git commit | `{'b' * 40}` (the last chapter executed; the chapters ran at several commits, below) |" \
+        in page
+    one = {**m, "stages": {"01_data": prov("b" * 40)}}
+    assert chapter_commits(one) == ["b" * 40] and "; commit `bbbbbbb`." in profile_lines(one)[0]
+    assert f"| git commit | `{'b' * 40}` |" in results_markdown(one)
+
+
+def test_seed_counts_read_as_words():
+    from ssinfnet.book.verdict import _seeds_text
+
+    assert _seeds_text({"n_seeds": 1, "n_images": 48}) == "1 seed × 48 images"
+    assert _seeds_text({"n_seeds": 3.0, "n_images": 48, "seeds_failed": "none"}) == "3 seeds × 48 images"
+    assert _seeds_text({"n_seeds": 3, "n_images": 48, "seeds_failed": "1"}) == "3 seeds × 48 images, failed: 1"
