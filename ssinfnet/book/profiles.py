@@ -240,10 +240,9 @@ def reductions(profile: Profile, reference: str = "paper", unrecorded: Collectio
         if f in unrecorded:
             out[label] = (f"not recorded: the run predates this setting (the profile today: {_show(f, ours)}; "
                           f"{who}: {_show(f, theirs)})")
-        elif ours != theirs and f in NOT_PRINTED:
-            out[label] = f"{_show(f, ours)} ({who}: {_show(f, theirs)}; the paper prints none)"
         elif ours != theirs:
-            out[label] = f"{_show(f, ours)} (paper: {_show(f, theirs)})"
+            unprinted = "; the paper prints none" if f in NOT_PRINTED else ""
+            out[label] = f"{_show(f, ours)} ({who}: {_show(f, theirs)}{unprinted})"
     return out
 
 

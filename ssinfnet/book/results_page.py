@@ -65,7 +65,7 @@ def provenance_markdown(manifest: dict) -> list[str]:
              "models (instead of training them) lists them with the commit that trained them.", "",
              "| chapter | commit | dirty | data fingerprint | code fingerprint | reused trained models |",
              "|---|---|---|---|---|---|"]
-    commits, unrecorded = set(), 0
+    unrecorded = 0
     for name, entry in sorted(stages.items()):
         prov = entry.get("provenance")
         if not isinstance(prov, dict):
@@ -73,11 +73,11 @@ def provenance_markdown(manifest: dict) -> list[str]:
             lines.append(f"| {name} | {NOT_RECORDED} | {NOT_RECORDED} | {NOT_RECORDED} | {NOT_RECORDED} "
                          f"| {NOT_RECORDED} |")
             continue
-        commits.add(prov.get("git_commit"))
         commit = _short_commit(prov.get("git_commit", NOT_RECORDED))
         data, code = prov.get("data_fingerprint", NOT_RECORDED), prov.get("code_fingerprint", NOT_RECORDED)
         lines.append(f"| {name} | {commit} | {_dirty(prov.get('dirty'))} | `{data}` | `{code}` "
                      f"| {_reused_cell(entry.get('reused') or {})} |")
+    commits = chapter_commits(manifest)
     if len(commits) > 1:
         lines += ["", f"The chapters were executed at {len(commits)} different commits."]
     if unrecorded:
@@ -212,10 +212,11 @@ def results_markdown(manifest: dict, run_dir: Path | None = None) -> str:
         f"Every number on this page was produced by the run whose provenance follows; the profile "
         f"`{manifest.get('profile', '?')}` sets what was reduced (see {{doc}}`running`).", "",
         "| provenance | value |", "|---|---|"]
+    several = len(chapter_commits(manifest)) > 1
     for key in ("profile", "data_root", "data_fingerprint", "device", "git_commit"):
-        lines.append(f"| {key.replace('_', ' ')} | `{manifest.get(key, '?')}` |")
-    if len(chapter_commits(manifest)) > 1:
-        lines[-1] = lines[-1][:-2] + " (the last chapter executed; the chapters ran at several commits, below) |"
+        note = " (the last chapter executed; the chapters ran at several commits, below)" \
+            if key == "git_commit" and several else ""
+        lines.append(f"| {key.replace('_', ' ')} | `{manifest.get(key, '?')}`{note} |")
     lines += provenance_markdown(manifest)
     walls = {k.split(":", 1)[1]: v.get("wall_time_s") for k, v in stages.items() if k.startswith("notebook:")}
     if walls:

@@ -81,8 +81,8 @@ def _severity_reference(scored: str | None):
 def severity_row(manifest: dict, reduced: bool) -> dict:
     """Severity agreement (chapter 6) against the draft's Table VI micro F1 of the same model (the one chapter 6
     scored; SSInfNet when the table prints none for it)."""
-    rec = manifest.get("stages", {}).get("06_severity")
-    scored = str(rec.get("predictions") or "").split(" ")[0] or None if rec else None
+    rec = manifest.get("stages", {}).get("06_severity") or {}
+    scored = str(rec.get("predictions") or "").split(" ")[0] or None  # "sinfnet_cutout40 prediction" -> variant
     paper = _severity_reference(scored)
     claim, source = "Severity from the segmentation (micro F1)", f"draft {paper.table}"
     others = ", ".join(f"{p.method} {p.mean}" for p in pub.DRAFT_TABLE_VI
