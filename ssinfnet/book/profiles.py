@@ -196,9 +196,13 @@ def get_profile(name: str, **overrides) -> Profile:
     return PROFILES[name].with_overrides(**overrides) if overrides else PROFILES[name]
 
 
+#: ``unlabelled_limit`` caps chapter 2's pool; chapter 4's multi pretraining takes half of that cap
+#: (:func:`ssinfnet.book.stages.multi.pool_limit`), and both take the whole pool when there is no cap.
+UNLABELLED_LABEL = "unlabelled slices used (single pretraining; multi: half the cap)"
+
 #: The fields a reader needs to judge how reduced a profile is, with plain names.
 SUMMARY_FIELDS = {
-    "image_size": "input size (px)", "backbone": "InfNet encoder", "unlabelled_limit": "unlabelled slices used",
+    "image_size": "input size (px)", "backbone": "InfNet encoder", "unlabelled_limit": UNLABELLED_LABEL,
     "pretrain_inpainter_epochs": "pretraining: inpainter epochs", "pretrain_coach_epochs": "pretraining: coach epochs",
     "pretrain_alternations": "pretraining: alternation rounds", "pretrain_lr": "pretraining: inpainter's starting SGD rate",
     "pretrain_alternate_epochs": "pretraining: epochs per alternation phase",

@@ -29,7 +29,7 @@ def test_gpu_keeps_the_papers_network_and_says_what_it_cuts():
     assert (gpu.image_size, gpu.backbone, gpu.batch_size) == (paper.image_size, paper.backbone, paper.batch_size)
     cut = reductions(gpu)
     assert cut["stage-1 epochs"] == "60 (paper: 500)"
-    assert cut["unlabelled slices used"] == "400 (paper: all)"
+    assert cut["unlabelled slices used (single pretraining; multi: half the cap)"] == "400 (paper: all)"
     assert "input size (px)" not in cut and "InfNet encoder" not in cut
     assert reductions(paper) == {}
 
@@ -81,7 +81,7 @@ def test_profile_table_lists_every_profile_and_summary_field():
 
     t = profile_table()
     assert list(t.columns) == ["smoke", "cpu", "gpu", "paper"] and len(t) == len(SUMMARY_FIELDS)
-    assert t.loc["input size (px)", "paper"] == 352 and t.loc["unlabelled slices used", "paper"] == "all"
+    assert t.loc["input size (px)", "paper"] == 352 and t.loc["unlabelled slices used (single pretraining; multi: half the cap)", "paper"] == "all"
 
 
 def test_cpu_fine_tuning_rate_reaches_the_variants():
