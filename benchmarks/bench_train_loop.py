@@ -166,7 +166,9 @@ def anchor_comparison(repeats: int, seed: int, size: int = ANCHOR["size"], batch
 
 
 def _threads() -> dict:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from ssinfnet.training.device import usable_cores
+
+    cores = usable_cores()  # the affinity mask, capped by a container's CPU quota
     return {"usable_cores": cores, "torch_threads": torch.get_num_threads(),
             "torch_interop_threads": torch.get_num_interop_threads(),
             "threads_match_cores": torch.get_num_threads() == cores,

@@ -134,10 +134,10 @@ def main(argv=None) -> dict:
     import statsmodels
 
     from ssinfnet.stats import compare_methods, mediation, natural_effects, sem, sensitivity
-    from ssinfnet.training.device import cpu_model_name
+    from ssinfnet.training.device import cpu_model_name, usable_cores
 
     meta = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-            "usable_cores": len(os.sched_getaffinity(0)), "load_average_before": os.getloadavg(),
+            "usable_cores": usable_cores(), "load_average_before": os.getloadavg(),
             "statsmodels": statsmodels.__version__, "semopy": semopy.__version__, "numpy": np.__version__}
     meta["cpu_model"] = cpu_model_name()
     inputs: dict = {}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..data.sources import DataRoot, resolve_data_root
 from ..training import provenance
-from ..training.device import describe_device, device_name
+from ..training.device import describe_device, device_name, match_threads_to_cores
 from .profiles import Profile, get_profile
 
 
@@ -116,6 +116,7 @@ class RunContext:
         validate_data_root(data)
         run = run_folder(run_dir, prof.name, data.synthetic)
         run.mkdir(parents=True, exist_ok=True)
+        match_threads_to_cores()  # a container's CPU quota, which torch does not see
         return cls(profile=prof, data=data, run_dir=run.resolve(), device=device_name(device), seed=prof.seed)
 
     @property

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,9 +34,44 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the platform has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+#: Where a container's CPU quota is read (cgroup v2 ``cpu.max``, or v1 ``cpu/cpu.cfs_quota_us``).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cpu_quota(root: Path | None = None) -> float | None:
+    """The CPUs a container's CFS quota allows this process (quota / period, e.g. 2.0), or None when there is
+    no quota or it cannot be read. ``root``: the cgroup file system (v2 ``cpu.max``: "<quota|max> <period>";
+    v1: ``cpu/cpu.cfs_quota_us``, -1 when unlimited, and ``cpu/cpu.cfs_period_us``; default :data:`CGROUP_ROOT`)."""
+    root = CGROUP_ROOT if root is None else Path(root)
+    try:
+        if (root / "cpu.max").is_file():
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        v1 = root / "cpu"
+        if (v1 / "cpu.cfs_quota_us").is_file():
+            quota = int((v1 / "cpu.cfs_quota_us").read_text())
+            return None if quota <= 0 else quota / int((v1 / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def usable_cores(root: Path | None = None) -> int:
+    """CPU cores this process may run on: its affinity mask where the platform has one, capped by a
+    container's CPU quota (:func:`cpu_quota`, rounded up): a container limited to 2 CPUs on a 16-core
+    host has 2, whatever the host shows."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cpu_quota(root)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def match_threads_to_cores() -> int:
+    """Lower torch's intra-op threads to :func:`usable_cores` when it is higher (torch counts the host's
+    cores, not a container's quota, and more threads than CPUs is slower); returns the threads in use."""
+    cores = usable_cores()
+    if torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)
+    return torch.get_num_threads()
 
 
 def describe_device(device: str) -> str:

@@ -145,12 +145,48 @@ def test_cost_table_unknown_model_name():
         cost.cost_table({"t": ("unett", {})}, size=32, repeats=1)
 
 
-def test_the_cpu_is_named_by_model_cores_and_kernel_instruction_set(monkeypatch):
+def test_the_cpu_is_named_by_model_cores_and_kernel_instruction_set(monkeypatch, tmp_path):
     from ssinfnet.training import device
 
+    monkeypatch.setattr(device, "CGROUP_ROOT", tmp_path)  # no quota here, whatever the test machine has
     monkeypatch.setattr(device, "cpu_model_name", lambda: "Example CPU 9000")
     monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     monkeypatch.setattr(device.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     assert device.describe_device("cpu") == "cpu (Example CPU 9000, 3 cores, AVX512 kernels)"
     monkeypatch.setattr(cost, "cpu_model_name", lambda: "Example CPU 9000")
     assert cost.device_description("cpu").startswith("cpu: Example CPU 9000, ")
+
+
+@pytest.mark.parametrize("files, quota, cores", [
+    ({"cpu.max": "200000 100000\n"}, 2.0, 2),                       # cgroup v2: 2 CPUs
+    ({"cpu.max": "150000 100000\n"}, 1.5, 2),                       # 1.5 CPUs: rounded up
+    ({"cpu.max": "max 100000\n"}, None, 8),                         # no quota
+    ({"cpu/cpu.cfs_quota_us": "100000", "cpu/cpu.cfs_period_us": "100000"}, 1.0, 1),   # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None, 8),      # v1, unlimited
+    ({"cpu.max": "garbage"}, None, 8),                               # unreadable: no quota assumed
+    ({}, None, 8),                                                   # no cgroup files
+    ({"cpu.max": "6400000 100000\n"}, 64.0, 8),                     # a quota above the affinity mask
+])
+def test_a_containers_cpu_quota_caps_the_usable_cores(monkeypatch, tmp_path, files, quota, cores):
+    from ssinfnet.training import device
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert device.cpu_quota(tmp_path) == quota
+    assert device.usable_cores(tmp_path) == cores
+
+
+def test_torch_threads_are_lowered_to_the_usable_cores_never_raised(monkeypatch):
+    from ssinfnet.training import device
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        monkeypatch.setattr(device, "usable_cores", lambda root=None: 2)
+        assert device.match_threads_to_cores() == 2 and torch.get_num_threads() == 2
+        monkeypatch.setattr(device, "usable_cores", lambda root=None: 8)
+        assert device.match_threads_to_cores() == 2  # more cores than threads: left alone
+    finally:
+        torch.set_num_threads(before)
