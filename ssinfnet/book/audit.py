@@ -21,11 +21,12 @@ import pandas as pd
 
 from ..segmentation.health import PLATEAU_GAIN, PLATEAU_WINDOW, plateau_record, stop_record
 from .artifacts import STAGE_NAMES
-from .verdict import NOT_COMPARED, failed_models, load_comparisons, pair_rows, training_statuses
+from .verdict import NOT_COMPARED, failed_models, load_comparisons, pair_rows, prior_folds_failed, training_statuses
 from .verdict_recorded import other_rows
 
-__all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run_dir", "format_checks", "plateau_table", "stop_counts",
-           "training_histories"]
+__all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run_dir", "format_checks", "plateau_table",
+           "stop_counts",
+           "fold_histories", "training_histories"]
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def _check_best_single(manifest: dict, bars: Bars) -> Check:
 def _check_trainings(manifest: dict) -> Check:
     statuses = training_statuses(manifest)
     failed = sorted(k for k, v in statuses.items() if v != "ok")
-    unexpected = [k for k in failed if k.split("@")[0] not in MAY_FAIL]
+    unexpected = [k for k in failed if re.split("[@/]", k)[0] not in MAY_FAIL]
     found = f"{len(statuses) - len(failed)} of {len(statuses)} trainings passed their checks"
     if failed:
         found += "; failed: " + ", ".join(failed)
@@ -150,22 +151,43 @@ def training_histories(manifest: dict, run_dir: Path) -> dict[str, Path]:
     return out
 
 
+def fold_histories(manifest: dict, run_dir: Path) -> dict[str, Path]:
+    """Each cross-validation fold chapters 3 and 4 trained or reused (their ``trained`` / ``reused`` folders
+    ``cv/<variant>/fold<k>``), keyed "<variant>/fold<k>", -> its ``history.csv`` under ``run_dir``."""
+    out = {}
+    for stage in ("03_single", "04_multi"):
+        entry = manifest.get("stages", {}).get(stage, {})
+        for rel in [*(entry.get("trained") or ()), *(entry.get("reused") or ())]:
+            if str(rel).startswith("cv/"):
+                out[str(rel).split("/", 1)[1]] = Path(run_dir) / rel / "history.csv"
+    return out
+
+
 def plateau_table(manifest: dict, run_dir: Path) -> pd.DataFrame:
-    """One row per training that passed its checks (:func:`training_histories`): ``training``,
-    ``epochs_run``, ``stop``, ``late_gain`` and ``plateau`` (:func:`~ssinfnet.segmentation.health.plateau_record`);
-    a training whose history is missing gets ``stop`` "history missing" and ``plateau`` None."""
+    """One row per training that passed its checks (:func:`training_histories`), then one per cross-validation
+    fold (:func:`fold_histories`) that passed or whose health the run did not record: ``training``, ``kind``
+    ("fine-tuning" or "cross-validation fold"), ``epochs_run``, ``stop``, ``late_gain`` and ``plateau``
+    (:func:`~ssinfnet.segmentation.health.plateau_record`); a training whose history is missing gets ``stop``
+    "history missing" and ``plateau`` None."""
     statuses = training_statuses(manifest)
     rows = []
-    for key, path in sorted(training_histories(manifest, run_dir).items()):
-        if str(statuses.get(key, "ok")).startswith("failed"):
-            continue
-        if not path.is_file():
-            rows.append({"training": key, "epochs_run": None, "stop": "history missing", "late_gain": None,
-                         "plateau": None})
-            continue
-        history = pd.read_csv(path)
-        rows.append({"training": key, **stop_record(history), **plateau_record(history)})
-    return pd.DataFrame(rows, columns=["training", "epochs_run", "stop", "late_gain", "plateau"])
+    for kind, histories in (("fine-tuning", training_histories), ("cross-validation fold", fold_histories)):
+        for key, path in sorted(histories(manifest, run_dir).items()):
+            if str(statuses.get(key, "ok")).startswith("failed"):
+                continue
+            if not path.is_file():
+                rows.append({"training": key, "kind": kind, "epochs_run": None, "stop": "history missing",
+                             "late_gain": None, "plateau": None})
+                continue
+            history = pd.read_csv(path)
+            rows.append({"training": key, "kind": kind, **stop_record(history), **plateau_record(history)})
+    return pd.DataFrame(rows, columns=["training", "kind", "epochs_run", "stop", "late_gain", "plateau"])
+
+
+def _how_many(table: pd.DataFrame) -> str:
+    """ "N trainings" or "N trainings (K of them cross-validation folds)"."""
+    folds = int((table["kind"] == "cross-validation fold").sum())
+    return f"{len(table)} trainings" + (f" ({folds} of them cross-validation folds)" if folds else "")
 
 
 def stop_counts(table: pd.DataFrame) -> str:
@@ -182,14 +204,14 @@ def stop_counts(table: pd.DataFrame) -> str:
 
 
 def _check_plateau(manifest: dict, run_dir: Path | None) -> Check:
-    required = (f"every training that passed stopped on its patience or rose < {PLATEAU_GAIN:g} validation Dice "
-                f"in its last {PLATEAU_WINDOW} validated epochs")
+    required = (f"every training that passed, and every cross-validation fold, stopped on its patience or rose "
+                f"< {PLATEAU_GAIN:g} validation Dice in its last {PLATEAU_WINDOW} validated epochs")
     if run_dir is None:
         return Check("fine-tuned to a plateau", required, "no run folder to read the histories from", False)
     table = plateau_table(manifest, run_dir)
     if table.empty:
         return Check("fine-tuned to a plateau", required, "no training recorded", False)
-    found = f"{len(table)} trainings: {stop_counts(table)}"
+    found = f"{_how_many(table)}: {stop_counts(table)}"
     gains = table[table["stop"] != "patience"].dropna(subset=["late_gain"])
     if len(gains):
         top = gains.loc[gains["late_gain"].astype(float).idxmax()]
@@ -210,8 +232,11 @@ def _check_handoff(manifest: dict) -> Check:
     found = ", ".join(f"{k} from {selected.get(k) or 'nothing'}" for k in HANDED_ON)
     if bad:
         found += "; not from a model that passed its checks: " + ", ".join(bad)
+    folds = prior_folds_failed(manifest)
+    if folds:
+        found += "; chapter 4's priors come from failed folds: " + ", ".join(folds)
     return Check("later chapters read trained models", "chapters 6-7 read maps of models selected on validation "
-                 "that passed their checks", found, not bad)
+                 "that passed their checks, chapter 4 priors of folds that did", found, not bad and not folds)
 
 
 def _check_verdict(manifest: dict, run_dir: Path | None) -> Check:

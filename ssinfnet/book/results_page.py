@@ -165,11 +165,18 @@ def verdict_markdown(manifest: dict, run_dir: Path | None = None) -> list[str]:
               + " |" for r in rows]
     counts = {v: sum(r["verdict"].startswith(v) for r in rows) for v in VERDICTS}
     lines += ["", "In all: " + "; ".join(f"{v}: {n}" for v, n in counts.items() if n) + ".", "",
-              "B − A is the claimed method minus its baseline, in Dice points on the test slices (paper protocol, "
-              "threshold 0.5); the papers' own numbers are F1 (= Dice) on their own test sets. "
+              "B − A is the claimed method minus its baseline on the test slices, in Dice points (paper protocol, "
+              "threshold 0.5), or in pixel-AUC points for a claim marked (AUC) when the run compared AUC; the "
+              "papers' own numbers are F1 (= Dice) or AUC on their own test sets. "
               "Published numbers and their sources: `ssinfnet/evaluation/published.py`.", "",
               "## How a verdict is reached", ""] + [f"- {r}" for r in RULES]
     return lines
+
+
+def _trainings(table) -> str:
+    folds = int((table["kind"] == "cross-validation fold").sum())
+    tuned = f"{len(table) - folds} fine-tunings that passed their checks"
+    return f"{len(table)} trainings ({tuned} and {folds} cross-validation folds)" if folds else tuned
 
 
 def plateau_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
@@ -190,7 +197,7 @@ def plateau_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
     else:
         verdict = "every one did."
     lines = ["", "### Did fine-tuning reach a plateau?", "",
-             f"Of the {len(table)} fine-tunings that passed their checks, {stop_counts(table)}. A run that did "
+             f"Of the {_trainings(table)}, {stop_counts(table)}. A run that did "
              f"not stop on its patience counts as having plateaued when its best validation Dice rose by less "
              f"than {PLATEAU_GAIN:g} in its last {PLATEAU_WINDOW} validated epochs; " + verdict
              + (f" Too short or without a history to tell: {', '.join(unknown['training'])}." if len(unknown) else "")]

@@ -12,22 +12,22 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ..evaluation import published as pub
+from ..evaluation.comparison import OPTIONAL_COLUMNS, TABLE_COLUMNS
 
-__all__ = ["COMPARISON_COLUMNS", "VERDICTS", "NOT_ON_DATA", "WITHOUT_BACKGROUND", "EQUIVALENCE_MARGIN", "Claim",
+__all__ = ["COMPARISON_COLUMNS", "VERDICTS", "NOT_ON_DATA", "WITHOUT_BACKGROUND", "DICE_FOR_AUC", "EQUIVALENCE_MARGIN", "Claim",
            "CLAIMS", "RULES", "claim_verdict",
-           "failed_models", "training_statuses", "find_artifact", "read_comparisons", "load_comparisons", "match_comparison", "pair_rows", "value_verdict",
+           "failed_models", "prior_folds_failed", "training_statuses", "find_artifact", "read_comparisons", "load_comparisons", "match_comparison", "pair_rows", "value_verdict",
            "wilson_interval"]
 
-#: The columns chapter 5 writes to ``comparisons`` (one row per compared pair and class).
-COMPARISON_COLUMNS = ["claim", "task", "class", "model_a", "model_b", "estimate", "ci_low", "ci_high", "level",
-                      "n_seeds", "seeds_failed", "n_images", "seed_means", "p_not_better", "verdict", "note"]
+#: The columns chapter 5 writes to ``comparisons`` (one row per compared pair, class and metric).
+COMPARISON_COLUMNS = list(TABLE_COLUMNS)
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive at this budget"
 NOT_RUN, NOT_ESTIMABLE, NOT_COMPARED = "not run in this profile", "not estimable (failed training)", \
@@ -70,9 +70,9 @@ CLASS_ALIASES = {"infection": ("infection", "overall", "all", ""), _GGO: (_GGO,)
 @dataclass(frozen=True)
 class Claim:
     """One claim about two models: the paper says ``model_b`` is better than (``kind`` "improves") or
-    comparable to (``kind`` "comparable") ``model_a`` on ``cls``; ``paper_effect``: the printed B - A in
-    F1 (Dice) points (None: not printed); ``paper``: the printed numbers in words; ``differs``: what is
-    not like-for-like ("" when nothing beyond the profile)."""
+    comparable to (``kind`` "comparable") ``model_a`` on ``cls`` by ``metric`` ("dice": F1, or "auc");
+    ``paper_effect``: the printed B - A in F1 (Dice) points (None: not printed); ``paper``: the printed
+    numbers in words; ``differs``: what is not like-for-like ("" when nothing beyond the profile)."""
 
     key: str
     title: str
@@ -85,6 +85,7 @@ class Claim:
     citation: str
     paper_effect: float | None = None
     differs: str = ""
+    metric: str = "dice"
 
 
 def _f(table, method, cls):
@@ -98,11 +99,20 @@ _ORACLE_GGO = _f(_T5, "SSInfNet", _GGO) - _f(_T3, "SSInfNet", _GGO)
 _ORACLE_CONS = _f(_T5, "SSInfNet", _CONS) - _f(_T3, "SSInfNet", _CONS)
 _SINGLE = _f(_T2, "SSInfNet", "infection") - _f(_T2, "SInfNet", "infection")
 _NO_FOCAL = "the draft's multi models have neither focal loss nor Lookahead"
+_BEATS_UNET = "SSInfNet and SInfNet both beat U-Net in overall AUC (values not printed)"
+#: What an AUC claim's row says when the run compared its pair on Dice only (a run written before chapter 5
+#: compared AUC); its verdict then carries ", not like-for-like".
+DICE_FOR_AUC = ("this run compared the pair on Dice at 0.5 only (its chapter 5 predates the AUC comparison); "
+                "the paper's claim is on AUC")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("single", "Single: SSInfNet vs SInfNet", "comparable", "single", "infection", "sinfnet", "ssinfnet",
           f"comparable: F1 {_f(_T2, 'SSInfNet', 'infection')} vs {_f(_T2, 'SInfNet', 'infection')}",
           f"{_D} {_T2}; J Transl Med Fig. 3B", _SINGLE),
+    Claim("single_unet", "Single: SSInfNet vs U-Net (AUC)", "improves", "single", "infection", "unet", "ssinfnet",
+          _BEATS_UNET, "J Transl Med Results, Fig. S4", metric="auc"),
+    Claim("single_unet_sinfnet", "Single: SInfNet vs U-Net (AUC)", "improves", "single", "infection", "unet",
+          "sinfnet", _BEATS_UNET, "J Transl Med Results, Fig. S4", metric="auc"),
     Claim("multi", "Multi: SSInfNet vs SInfNet, overall", "improves", "multi", _OVERALL, "multi_sinfnet",
           "multi_ssinfnet", f"overall F1 {pub.JTM_ABSTRACT[0].mean} vs {pub.JTM_ABSTRACT[1].mean} / "
           f"{pub.JTM_ABSTRACT[2].mean}", "J Transl Med abstract, Fig. 3D", _ABS,
@@ -212,8 +222,13 @@ def find_artifact(manifest: dict, name: str) -> str | None:
 
 
 def read_comparisons(path: Path) -> pd.DataFrame:
-    """Chapter 5's ``comparisons`` CSV; ValueError naming the file when columns are missing."""
+    """Chapter 5's ``comparisons`` CSV; ValueError naming the file when columns are missing. A table written
+    before an optional column existed (:data:`~ssinfnet.evaluation.comparison.OPTIONAL_COLUMNS`: ``metric``)
+    gets it with the value it had then ("dice")."""
     table = pd.read_csv(path)
+    for column, value in OPTIONAL_COLUMNS.items():
+        if column not in table.columns:
+            table[column] = value
     missing = [c for c in COMPARISON_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: the comparisons table lacks column(s) {missing} (expected {COMPARISON_COLUMNS})")
@@ -221,10 +236,13 @@ def read_comparisons(path: Path) -> pd.DataFrame:
 
 
 def match_comparison(table: pd.DataFrame, claim: Claim) -> dict | None:
-    """The row of ``table`` comparing the claim's models on its class, oriented as B - A (a row written
-    A - B is negated and its verdict flipped); None when there is none."""
+    """The row of ``table`` comparing the claim's models on its class and metric, oriented as B - A (a row
+    written A - B is negated and its verdict flipped); None when there is none. A table without a ``metric``
+    column compared Dice only."""
     if table is None or not len(table):
         return None
+    metric = table["metric"].fillna("dice") if "metric" in table.columns else pd.Series("dice", index=table.index)
+    table = table[metric.astype(str).str.strip().str.lower() == claim.metric]
     cls = table["class"].fillna("").astype(str).str.strip().str.lower()
     for alias in CLASS_ALIASES.get(claim.cls, (claim.cls,)):
         for a, b, sign in ((claim.model_a, claim.model_b, 1), (claim.model_b, claim.model_a, -1)):
@@ -268,8 +286,9 @@ def _seed_means(row: dict) -> str:
 
 def training_statuses(manifest: dict) -> dict[str, str]:
     """Every training status chapters 3, 4 and 5 recorded ("ok" or "failed: ..."): each model keyed by its
-    variant (labels such as "multi_ssinfnet_gt_prior (oracle prior)" by their variant) and each extra
-    fine-tuning seed of chapters 3 and 4 as "variant@seedK". A failure recorded by any chapter stands."""
+    variant (labels such as "multi_ssinfnet_gt_prior (oracle prior)" by their variant), each extra
+    fine-tuning seed of chapters 3 and 4 as "variant@seedK" and each of their cross-validation folds as
+    "variant/foldK" (runs that recorded them). A failure recorded by any chapter stands."""
     out: dict[str, str] = {}
 
     def put(key: str, status) -> None:
@@ -283,13 +302,26 @@ def training_statuses(manifest: dict) -> dict[str, str]:
         for variant, seeds in ((entry.get("seeds") or {}).get("status") or {}).items():
             for seed, status in (seeds or {}).items():
                 put(f"{variant}@{seed}", status)
+        for variant, folds in (entry.get("cross_validation_status") or {}).items():
+            for fold, status in (folds or {}).items():
+                put(f"{variant}/{fold}", status)
     return out
+
+
+def prior_folds_failed(manifest: dict) -> list[str]:
+    """The folds of chapter 3's cross-validated SSInfNet (whose out-of-fold maps are chapter 4's priors) that
+    chapter 3 recorded as failed trainings, as "ssinfnet/fold<k> failed: <why>"; empty when none did or the
+    run did not record their health."""
+    return [f"{k} {v}" for k, v in training_statuses(manifest).items()
+            if k.startswith("ssinfnet/fold") and v.startswith("failed")]
 
 
 def failed_models(manifest: dict) -> dict[str, str]:
     """Variant -> status of the models chapters 3, 4 and 5 recorded as failed trainings ("failed: ...");
-    labels such as "multi_ssinfnet_gt_prior (oracle prior)" are keyed by their variant."""
-    return {k: v for k, v in training_statuses(manifest).items() if "@" not in k and v.startswith("failed")}
+    labels such as "multi_ssinfnet_gt_prior (oracle prior)" are keyed by their variant (extra seeds and
+    cross-validation folds are not models of their own here)."""
+    return {k: v for k, v in training_statuses(manifest).items()
+            if "@" not in k and "/" not in k and v.startswith("failed")}
 
 
 def pair_rows(manifest: dict, comparisons: pd.DataFrame | None, reduced: bool) -> list[dict]:
@@ -304,6 +336,10 @@ def pair_rows(manifest: dict, comparisons: pd.DataFrame | None, reduced: bool) -
                "verdict": "", "note": c.differs}
         missing = [m for m in (c.model_a, c.model_b) if params and m not in trained]
         hit = match_comparison(comparisons, c) if comparisons is not None else None
+        other_metric = hit is None and c.metric != "dice" and comparisons is not None
+        if other_metric:
+            hit = match_comparison(comparisons, replace(c, metric="dice"))
+            other_metric = hit is not None
         if hit is not None:
             # The paper's overall averages background in; a gap on that scale says nothing about ours without it.
             scale = c.cls == _OVERALL and str(hit.get("class", "")).strip().lower() == "overall_without_background"
@@ -313,11 +349,13 @@ def pair_rows(manifest: dict, comparisons: pd.DataFrame | None, reduced: bool) -
             spread = _seed_means(hit)
             extra = [x for x in (f"seed means {spread}" if spread else "", str(hit.get("note") or "")
                                  if str(hit.get("note") or "") != "nan" else "", c.differs,
-                                 WITHOUT_BACKGROUND if scale else "") if x]
+                                 WITHOUT_BACKGROUND if scale else "", DICE_FOR_AUC if other_metric else "") if x]
             if row["verdict"] == NOT_ESTIMABLE:
                 extra.insert(0, str(hit["verdict"]))
                 row["ours"] = "—"
             row["note"] = "; ".join(extra)
+            if other_metric and row["verdict"] != NOT_ESTIMABLE:
+                row.update(ours=f"Dice {row['ours']}", verdict=row["verdict"] + ", not like-for-like")
         elif missing:
             row.update(verdict=NOT_RUN, note=f"the profile does not train {', '.join(missing)}")
         elif any(m in failed for m in (c.model_a, c.model_b)):

@@ -12,16 +12,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["MIN_BOOT", "TABLE_COLUMNS", "NOT_ESTIMABLE", "PairedComparison", "paired_bootstrap", "verdict"]
+__all__ = ["MIN_BOOT", "TABLE_COLUMNS", "OPTIONAL_COLUMNS", "NOT_ESTIMABLE", "PairedComparison", "paired_bootstrap", "verdict"]
 
 #: The least number of bootstrap resamples :func:`paired_bootstrap` accepts.
 MIN_BOOT = 100
 
 #: The columns of a table of comparisons (chapter 5's ``comparisons`` artifact), in this order: what is
-#: compared (claim, task, class, model_a, model_b: the estimate is B - A), :class:`PairedComparison`'s
-#: numbers, which seeds failed, ``seed_means`` (';'-joined per-seed mean differences), the verdict and a note.
-TABLE_COLUMNS = ("claim", "task", "class", "model_a", "model_b", "estimate", "ci_low", "ci_high", "level",
+#: compared (claim, task, class, ``metric``: the per-image score compared, "dice" or "auc"; model_a, model_b:
+#: the estimate is B - A), :class:`PairedComparison`'s numbers, which seeds failed, ``seed_means``
+#: (';'-joined per-seed mean differences), the verdict and a note.
+TABLE_COLUMNS = ("claim", "task", "class", "metric", "model_a", "model_b", "estimate", "ci_low", "ci_high", "level",
                  "n_seeds", "seeds_failed", "n_images", "seed_means", "p_not_better", "verdict", "note")
+#: Columns a table written before they existed may lack, with the value they had then.
+OPTIONAL_COLUMNS = {"metric": "dice"}
 
 #: The verdict's prefix of a comparison that could not be made ("not estimable: <why>").
 NOT_ESTIMABLE = "not estimable"

@@ -171,7 +171,8 @@ def plot_comparisons(table: pd.DataFrame) -> Figure:
 
     Returns
     -------
-    Figure with one axis: x the Dice difference (fraction), one y row per comparison (first at the top).
+    Figure with one axis: x the Dice difference (fraction; AUC for rows whose optional ``metric`` is "auc"),
+    one y row per comparison (first at the top).
     """
     need = ["claim", "class", "estimate", "ci_low", "ci_high", "level", "seed_means", "verdict"]
     missing = [c for c in need if c not in table.columns]
@@ -203,7 +204,9 @@ def plot_comparisons(table: pd.DataFrame) -> Figure:
                        Line2D([], [], color="C0", lw=2.5, label=f"{level.iloc[0]:.0%} CI" if len(level) else "CI"),
                        Line2D([], [], marker="o", mfc="none", mec="C1", ls="none", label="mean of one seed")],
               loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.3 / n), ncol=3, fontsize=8, frameon=False)
-    ax.set_xlabel("Dice difference B - A (per test image, pooled over seeds)")
+    metrics = set(table["metric"].dropna()) if "metric" in table.columns else {"dice"}
+    ax.set_xlabel("Dice difference B - A (per test image, pooled over seeds)" if metrics <= {"dice"} else
+                  "difference B - A in Dice, or in AUC where the claim says so (per test image, pooled over seeds)")
     ax.set_ylabel("claim [class]")
     spread = np.abs(np.concatenate([table[["ci_low", "ci_high"]].to_numpy(dtype=float).ravel(), *map(np.array, dots)]))
     lim = max(0.05, float(np.nanmax(spread, initial=0.0)))

@@ -29,7 +29,8 @@ class CVResult:
     every held-out image; ``predictions``: out-of-fold probability maps in the order of the input
     samples (each predicted by the fold that held it out: honest stage-1 priors);
     ``fold``: int array, the fold that held out each sample; ``fits``: per-fold
-    ``{"fold", "n_train", "n_val", "n_test", "best_epoch", "val_dice", "export_path"}`` rows.
+    ``{"fold", "n_train", "n_val", "n_test", "best_epoch", "val_dice", "status", "export_path"}`` rows
+    (``status``: "ok" or "failed: <why>", the fold's health, :mod:`ssinfnet.segmentation.health`).
     """
 
     scores: pd.DataFrame
@@ -84,7 +85,7 @@ def cross_validate(cfg: SegConfig, samples: Sequence[Sample], k: int, *, device:
         fits.append({"fold": f, "n_train": len(job.train), "n_val": len(job.val), "n_test": len(held_idx),
                      "best_epoch": None if res.best is None else res.best[0],
                      "val_dice": float("nan") if res.best is None else res.best[1],
-                     "export_path": str(res.export_path)})
+                     "status": (res.record or {}).get("status", "unknown"), "export_path": str(res.export_path)})
     return CVResult(pd.concat(tables, ignore_index=True), predictions, fold_of, pd.DataFrame(fits))
 
 

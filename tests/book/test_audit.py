@@ -93,9 +93,10 @@ def test_a_run_meeting_the_bars_passes_them(audit_dir):
     assert trainings.passed and trainings.found == "7 of 8 trainings passed their checks; failed: multi_fcn8s"
     handoff = checks["later chapters read trained models"]
     assert handoff.passed and handoff.found == "test_predictions from ssinfnet, test_class_maps from multi_ssinfnet"
-    # the fixture's comparisons have no rows for four pairs the profile trains: those claims have no verdict
+    # the fixture's comparisons have no rows for six pairs the profile trains: those claims have no verdict
     verdict = checks["verdict page complete"]
-    assert not verdict.passed and verdict.found.startswith("15 of 19 claims with a verdict; none for: ")
+    assert not verdict.passed and verdict.found.startswith(
+        "15 of 21 claims with a verdict; none for: Single: SSInfNet vs U-Net (AUC); ")
     assert "Data augmentation (cutout 0.4), single" in verdict.found
 
 
@@ -186,6 +187,53 @@ def test_a_training_still_rising_at_its_cap_or_without_history_fails_the_plateau
     assert "multi_fcn8s" not in table.index
 
 
+def test_cross_validation_folds_are_judged_with_the_fine_tunings(audit_dir):
+    """The folds chapters 3 and 4 trained (their ``trained`` / ``reused`` folders ``cv/<variant>/fold<k>``)
+    count for the plateau bar and the page; a fold still rising fails the bar by its name."""
+    from ssinfnet.book.results_page import plateau_markdown
+
+    m = good_manifest()
+    m["stages"]["03_single"]["trained"] = ["cv/ssinfnet/fold0", "finetune/sinfnet"]
+    m["stages"]["04_multi"]["reused"] = {"cv/multi_ssinfnet/fold1": {"stale": []}}
+    assert a.fold_histories(m, audit_dir) == {
+        "ssinfnet/fold0": audit_dir / "cv" / "ssinfnet" / "fold0" / "history.csv",
+        "multi_ssinfnet/fold1": audit_dir / "cv" / "multi_ssinfnet" / "fold1" / "history.csv"}
+    rising = history([0.3, 0.45, 0.5, 0.55, 0.6, 0.58, 0.59, 0.6, 0.62, 0.6, 0.59, 0.6], "cap")  # +0.02
+    for key, h in (("ssinfnet/fold0", PLATEAUED), ("multi_ssinfnet/fold1", rising)):
+        path = a.fold_histories(m, audit_dir)[key]
+        path.parent.mkdir(parents=True)
+        h.to_csv(path, index=False)
+    plateau = _by_name(a.audit(m, audit_dir))["fine-tuned to a plateau"]
+    assert not plateau.passed and plateau.found == (
+        "9 trainings (2 of them cross-validation folds): 0 stopped on patience, 9 ran to the cap (largest late gain "
+        "+0.0200, multi_ssinfnet/fold1); still rising: multi_ssinfnet/fold1")
+    table = a.plateau_table(m, audit_dir).set_index("training")
+    assert table.loc["ssinfnet/fold0", "kind"] == "cross-validation fold" and table.loc["sinfnet", "kind"] == \
+        "fine-tuning"
+    text = "\n".join(plateau_markdown(m, audit_dir))
+    assert ("Of the 9 trainings (7 fine-tunings that passed their checks and 2 cross-validation folds), 0 stopped "
+            "on patience, 9 ran to the cap.") in text and "1 did not: multi_ssinfnet/fold1." in text
+    # a run that recorded its folds' health: a failed fold is a collapsed model and is not asked to plateau
+    m["stages"]["04_multi"]["cross_validation_status"] = {"multi_ssinfnet": {"fold1": "failed: flat loss"}}
+    m["stages"]["03_single"]["cross_validation_status"] = {"ssinfnet": {"fold0": "ok"}}
+    checks = _by_name(a.audit(m, audit_dir))
+    assert checks["fine-tuned to a plateau"].passed
+    assert "multi_ssinfnet/fold1" not in a.plateau_table(m, audit_dir).training.tolist()
+    assert checks["no collapsed model"].found == ("8 of 10 trainings passed their checks; failed: multi_fcn8s, "
+                                                  "multi_ssinfnet/fold1") and not checks["no collapsed model"].passed
+
+
+def test_chapter_4_priors_from_a_failed_fold_fail_the_handoff_bar(audit_dir):
+    m = good_manifest()
+    m["stages"]["03_single"]["cross_validation_status"] = {"ssinfnet": {"fold0": "ok", "fold1": "failed: flat loss"},
+                                                          "unet": {"fold0": "failed: flat loss"}}
+    handoff = _by_name(a.audit(m, audit_dir))["later chapters read trained models"]
+    assert not handoff.passed and handoff.found.endswith(
+        "; chapter 4's priors come from failed folds: ssinfnet/fold1 failed: flat loss")  # unet's folds give none
+    m["stages"]["03_single"]["cross_validation_status"]["ssinfnet"]["fold1"] = "ok"
+    assert _by_name(a.audit(m, audit_dir))["later chapters read trained models"].passed
+
+
 def test_a_profile_without_bars_is_checked_for_provenance_trainings_and_verdict(audit_dir):
     m = good_manifest()
     m["profile"] = "smoke"
@@ -204,11 +252,15 @@ def test_the_published_run_reads_its_own_manifest():
     commits = {e["provenance"]["git_commit"] for e in m["stages"].values() if "provenance" in e}
     assert checks["one clean commit"].passed == (len(commits) == 1)
     passed = int(checks["no collapsed model"].found.split(" of ")[0])  # every training that passed has a history
-    assert checks["fine-tuned to a plateau"].found.startswith(f"{passed} trainings: ")
-    # what the committed run's 28 histories say (read from runs/cpu/finetune/*/history.csv)
+    folds = sum(str(t).startswith("cv/") for st in ("03_single", "04_multi")
+                for t in [*m["stages"][st].get("trained", []), *m["stages"][st].get("reused", {})])
+    assert checks["fine-tuned to a plateau"].found.startswith(
+        f"{passed + folds} trainings ({folds} of them cross-validation folds): ")
+    # what the committed run's 28 fine-tunings and 6 folds say (runs/cpu/{finetune,cv}/*/history.csv)
     plateau = checks["fine-tuned to a plateau"]
-    assert plateau.passed and plateau.found == ("28 trainings: 8 stopped on patience, 20 ran to the cap (largest "
-                                                "late gain +0.0082, ssinfnet@seed1)")
+    assert plateau.passed and plateau.found == ("34 trainings (6 of them cross-validation folds): 9 stopped on "
+                                                "patience, 25 ran to the cap (largest late gain +0.0082, "
+                                                "ssinfnet@seed1)")
     verdict = checks["verdict page complete"]  # the published run's verdict page has a verdict on every row
     n = int(verdict.found.split(" of ")[1].split()[0])
     assert verdict.passed and verdict.found == f"{n} of {n} claims with a verdict" and n >= 15

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ssinfnet.book.stages.comparisons import CLAIMS, Claim, SeedComparison, comparison_table, per_image_dice
+from ssinfnet.book.stages.comparisons import CLAIMS, Claim, SeedComparison, comparison_table, per_image_scores
 from ssinfnet.evaluation.comparison import TABLE_COLUMNS, paired_bootstrap
 from ssinfnet.evaluation.paper_metrics import paper_scores
 
@@ -94,7 +94,7 @@ def test_the_csv_keeps_integer_counts(tmp_path):
     assert list(back.columns) == list(TABLE_COLUMNS)
     assert back.n_images.iloc[0] == 12 and "12.0" not in (tmp_path / "c.csv").read_text()
     summary = SeedComparison(table, pd.DataFrame()).summary()
-    assert list(summary.columns) == ["claim", "class", "B - A", "95% CI", "seeds used", "failed seeds", "images",
+    assert list(summary.columns) == ["claim", "class", "metric", "B - A", "95% CI", "seeds used", "failed seeds", "images",
                                      "verdict"]
 
 
@@ -109,16 +109,42 @@ def test_bad_input_names_the_variant_and_seed():
         comparison_table(PAIR, scores, {}, n_boot=100, seed=0)
 
 
-def test_per_image_dice_follows_the_image_order():
+def test_per_image_scores_follow_the_image_order():
     gts = [np.eye(4, dtype=bool), np.zeros((4, 4), bool), np.ones((4, 4), bool)]
     probs = [np.eye(4), np.zeros((4, 4)), np.zeros((4, 4))]
     table = paper_scores(probs, gts, image_ids=["a", "empty", "c"])
-    got = per_image_dice(table, "infection", ["c", "a", "empty"])
+    got = per_image_scores(table, "infection", ["c", "a", "empty"])
     assert got[0] == 0.0 and got[1] == 1.0 and np.isnan(got[2])  # an empty ground truth is not scored
+    # AUC: a perfect ranking on "a"; undefined where the ground truth is all one class ("empty", "c")
+    auc = per_image_scores(table, "infection", ["a", "empty", "c"], metric="auc")
+    assert auc[0] == 1.0 and np.isnan(auc[1:]).all()
     with pytest.raises(ValueError, match="no class 'ggo'"):
-        per_image_dice(table, "ggo", ["a"])
+        per_image_scores(table, "ggo", ["a"])
     with pytest.raises(ValueError, match=r"lack 1 images \(first: zz\)"):
-        per_image_dice(table, "infection", ["a", "zz"])
+        per_image_scores(table, "infection", ["a", "zz"])
+    with pytest.raises(ValueError, match=r"metric must be one of \('dice', 'auc'\), got 'f1'"):
+        per_image_scores(table, "infection", ["a"], metric="f1")
+
+
+def test_the_u_net_claims_are_also_compared_on_auc():
+    """The paper's single claim against U-Net is about AUC: those pairs get an AUC row, read from the
+    (variant, class, "auc") scores, beside their Dice row."""
+    scores = _scores(n_seeds=1)
+    rng = np.random.default_rng(3)
+    scores[("unet", "infection")] = {0: scores[("sinfnet", "infection")][0] + 0.2}  # U-Net better in Dice
+    auc = {v: {0: rng.uniform(0.90, 0.95, 12)} for v in ("unet", "sinfnet", "ssinfnet")}
+    auc["sinfnet"][0] = auc["unet"][0] + 0.03  # ... but worse than SInfNet in AUC
+    scores.update({(v, "infection", "auc"): s for v, s in auc.items()})
+    table = comparison_table(CLAIMS, scores, {}, n_boot=100, seed=0,
+                             note=lambda metric: f"scored by {metric}").set_index("claim")
+    dice, by_auc = table.loc["InfNet beats U-Net from scratch (single)"], table.loc[
+        "InfNet beats U-Net from scratch in AUC (single)"]
+    assert (dice.metric, dice.verdict, by_auc.metric, by_auc.verdict) == ("dice", "hurts", "auc", "helps")
+    assert by_auc.estimate == pytest.approx(0.03) and by_auc.note.endswith("scored by auc")
+    want = paired_bootstrap(auc["unet"][0], auc["ssinfnet"][0], n_boot=100, seed=0)
+    assert table.loc["SSInfNet beats U-Net in AUC (single)"].ci_low == want.ci_low
+    with pytest.raises(ValueError, match=r"claim 'x': metric must be one of \('dice', 'auc'\), got 'iou'"):
+        Claim("x", "single", "a", "b", metric="iou")
 
 
 def test_forest_plot_draws_one_row_per_comparison_and_rejects_other_tables():

@@ -82,6 +82,10 @@ def test_multi_writes_and_records_its_artifacts(done):
         assert loaded.in_chans == 2, name  # image and prior
     info = ctx.manifest()["stages"]["04_multi"]
     assert info["pool"] == mstage.pool_counts and info["cross_validation"] == {}  # smoke cross-validates no multi
+    assert info["cross_validation_status"] == {}
+    # chapter 4 records which of its priors came from folds chapter 3 recorded as failed
+    folds = ctx.manifest()["stages"]["03_single"]["cross_validation_status"]["ssinfnet"]
+    assert info["prior_folds_failed"] == [f"ssinfnet/{k} {v}" for k, v in folds.items() if v.startswith("failed")]
 
 
 def test_multi_uses_the_chapter_3_priors_and_the_configured_pool(done):
@@ -315,8 +319,9 @@ def test_smoke_comparisons_are_written_and_not_estimable_where_trainings_failed(
     on_disk = pd.read_csv(ctx.run_dir / "05_evaluation" / "comparisons.csv", keep_default_na=False, na_values=[""])
     assert list(on_disk.columns) == list(TABLE_COLUMNS)
     trained = set(ctx.profile.single_variants) | set(ctx.profile.multi_variants)
-    expected = [(c.claim, cls) for c in CLAIMS if {c.a, c.b} <= trained for cls in c.classes]
-    assert list(zip(table.claim, table["class"])) == expected and len(expected) == 12
+    expected = [(c.claim, cls, c.metric) for c in CLAIMS if {c.a, c.b} <= trained for cls in c.classes]
+    assert list(zip(table.claim, table["class"], table.metric)) == expected and len(expected) == 14
+    assert list(on_disk.metric) == list(table.metric) and (table.metric == "auc").sum() == 2
     assert list(on_disk.verdict) == list(table.verdict)
     status = ctx.manifest()["stages"]["05_evaluation"]["comparisons"]
     assert set(status.values()) == set(table.verdict)
@@ -411,6 +416,10 @@ def test_chapter_3_with_two_fit_workers_trains_every_fit_in_them_and_records_it_
     assert entry["trained"] == _fit_folders(ctx.run_dir) and entry["reused"] == {}
     assert "cv/ssinfnet/fold0" in entry["trained"] and "finetune/sinfnet/seed1" in entry["trained"]
     assert set(stage.fits) == set(ctx.profile.single_variants)
+    # each fold's health, as the fold's own fit judged it (the smoke folds train too briefly to pass)
+    folds = stage.cv_results["ssinfnet"].fits
+    assert entry["cross_validation_status"] == {"ssinfnet": {f"fold{f}": st for f, st in zip(folds.fold, folds.status)}}
+    assert len(folds) == ctx.profile.cv_folds and folds.status.str.match(r"^(ok|failed: .+)$").all()
     assert ctx.manifest()["parameters"]["fit_workers"] == 2
 
 

@@ -238,3 +238,52 @@ def test_severity_is_compared_with_the_papers_number_for_the_model_chapter_6_sco
     m["stages"]["06_severity"]["agreement"]["ratio, paper bins"]["micro_f1"] = 0.45  # 0.32 to 0.59
     m["stages"]["06_severity"]["predictions"] = "sinfnet_cutout40 prediction"
     assert severity_row(m, reduced=False)["verdict"].startswith(v.NOT_REPRODUCED)  # below 0.61, though not 0.55
+
+
+def _unet_row(model_b, metric, estimate, low, high, verdict):
+    return {"claim": "x", "task": "single", "class": "infection", "metric": metric, "model_a": "unet",
+            "model_b": model_b, "estimate": estimate, "ci_low": low, "ci_high": high, "level": 0.95, "n_seeds": 3,
+            "seeds_failed": "none", "n_images": 48, "seed_means": "", "p_not_better": 0.5, "verdict": verdict,
+            "note": ""}
+
+
+def test_the_single_u_net_claims_are_judged_on_auc_and_fall_back_to_dice_marked():
+    """The paper says both single InfNets beat U-Net in AUC (Fig. S4): an AUC row decides; a run that compared
+    Dice only shows its Dice row, marked not like-for-like; a run with neither says so."""
+    dice = pd.DataFrame([_unet_row("ssinfnet", "dice", -0.03, -0.06, 0.00, "no detectable difference"),
+                         _unet_row("sinfnet", "dice", -0.03, -0.05, -0.01, "hurts")])
+    auc = pd.DataFrame([_unet_row("ssinfnet", "auc", 0.02, 0.01, 0.03, "helps"),
+                        _unet_row("sinfnet", "auc", 0.01, -0.01, 0.03, "no detectable difference")])
+    rows = {r["claim"]: r for r in v.pair_rows(manifest(), pd.concat([dice, auc]), reduced=False)}
+    ss, s = rows["Single: SSInfNet vs U-Net (AUC)"], rows["Single: SInfNet vs U-Net (AUC)"]
+    assert (ss["verdict"], s["verdict"]) == (v.REPRODUCED, v.INCONCLUSIVE)
+    assert ss["ours"] == "+0.020 (95% CI +0.010 to +0.030)" and v.DICE_FOR_AUC not in ss["note"]
+    assert ss["paper"].endswith("in overall AUC (values not printed)") and ss["source"].endswith("Fig. S4")
+    rows = {r["claim"]: r for r in v.pair_rows(manifest(), dice.drop(columns="metric"), reduced=True)}
+    ss, s = rows["Single: SSInfNet vs U-Net (AUC)"], rows["Single: SInfNet vs U-Net (AUC)"]
+    assert ss["verdict"] == f"{v.INCONCLUSIVE}, not like-for-like" and ss["ours"].startswith("Dice -0.030 (95% CI")
+    assert s["verdict"] == f"{v.NOT_REPRODUCED}, not like-for-like" and s["note"].endswith(v.DICE_FOR_AUC)
+    rows = {r["claim"]: r for r in v.pair_rows(manifest(), auc.iloc[:0], reduced=True)}
+    assert rows["Single: SInfNet vs U-Net (AUC)"]["verdict"] == v.NOT_COMPARED
+
+
+def test_an_old_comparisons_csv_without_a_metric_column_reads_as_dice(tmp_path):
+    table = v.read_comparisons(FIXTURE)  # written before the metric column existed
+    assert list(table.columns[-1:]) == ["metric"] and set(table.metric) == {"dice"}
+    assert v.match_comparison(table, next(c for c in v.CLAIMS if c.key == "single"))["estimate"] == -0.02
+    assert v.match_comparison(table, next(c for c in v.CLAIMS if c.key == "single_unet")) is None
+
+
+def test_a_failed_cross_validation_fold_makes_the_consistency_claim_not_estimable():
+    from ssinfnet.book.verdict_recorded import cv_row
+
+    m = manifest()
+    m["stages"]["03_single"]["cross_validation_status"] = {"ssinfnet": {"fold0": "ok", "fold1": "failed: flat loss"},
+                                                          "sinfnet": {"fold0": "ok"}}
+    assert v.training_statuses(m)["ssinfnet/fold1"] == "failed: flat loss" and "ssinfnet/fold1" not in \
+        v.failed_models(m)
+    row = cv_row(m, v.read_comparisons(FIXTURE), "single")
+    assert row["verdict"] == v.NOT_ESTIMABLE
+    assert row["note"].startswith("a fold's training failed (ssinfnet/fold1 failed: flat loss): its held-out Dice")
+    m["stages"]["03_single"]["cross_validation_status"]["ssinfnet"]["fold1"] = "ok"
+    assert cv_row(m, v.read_comparisons(FIXTURE), "single")["verdict"] == v.REPRODUCED

@@ -446,6 +446,8 @@ def test_cross_validate_holds_out_every_sample_once(phantoms, tmp_path):
     assert (cv.fits["n_train"] + cv.fits["n_val"] + cv.fits["n_test"] == len(samples)).all()
     for f in range(3):
         assert (tmp_path / f"fold{f}" / "model.pt").is_file()
+        # each fold's health is the one its exported model records
+        assert cv.fits.status[f] == load_exported(tmp_path / f"fold{f}" / "model.pt").extra["health"]["status"]
     # the scores are those of the out-of-fold maps
     row = cv.scores.set_index("image").loc[samples[0].slice_id]
     assert row["dice"] == pytest.approx(_dice_by_hand(cv.predictions[0], samples[0].infection), abs=1e-12)

@@ -5,8 +5,10 @@ one pretraining (seed 0 is the model every chapter uses; seed k trains with the 
 every seed's model predicts the test slices and each image gets its Dice in the paper's protocol: per image
 at threshold 0.5, images whose ground truth of the class is empty left out; the infection class for the
 single-class models; GGO, consolidation or their per-image mean (:data:`OVERALL`) for the multi-class
-ones. A claim "B beats A" (:data:`CLAIMS`) is then :func:`ssinfnet.evaluation.comparison.paired_bootstrap`
-of the per-image Dice of A and B, pooled over the seeds both were trained with (seed 0 alone for the
+ones. The paper's claim that both single InfNets beat U-Net is about AUC, so those two pairs are also compared
+on each image's pixel AUC of the probability map (threshold-free; images whose ground truth is empty left
+out). A claim "B beats A" (:data:`CLAIMS`) is then :func:`ssinfnet.evaluation.comparison.paired_bootstrap`
+of the per-image scores of A and B, pooled over the seeds both were trained with (seed 0 alone for the
 ablations, which have no extra seeds) at which neither training failed (:mod:`ssinfnet.segmentation.health`):
 the estimate is the mean of B - A over those seeds and images, its interval resamples both.
 
@@ -26,24 +28,31 @@ from ...evaluation import paper_metrics as metrics
 from ...evaluation.comparison import MIN_BOOT, NOT_ESTIMABLE, TABLE_COLUMNS, paired_bootstrap
 from .variants import predict_variant
 
-__all__ = ["Claim", "CLAIMS", "SeedComparison", "comparison_table", "per_image_dice", "run"]
+__all__ = ["Claim", "CLAIMS", "METRICS", "SeedComparison", "comparison_table", "per_image_scores", "score_key", "run"]
 
 _GGO, _CONS = CLASS_NAMES[GGO], CLASS_NAMES[CONSOLIDATION]
 #: The multi-class "overall": the per-image mean of the GGO and consolidation Dice (background left out,
 #: unlike the paper's overall; :func:`ssinfnet.evaluation.paper_metrics.paper_scores`).
 OVERALL = "overall_without_background"
+#: The per-image scores a claim can compare (columns of :func:`ssinfnet.evaluation.paper_metrics.paper_scores`).
+METRICS = ("dice", "auc")
 
 
 @dataclass(frozen=True)
 class Claim:
     """One comparison: ``b`` is better than ``a`` on ``task`` (the estimate is B - A; "helps": B is better),
-    scored on each of ``classes``."""
+    scored on each of ``classes`` by the per-image ``metric`` (one of :data:`METRICS`)."""
 
     claim: str
     task: str
     a: str
     b: str
     classes: tuple = ("infection",)
+    metric: str = "dice"
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"claim {self.claim!r}: metric must be one of {METRICS}, got {self.metric!r}")
 
 
 #: The paper's claims and ablations, and ours, B the side the paper (or the ablation) expects to win.
@@ -53,6 +62,8 @@ CLAIMS = (
     Claim("transferring the decoder too helps (single)", "single", "ssinfnet_encoder", "ssinfnet"),
     Claim("SSInfNet beats U-Net (single)", "single", "unet", "ssinfnet"),
     Claim("InfNet beats U-Net from scratch (single)", "single", "unet", "sinfnet"),
+    Claim("SSInfNet beats U-Net in AUC (single)", "single", "unet", "ssinfnet", metric="auc"),
+    Claim("InfNet beats U-Net from scratch in AUC (single)", "single", "unet", "sinfnet", metric="auc"),
     Claim("cutout 40 % augmentation helps (single)", "single", "sinfnet", "sinfnet_cutout40"),
     Claim("cutout 50 % augmentation helps (single)", "single", "sinfnet", "sinfnet_cutout50"),
     Claim("inpainting pretraining helps (multi)", "multi", "multi_sinfnet", "multi_ssinfnet", (_GGO, _CONS, OVERALL)),
@@ -67,17 +78,25 @@ CLAIMS = (
 )
 
 
-def per_image_dice(scores: pd.DataFrame, cls: str, image_ids: Sequence[str]) -> np.ndarray:
-    """The Dice of class ``cls`` of each image of ``image_ids`` (in that order; NaN where the class's ground
-    truth is empty) from :func:`ssinfnet.evaluation.paper_metrics.paper_scores`'s table; ValueError naming the
-    class or image when absent."""
-    rows = scores[scores["class"] == cls].set_index("image").dice
+def per_image_scores(scores: pd.DataFrame, cls: str, image_ids: Sequence[str], metric: str = "dice") -> np.ndarray:
+    """The ``metric`` (one of :data:`METRICS`) of class ``cls`` of each image of ``image_ids`` (in that order;
+    NaN where the class's ground truth is empty) from :func:`ssinfnet.evaluation.paper_metrics.paper_scores`'s
+    table; ValueError naming the metric, class or image when absent."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    rows = scores[scores["class"] == cls].set_index("image")[metric]
     if rows.empty:
         raise ValueError(f"scores have no class {cls!r} (classes: {sorted(scores['class'].unique())})")
     missing = [i for i in image_ids if i not in rows.index]
     if missing:
         raise ValueError(f"scores of class {cls!r} lack {len(missing)} images (first: {missing[0]})")
     return rows.reindex(list(image_ids)).to_numpy(dtype=float)
+
+
+def score_key(variant: str, cls: str, metric: str = "dice") -> tuple:
+    """The key of ``variant``'s scores of ``cls`` by ``metric`` in :func:`comparison_table`'s ``scores``:
+    (variant, class) for Dice, (variant, class, metric) otherwise."""
+    return (variant, cls) if metric == "dice" else (variant, cls, metric)
 
 
 def _names(pairs) -> str:
@@ -87,18 +106,20 @@ def _names(pairs) -> str:
 def comparison_table(claims: Sequence[Claim], scores: Mapping[tuple[str, str], Mapping[int, np.ndarray]],
                      failed: Mapping[str, set], *, n_boot: int, seed: int, level: float = 0.95,
                      note: str = "") -> pd.DataFrame:
-    """One row per claim and class (columns :data:`~ssinfnet.evaluation.comparison.TABLE_COLUMNS`).
+    """One row per claim and class (columns :data:`~ssinfnet.evaluation.comparison.TABLE_COLUMNS`; ``metric``
+    is the claim's).
 
     Parameters
     ----------
     claims : the comparisons (:data:`CLAIMS`); a claim naming a variant without scores (one the profile does
         not train) gets no row
-    scores : {(variant, class): {seed index k: per-image Dice, float (n_images,), the same images in the same
-        order for every variant and seed}}; every variant has seed 0, the compared ones also their extra seeds
+    scores : {:func:`score_key` (variant, class[, metric]): {seed index k: per-image score, float (n_images,), the
+        same images in the same order for every variant and seed}}; every variant has seed 0, the compared ones
+        also their extra seeds
     failed : {variant: seed indices whose training failed}
     n_boot, seed, level : of :func:`~ssinfnet.evaluation.comparison.paired_bootstrap` (n_boot raised to its
         minimum, 100, when smaller)
-    note : appended to every row's note (e.g. the protocol)
+    note : appended to every row's note (e.g. the protocol); a callable is given the claim's metric
 
     A claim is pooled over the seeds both variants were trained with (seed 0 alone when one of them has no
     extra seeds), less those at which either training failed (``seeds_failed``); with none left its verdict is
@@ -108,12 +129,15 @@ def comparison_table(claims: Sequence[Claim], scores: Mapping[tuple[str, str], M
     rows = []
     for c in claims:
         for cls in c.classes:
-            if (c.a, cls) not in scores or (c.b, cls) not in scores:
+            keys = {v: score_key(v, cls, c.metric) for v in (c.a, c.b)}
+            if any(k not in scores for k in keys.values()):
                 continue
-            row = {"claim": c.claim, "task": c.task, "class": cls, "model_a": c.a, "model_b": c.b, "level": level,
-                   "n_seeds": 0, "seeds_failed": "none", "n_images": pd.NA, "seed_means": "",
-                   "note": note, **dict.fromkeys(("estimate", "ci_low", "ci_high", "p_not_better"), np.nan)}
-            per = {v: _check_seeds(scores[(v, cls)], v, cls) for v in (c.a, c.b)}
+            text = note(c.metric) if callable(note) else note
+            row = {"claim": c.claim, "task": c.task, "class": cls, "metric": c.metric, "model_a": c.a,
+                   "model_b": c.b, "level": level, "n_seeds": 0, "seeds_failed": "none", "n_images": pd.NA,
+                   "seed_means": "", "note": text,
+                   **dict.fromkeys(("estimate", "ci_low", "ci_high", "p_not_better"), np.nan)}
+            per = {v: _check_seeds(scores[keys[v]], v, cls) for v in (c.a, c.b)}
             both = sorted(set(per[c.a]) & set(per[c.b]))
             bad = [(v, k) for k in both for v in (c.a, c.b) if k in failed.get(v, set())]
             used = [k for k in both if all(j != k for _, j in bad)]
@@ -133,7 +157,7 @@ def comparison_table(claims: Sequence[Claim], scores: Mapping[tuple[str, str], M
             rows.append({**row, "estimate": res.estimate, "ci_low": res.ci_low, "ci_high": res.ci_high,
                          "n_seeds": res.n_seeds, "n_images": res.n_images, "p_not_better": res.p_not_better,
                          "seed_means": ";".join(f"{m:.4f}" for m in res.seed_means), "verdict": res.verdict,
-                         "note": f"{which}; {note}".rstrip("; ")})
+                         "note": f"{which}; {text}".rstrip("; ")})
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     return table.astype({"n_seeds": "Int64", "n_images": "Int64"})
 
@@ -152,24 +176,26 @@ def _check_seeds(by_seed: Mapping[int, np.ndarray], variant: str, cls: str) -> d
 class SeedComparison:
     """Chapter 5's comparison: ``table`` (one row per claim and class, :func:`comparison_table`) and
     ``seeds`` (one row per compared variant and seed: task, variant, seed, val_dice, status, failed, and
-    the mean test Dice of each scored class, NaN for a failed training)."""
+    the mean test score of each scored class and metric, ``test_<metric>_<class>``, NaN for a failed training)."""
 
     table: pd.DataFrame
     seeds: pd.DataFrame
 
     def summary(self) -> pd.DataFrame:
-        """The table for the page: claim, class, B - A with its interval, seeds used / failed, verdict."""
+        """The table for the page: claim, class, metric, B - A with its interval, seeds used / failed, verdict."""
         t = self.table
         ci = [f"{lo:+.3f} to {hi:+.3f}" if pd.notna(lo) else "" for lo, hi in zip(t.ci_low, t.ci_high)]
-        return pd.DataFrame({"claim": t.claim, "class": t["class"], "B - A": t.estimate.round(3),
+        return pd.DataFrame({"claim": t.claim, "class": t["class"], "metric": t.metric, "B - A": t.estimate.round(3),
                              f"{t.level.iloc[0]:.0%} CI" if len(t) else "CI": ci, "seeds used": t.n_seeds,
                              "failed seeds": t.seeds_failed, "images": t.n_images, "verdict": t.verdict})
 
 
-def protocol_note(n_boot: int) -> str:
-    """What every row of the table was computed with, for its ``note``."""
-    return (f"per-image Dice at 0.5 (paper protocol), empty ground truth left out; pretraining run once, seeds "
-            f"re-run fine-tuning only; two-level bootstrap over seeds and images, {max(n_boot, MIN_BOOT)} resamples")
+def protocol_note(n_boot: int, metric: str = "dice") -> str:
+    """What a row comparing ``metric`` was computed with, for its ``note``."""
+    score = {"dice": "per-image Dice at 0.5 (paper protocol)",
+             "auc": "per-image pixel AUC of the probability map (no threshold)"}[metric]
+    return (f"{score}, empty ground truth left out; pretraining run once, seeds re-run fine-tuning only; two-level "
+            f"bootstrap over seeds and images, {max(n_boot, MIN_BOOT)} resamples")
 
 
 def run(ctx, reader: str, test, models: pd.DataFrame, single: Mapping, single_scores: Mapping,
@@ -186,7 +212,7 @@ def run(ctx, reader: str, test, models: pd.DataFrame, single: Mapping, single_sc
 
     ids = [s.slice_id for s in test]
     gts = {"single": [s.infection for s in test], "multi": [s.classes for s in test]}
-    classes = {task: sorted({cls for c in CLAIMS if c.task == task for cls in c.classes}) for task in gts}
+    scored = {task: sorted({(cls, c.metric) for c in CLAIMS if c.task == task for cls in c.classes}) for task in gts}
     seed0 = models.set_index("variant")
     compared = {v for c in CLAIMS for v in (c.a, c.b)}
     scores, failed, rows = {}, {}, []
@@ -205,12 +231,12 @@ def run(ctx, reader: str, test, models: pd.DataFrame, single: Mapping, single_sc
             for k, table in by_seed.items():
                 row = {"task": task, "variant": name, "seed": k, "training_seed": ctx.seed + k,
                        "val_dice": health[k]["val_dice"], "status": health[k]["status"], "failed": health[k]["failed"]}
-                for cls in classes[task]:
-                    dice = per_image_dice(table, cls, ids)
-                    scores.setdefault((name, cls), {})[k] = dice
-                    row[f"test_dice_{cls}"] = (np.nan if row["failed"] or not np.isfinite(dice).any()
-                                               else float(np.nanmean(dice)))
+                for cls, metric in scored[task]:
+                    values = per_image_scores(table, cls, ids, metric)
+                    scores.setdefault(score_key(name, cls, metric), {})[k] = values
+                    row[f"test_{metric}_{cls}"] = (np.nan if row["failed"] or not np.isfinite(values).any()
+                                                   else float(np.nanmean(values)))
                 rows.append(row)
     table = comparison_table(CLAIMS, scores, failed, n_boot=ctx.profile.n_boot, seed=ctx.seed,
-                             note=protocol_note(ctx.profile.n_boot))
+                             note=lambda metric: protocol_note(ctx.profile.n_boot, metric))
     return SeedComparison(table, pd.DataFrame(rows))

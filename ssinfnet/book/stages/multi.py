@@ -8,6 +8,7 @@ exported model and the multi pretraining's inpainter and coach. The test split i
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from ...data.maps import load_maps
 from ...pretraining import inpainting as pretrain
 from .. import artifacts
 from ..projection import announce
-from .variants import (cross_validate_variants, cv_summary, fit_seeds, fit_variants, predict_with, seed_record,
-                       train_in_parallel, train_val_split)
+from ..verdict import prior_folds_failed
+from .variants import (cross_validate_variants, cv_summary, fit_seeds, fit_variants, fold_record, predict_with,
+                       seed_record, train_in_parallel, train_val_split)
 
 STAGE = "04_multi"
 
@@ -117,6 +119,11 @@ def run(ctx, progress: bool = True) -> MultiStage:
     priors_path = artifacts.require(ctx, "train_oof_priors", STAGE)
     stage1_model = artifacts.require(ctx, "stage1_model", STAGE)
     priors = load_maps(priors_path, train_all, kind="probability")
+    failed_folds = prior_folds_failed(ctx.manifest())
+    if failed_folds:
+        warnings.warn(f"{STAGE}: the out-of-fold priors ({priors_path.name}) of some training slices come from "
+                      f"cross-validation folds whose training failed ({'; '.join(failed_folds)}); this chapter's "
+                      "models train on them and the audit says so", stacklevel=2)
     tr_idx, va_idx, split_source = train_val_split(ctx, train_all, STAGE)
     train, val = [train_all[i] for i in tr_idx], [train_all[i] for i in va_idx]
 
@@ -142,6 +149,7 @@ def run(ctx, progress: bool = True) -> MultiStage:
                      validation=summary.set_index("label").val_dice.round(4).to_dict(),
                      status=summary.set_index("label").status.to_dict(), pool=pool_counts,
                      seeds=seed_record(ctx, seeds),
-                     cross_validation=_cv_record(cv_table))
+                     cross_validation=_cv_record(cv_table), cross_validation_status=fold_record(cv_results),
+                     prior_folds_failed=failed_folds)
     return MultiStage(train_all, train, val, split_source, priors, stage1_model, pool_counts, mcfg,
                       presult.history, pretrained, fits, summary, cv_results, cv_scores, cv_table, seed_fits, seeds)

@@ -16,7 +16,7 @@ from ...evaluation import published as pub
 from ...training.distributed import on_main
 from .. import artifacts
 from ..projection import announce
-from .variants import (cross_validate_variants, cv_summary, fit_seeds, fit_variants, seed_record,
+from .variants import (cross_validate_variants, cv_summary, fit_seeds, fit_variants, fold_record, seed_record,
                        train_in_parallel, train_val_split)
 
 STAGE = "03_single"
@@ -92,6 +92,7 @@ def run(ctx, progress: bool = True) -> SingleStage:
                       "stage1_model": fits["ssinfnet"].export_path},
                      validation=summary.set_index("variant").val_dice.round(4).to_dict(),
                      status=summary.set_index("variant").status.to_dict(), seeds=seed_record(ctx, seeds),
-                     cross_validation=cv_table[cv_table.fold == "all"].set_index("variant").dice.round(4).to_dict())
+                     cross_validation=cv_table[cv_table.fold == "all"].set_index("variant").dice.round(4).to_dict(),
+                     cross_validation_status=fold_record(cv_results))
     return SingleStage(train_all, train, val, split_source, pretrained, fits, summary, cv_results, cv_scores,
                        cv_table, priors_path, seed_fits, seeds)

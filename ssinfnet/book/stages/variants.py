@@ -111,6 +111,12 @@ def seed_record(ctx, table: pd.DataFrame) -> dict:
                        for v, rows in table.groupby("variant", sort=False)}}
 
 
+def fold_record(results: dict) -> dict:
+    """What the manifest says of each cross-validation fold's health: ``{variant: {"fold<k>": status}}`` from
+    :func:`cross_validate_variants`'s results."""
+    return {v: {f"fold{int(r.fold)}": str(r.status) for r in res.fits.itertuples()} for v, res in results.items()}
+
+
 def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample], *, init_weights=None,
                             priors=None, progress: bool = True):
     """Grouped k-fold CV (``ctx.profile.cv_folds``) of each named variant present in
