@@ -136,6 +136,10 @@ def _check_trainings(manifest: dict) -> Check:
     found = f"{len(statuses) - len(failed)} of {len(statuses)} trainings passed their checks"
     if failed:
         found += "; failed: " + ", ".join(failed)
+    unjudged = [k for k in fold_histories(manifest, Path(".")) if k not in statuses]
+    if unjudged:
+        found += (f"; {len(unjudged)} cross-validation fold{'' if len(unjudged) == 1 else 's'} without a recorded "
+                  "health (the run predates it)")
     return Check("no collapsed model", "every training passes its checks (FCN8s may fail: no ImageNet weights "
                  "offline; shown as not reproducible)", found, bool(statuses) and not unexpected)
 

@@ -203,6 +203,10 @@ def test_cross_validation_folds_are_judged_with_the_fine_tunings(audit_dir):
         path = a.fold_histories(m, audit_dir)[key]
         path.parent.mkdir(parents=True)
         h.to_csv(path, index=False)
+    trainings = _by_name(a.audit(m, audit_dir))["no collapsed model"]
+    assert trainings.passed and trainings.found == ("7 of 8 trainings passed their checks; failed: multi_fcn8s; 2 "
+                                                    "cross-validation folds without a recorded health (the run "
+                                                    "predates it)")
     plateau = _by_name(a.audit(m, audit_dir))["fine-tuned to a plateau"]
     assert not plateau.passed and plateau.found == (
         "9 trainings (2 of them cross-validation folds): 0 stopped on patience, 9 ran to the cap (largest late gain "
@@ -221,6 +225,9 @@ def test_cross_validation_folds_are_judged_with_the_fine_tunings(audit_dir):
     assert "multi_ssinfnet/fold1" not in a.plateau_table(m, audit_dir).training.tolist()
     assert checks["no collapsed model"].found == ("8 of 10 trainings passed their checks; failed: multi_fcn8s, "
                                                   "multi_ssinfnet/fold1") and not checks["no collapsed model"].passed
+    m["stages"]["04_multi"]["cross_validation_status"] = {}  # fold1 trained, its health not recorded
+    assert _by_name(a.audit(m, audit_dir))["no collapsed model"].found.endswith(
+        "; 1 cross-validation fold without a recorded health (the run predates it)")
 
 
 def test_chapter_4_priors_from_a_failed_fold_fail_the_handoff_bar(audit_dir):
