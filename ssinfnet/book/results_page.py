@@ -17,6 +17,7 @@ from ..segmentation.health import PLATEAU_GAIN, PLATEAU_WINDOW
 from .audit import plateau_table, stop_counts
 from .profiles import PROFILES, SUMMARY_FIELDS, Profile, reductions
 from .verdict import RULES, VERDICTS, load_comparisons, pair_rows
+from .verdict_family import family_markdown
 from .verdict_recorded import other_rows
 
 
@@ -168,8 +169,9 @@ def verdict_markdown(manifest: dict, run_dir: Path | None = None) -> list[str]:
               "B − A is the claimed method minus its baseline on the test slices, in Dice points (paper protocol, "
               "threshold 0.5), or in pixel-AUC points for a claim marked (AUC) when the run compared AUC; the "
               "papers' own numbers are F1 (= Dice) or AUC on their own test sets. "
-              "Published numbers and their sources: `ssinfnet/evaluation/published.py`.", "",
-              "## How a verdict is reached", ""] + [f"- {r}" for r in RULES]
+              "Published numbers and their sources: `ssinfnet/evaluation/published.py`."]
+    lines += family_markdown(manifest, comparisons)
+    lines += ["", "## How a verdict is reached", ""] + [f"- {r}" for r in RULES]
     return lines
 
 

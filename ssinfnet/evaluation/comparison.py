@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["MIN_BOOT", "TABLE_COLUMNS", "OPTIONAL_COLUMNS", "NOT_ESTIMABLE", "PairedComparison", "paired_bootstrap", "verdict"]
+__all__ = ["MIN_BOOT", "TABLE_COLUMNS", "OPTIONAL_COLUMNS", "NOT_ESTIMABLE", "PairedComparison", "paired_bootstrap",
+           "two_sided_p", "verdict"]
 
 #: The least number of bootstrap resamples :func:`paired_bootstrap` accepts.
 MIN_BOOT = 100
@@ -116,3 +117,18 @@ def paired_bootstrap(a, b, *, n_boot: int = 2000, seed: int = 0, level: float = 
     return PairedComparison(estimate=float(d.mean()), ci_low=float(low), ci_high=float(high), level=level,
                             n_images=n, n_seeds=n_seeds, n_boot=n_boot, p_not_better=float(np.mean(boots <= 0)),
                             seed_means=tuple(float(x) for x in d.mean(axis=1)), verdict=verdict(low, high))
+
+
+def two_sided_p(p_not_better, n_boot: int) -> np.ndarray:
+    """Two-sided bootstrap p-value of "B - A = 0" from :class:`PairedComparison`'s ``p_not_better`` (the share
+    of ``n_boot`` resamples at or below 0): 2 (min(k, n_boot - k) + 1) / (n_boot + 1), at most 1, where k is
+    the count at or below 0. The +1 keeps it above 0: no finite bootstrap can say "p = 0", only "at most
+    2 / (n_boot + 1)". NaN stays NaN. ``p_not_better``: float or array in [0, 1]; ``n_boot`` >= 1."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    p = np.asarray(p_not_better, dtype=float)
+    if np.any((p[np.isfinite(p)] < 0) | (p[np.isfinite(p)] > 1)):
+        raise ValueError("p_not_better must lie in [0, 1]")
+    k = np.round(p * n_boot)
+    return np.minimum(1.0, 2 * (np.minimum(k, n_boot - k) + 1) / (n_boot + 1))
+

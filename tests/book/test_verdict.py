@@ -2,6 +2,7 @@
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -287,3 +288,38 @@ def test_a_failed_cross_validation_fold_makes_the_consistency_claim_not_estimabl
     assert row["note"].startswith("a fold's training failed (ssinfnet/fold1 failed: flat loss): its held-out Dice")
     m["stages"]["03_single"]["cross_validation_status"]["ssinfnet"]["fold1"] = "ok"
     assert cv_row(m, v.read_comparisons(FIXTURE), "single")["verdict"] == v.REPRODUCED
+
+
+def test_two_sided_bootstrap_p_values_by_hand():
+    from ssinfnet.evaluation.comparison import two_sided_p
+
+    got = two_sided_p([0.0, 1.0, 0.5, 0.982, float("nan")], 1000)
+    want = [2 / 1001, 2 / 1001, 1.0, 2 * 19 / 1001]  # k = 0, 1000, 500 (capped at 1), 982 (18 above 0)
+    assert got[:4] == pytest.approx(want) and np.isnan(got[4])
+    with pytest.raises(ValueError, match="p_not_better must lie in"):
+        two_sided_p([1.2], 1000)
+    with pytest.raises(ValueError, match="n_boot must be >= 1"):
+        two_sided_p([0.5], 0)
+
+
+def test_holms_family_says_which_verdicts_hold_when_read_together(run_dir):
+    from ssinfnet.book.verdict_family import family_markdown, family_table, resamples
+
+    t = pd.DataFrame({"claim": ["a", "b", "c", "d"], "class": ["infection"] * 4,
+                      "p_not_better": [0.0, 0.982, 0.4, float("nan")],
+                      "verdict": ["helps", "hurts", "no detectable difference", "not estimable: x"],
+                      "estimate": [0.1, -0.02, 0.01, float("nan")]})
+    fam = family_table(t, 1000)
+    p = [2 / 1001, 38 / 1001, 2 * 401 / 1001]  # two-sided; Holm over 3 tests: 3p, 2p, p (monotone)
+    assert list(fam.claim) == ["a", "b", "c"] and fam.p.tolist() == pytest.approx(p)
+    assert fam.p_holm.tolist() == pytest.approx([3 * p[0], 2 * p[1], p[2]])
+    assert fam.holds.tolist() == [True, False, None] and set(fam.metric) == {"dice"}  # 2 x 0.038 > 0.05
+    m = manifest()
+    assert resamples(m, t) == CPU.n_boot
+    del m["parameters"]["n_boot"]
+    assert resamples(m, t.assign(note="two-level bootstrap over seeds and images, 1000 resamples")) == 1000
+    assert resamples(m, t.assign(note="")) is None
+    assert "not adjusted for multiplicity here" in "\n".join(family_markdown(m, t.assign(note="")))
+    page = results_markdown(manifest(), run_dir)
+    assert "### Many claims at once" in page and "adjusted by Holm's method" in page
+    assert page.index("### Many claims at once") < page.index("## How a verdict is reached")
