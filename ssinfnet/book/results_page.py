@@ -182,9 +182,9 @@ def _trainings(table) -> str:
 
 
 def plateau_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
-    """Lines saying whether each fine-tuning that passed its checks reached a plateau
-    (:func:`ssinfnet.book.audit.plateau_table`), with a table of those still gaining in their last epochs;
-    none without a run folder or trainings."""
+    """Lines saying whether each fine-tuning that passed its checks, and each cross-validation fold, reached a
+    plateau (:func:`ssinfnet.book.audit.plateau_table`), with a table of those still gaining in their last
+    epochs; none without a run folder or trainings."""
     table = plateau_table(manifest, run_dir) if run_dir is not None else None
     if table is None or table.empty:
         return []

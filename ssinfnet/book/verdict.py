@@ -55,6 +55,9 @@ RULES = (
     f"does not train → *{NOT_RUN}*; a pair the run trained but did not compare (no row, or no `comparisons` "
     f"artifact) → *{NOT_COMPARED}*; a claim on data the run's data root does not hold (iCTCF CT images for "
     f"the mediators) → *{NOT_ON_DATA}*.",
+    f"**A claim on AUC** (single InfNets vs U-Net) is judged on chapter 5's AUC comparison of the pair; a run "
+    f"that compared the pair on Dice only shows that row, and its verdict is at most *{INCONCLUSIVE}, not "
+    "like-for-like*: a thresholded Dice difference neither shows nor rules out an AUC difference.",
 )
 
 _GGO, _CONS = CLASS_NAMES[GGO], CLASS_NAMES[CONSOLIDATION]
@@ -100,19 +103,21 @@ _ORACLE_CONS = _f(_T5, "SSInfNet", _CONS) - _f(_T3, "SSInfNet", _CONS)
 _SINGLE = _f(_T2, "SSInfNet", "infection") - _f(_T2, "SInfNet", "infection")
 _NO_FOCAL = "the draft's multi models have neither focal loss nor Lookahead"
 _BEATS_UNET = "SSInfNet and SInfNet both beat U-Net in overall AUC (values not printed)"
-#: What an AUC claim's row says when the run compared its pair on Dice only (a run written before chapter 5
-#: compared AUC); its verdict then carries ", not like-for-like".
-DICE_FOR_AUC = ("this run compared the pair on Dice at 0.5 only (its chapter 5 predates the AUC comparison); "
-                "the paper's claim is on AUC")
+#: What an AUC claim's row says when the run compared its pair on Dice only; its verdict is then at best
+#: "inconclusive ..., not like-for-like" (a Dice difference neither shows nor rules out an AUC difference).
+DICE_FOR_AUC = ("this run has no AUC comparison of the pair, only Dice at 0.5; the paper's claim is on AUC, so "
+                "the Dice row can neither reproduce nor reject it")
+_AUC_DIFFERS = ("ours: the mean over test slices with infection of each slice's pixel AUC; the paper's \"overall "
+                "AUC\" may pool pixels or images otherwise (not stated)")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("single", "Single: SSInfNet vs SInfNet", "comparable", "single", "infection", "sinfnet", "ssinfnet",
           f"comparable: F1 {_f(_T2, 'SSInfNet', 'infection')} vs {_f(_T2, 'SInfNet', 'infection')}",
           f"{_D} {_T2}; J Transl Med Fig. 3B", _SINGLE),
     Claim("single_unet", "Single: SSInfNet vs U-Net (AUC)", "improves", "single", "infection", "unet", "ssinfnet",
-          _BEATS_UNET, "J Transl Med Results, Fig. S4", metric="auc"),
+          _BEATS_UNET, "J Transl Med Results, Fig. S4", differs=_AUC_DIFFERS, metric="auc"),
     Claim("single_unet_sinfnet", "Single: SInfNet vs U-Net (AUC)", "improves", "single", "infection", "unet",
-          "sinfnet", _BEATS_UNET, "J Transl Med Results, Fig. S4", metric="auc"),
+          "sinfnet", _BEATS_UNET, "J Transl Med Results, Fig. S4", differs=_AUC_DIFFERS, metric="auc"),
     Claim("multi", "Multi: SSInfNet vs SInfNet, overall", "improves", "multi", _OVERALL, "multi_sinfnet",
           "multi_ssinfnet", f"overall F1 {pub.JTM_ABSTRACT[0].mean} vs {pub.JTM_ABSTRACT[1].mean} / "
           f"{pub.JTM_ABSTRACT[2].mean}", "J Transl Med abstract, Fig. 3D", _ABS,
@@ -355,7 +360,7 @@ def pair_rows(manifest: dict, comparisons: pd.DataFrame | None, reduced: bool) -
                 row["ours"] = "—"
             row["note"] = "; ".join(extra)
             if other_metric and row["verdict"] != NOT_ESTIMABLE:
-                row.update(ours=f"Dice {row['ours']}", verdict=row["verdict"] + ", not like-for-like")
+                row.update(ours=f"Dice {row['ours']}", verdict=f"{INCONCLUSIVE}, not like-for-like")
         elif missing:
             row.update(verdict=NOT_RUN, note=f"the profile does not train {', '.join(missing)}")
         elif any(m in failed for m in (c.model_a, c.model_b)):

@@ -10,7 +10,8 @@ import pandas as pd
 from ..data.classes import CLASS_NAMES, GGO
 from ..evaluation import published as pub
 from .verdict import (CLAIMS, INCONCLUSIVE, NOT_COMPARED, NOT_ESTIMABLE, NOT_ON_DATA, NOT_REPRODUCED, NOT_RUN,
-                      REPRODUCED, find_artifact, match_comparison, training_statuses, value_verdict, wilson_interval)
+                      REPRODUCED, find_artifact, match_comparison, prior_folds_failed, training_statuses, value_verdict,
+                      wilson_interval)
 
 __all__ = ["cv_row", "severity_row", "mediation_row", "other_rows", "SEVERITY_KEY", "MEDIATION_EXPOSURES"]
 
@@ -59,6 +60,7 @@ def cv_row(manifest: dict, comparisons: pd.DataFrame | None, task: str) -> dict:
                     f"chapter {stage[:2]} recorded no cross-validation of {', '.join(who)}; {note}")
     failed = [f"{k} {st}" for k, st in training_statuses(manifest).items()
               if "/" in k and k.split("/")[0] in (a, b) and st.startswith("failed")]
+    failed += prior_folds_failed(manifest) if task == "multi" else []  # the multi folds' priors
     if failed:
         return _row(claim, ours, paper, f"J Transl Med {table}", NOT_ESTIMABLE,
                     f"a fold's training failed ({'; '.join(failed)}): its held-out Dice is not a result; {note}")

@@ -36,16 +36,34 @@ def cpu_model_name() -> str:
 
 #: Where a container's CPU quota is read (cgroup v2 ``cpu.max``, or v1 ``cpu/cpu.cfs_quota_us``).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: Which cgroup this process is in (a v2 line reads "0::/path").
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def _own_cgroup(root: Path) -> Path:
+    """This process's cgroup v2 folder under ``root`` (from :data:`PROC_CGROUP`), else ``root`` itself: the
+    whole file system seen from a container with its own cgroup namespace."""
+    try:
+        for line in PROC_CGROUP.read_text().splitlines():
+            if line.startswith("0::"):
+                own = root / line[3:].strip().lstrip("/")
+                return own if (own / "cpu.max").is_file() else root
+    except OSError:
+        pass
+    return root
 
 
 def cpu_quota(root: Path | None = None) -> float | None:
     """The CPUs a container's CFS quota allows this process (quota / period, e.g. 2.0), or None when there is
-    no quota or it cannot be read. ``root``: the cgroup file system (v2 ``cpu.max``: "<quota|max> <period>";
-    v1: ``cpu/cpu.cfs_quota_us``, -1 when unlimited, and ``cpu/cpu.cfs_period_us``; default :data:`CGROUP_ROOT`)."""
+    no quota or it cannot be read. ``root``: the cgroup file system (default :data:`CGROUP_ROOT`). cgroup v2:
+    ``cpu.max`` ("<quota|max> <period>") of this process's own cgroup (:data:`PROC_CGROUP`) or of ``root``;
+    v1: ``cpu/cpu.cfs_quota_us`` (-1 when unlimited) and ``cpu/cpu.cfs_period_us`` at ``root`` only (a quota
+    set further down a v1 hierarchy is not seen)."""
     root = CGROUP_ROOT if root is None else Path(root)
+    v2 = _own_cgroup(root) / "cpu.max"
     try:
-        if (root / "cpu.max").is_file():
-            quota, period = (root / "cpu.max").read_text().split()[:2]
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
             return None if quota == "max" else int(quota) / int(period)
         v1 = root / "cpu"
         if (v1 / "cpu.cfs_quota_us").is_file():

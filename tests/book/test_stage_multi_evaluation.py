@@ -419,6 +419,14 @@ def test_chapter_3_with_two_fit_workers_trains_every_fit_in_them_and_records_it_
     # each fold's health, as the fold's own fit judged it (the smoke folds train too briefly to pass)
     folds = stage.cv_results["ssinfnet"].fits
     assert entry["cross_validation_status"] == {"ssinfnet": {f"fold{f}": st for f, st in zip(folds.fold, folds.status)}}
+    # the audit finds each recorded fold's history under the key its health is recorded by
+    from ssinfnet.book.audit import fold_histories
+    from ssinfnet.book.verdict import training_statuses
+
+    m = ctx.manifest()
+    assert set(fold_histories(m, ctx.run_dir)) == {k for k in training_statuses(m) if "/" in k} == {
+        f"ssinfnet/fold{f}" for f in range(ctx.profile.cv_folds)}
+    assert all(p.is_file() for p in fold_histories(m, ctx.run_dir).values())
     assert len(folds) == ctx.profile.cv_folds and folds.status.str.match(r"^(ok|failed: .+)$").all()
     assert ctx.manifest()["parameters"]["fit_workers"] == 2
 

@@ -149,6 +149,7 @@ def test_the_cpu_is_named_by_model_cores_and_kernel_instruction_set(monkeypatch,
     from ssinfnet.training import device
 
     monkeypatch.setattr(device, "CGROUP_ROOT", tmp_path)  # no quota here, whatever the test machine has
+    monkeypatch.setattr(device, "PROC_CGROUP", tmp_path / "absent")
     monkeypatch.setattr(device, "cpu_model_name", lambda: "Example CPU 9000")
     monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     monkeypatch.setattr(device.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
@@ -173,9 +174,29 @@ def test_a_containers_cpu_quota_caps_the_usable_cores(monkeypatch, tmp_path, fil
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
+    (tmp_path / "proc_cgroup").write_text("0::/\n")  # a container with its own cgroup namespace
+    monkeypatch.setattr(device, "PROC_CGROUP", tmp_path / "proc_cgroup")
     monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert device.cpu_quota(tmp_path) == quota
     assert device.usable_cores(tmp_path) == cores
+
+
+def test_the_quota_of_the_processs_own_cgroup_counts(monkeypatch, tmp_path):
+    """Without a cgroup namespace the quota sits in the process's own folder (/proc/self/cgroup's v2 line),
+    not at the root; a folder without cpu.max falls back to the root's."""
+    from ssinfnet.training import device
+
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "kubepods" / "pod1").mkdir(parents=True)
+    (tmp_path / "kubepods" / "pod1" / "cpu.max").write_text("300000 100000\n")
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("1:cpu:/\n0::/kubepods/pod1\n")
+    monkeypatch.setattr(device, "PROC_CGROUP", proc)
+    assert device.cpu_quota(tmp_path) == 3.0
+    proc.write_text("0::/elsewhere\n")
+    assert device.cpu_quota(tmp_path) is None  # the root's "max"
+    monkeypatch.setattr(device, "PROC_CGROUP", tmp_path / "absent")
+    assert device.cpu_quota(tmp_path) is None
 
 
 def test_torch_threads_are_lowered_to_the_usable_cores_never_raised(monkeypatch):
