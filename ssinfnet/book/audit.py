@@ -136,7 +136,7 @@ def _check_trainings(manifest: dict) -> Check:
     found = f"{len(statuses) - len(failed)} of {len(statuses)} trainings passed their checks"
     if failed:
         found += "; failed: " + ", ".join(failed)
-    unjudged = [k for k in fold_histories(manifest, Path(".")) if k not in statuses]
+    unjudged = [k for k in _fold_folders(manifest) if k not in statuses]
     if unjudged:
         found += (f"; {len(unjudged)} cross-validation fold{'' if len(unjudged) == 1 else 's'} without a recorded "
                   "health (the run predates it)")
@@ -155,16 +155,22 @@ def training_histories(manifest: dict, run_dir: Path) -> dict[str, Path]:
     return out
 
 
-def fold_histories(manifest: dict, run_dir: Path) -> dict[str, Path]:
-    """Each cross-validation fold chapters 3 and 4 trained or reused (their ``trained`` / ``reused`` folders
-    ``cv/<variant>/fold<k>``), keyed "<variant>/fold<k>", -> its ``history.csv`` under ``run_dir``."""
+def _fold_folders(manifest: dict) -> dict[str, str]:
+    """Each cross-validation fold chapters 3 and 4 trained or reused, keyed "<variant>/fold<k>", -> its
+    run-relative folder ``cv/<variant>/fold<k>`` (from their ``trained`` / ``reused`` records)."""
     out = {}
     for stage in ("03_single", "04_multi"):
         entry = manifest.get("stages", {}).get(stage, {})
         for rel in [*(entry.get("trained") or ()), *(entry.get("reused") or ())]:
             if str(rel).startswith("cv/"):
-                out[str(rel).split("/", 1)[1]] = Path(run_dir) / rel / "history.csv"
+                out[str(rel).split("/", 1)[1]] = str(rel)
     return out
+
+
+def fold_histories(manifest: dict, run_dir: Path) -> dict[str, Path]:
+    """Each cross-validation fold chapters 3 and 4 trained or reused (their ``trained`` / ``reused`` folders
+    ``cv/<variant>/fold<k>``), keyed "<variant>/fold<k>", -> its ``history.csv`` under ``run_dir``."""
+    return {k: Path(run_dir) / rel / "history.csv" for k, rel in _fold_folders(manifest).items()}
 
 
 def plateau_table(manifest: dict, run_dir: Path) -> pd.DataFrame:

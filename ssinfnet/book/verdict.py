@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..data.classes import CLASS_NAMES, CONSOLIDATION, GGO
 from ..evaluation import published as pub
-from ..evaluation.comparison import OPTIONAL_COLUMNS, TABLE_COLUMNS
+from ..evaluation.comparison import TABLE_COLUMNS, with_optional_columns
 
 __all__ = ["COMPARISON_COLUMNS", "VERDICTS", "NOT_ON_DATA", "WITHOUT_BACKGROUND", "DICE_FOR_AUC", "EQUIVALENCE_MARGIN", "Claim",
            "CLAIMS", "RULES", "claim_verdict",
@@ -230,10 +230,7 @@ def read_comparisons(path: Path) -> pd.DataFrame:
     """Chapter 5's ``comparisons`` CSV; ValueError naming the file when columns are missing. A table written
     before an optional column existed (:data:`~ssinfnet.evaluation.comparison.OPTIONAL_COLUMNS`: ``metric``)
     gets it with the value it had then ("dice")."""
-    table = pd.read_csv(path)
-    for column, value in OPTIONAL_COLUMNS.items():
-        if column not in table.columns:
-            table[column] = value
+    table = with_optional_columns(pd.read_csv(path))
     missing = [c for c in COMPARISON_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: the comparisons table lacks column(s) {missing} (expected {COMPARISON_COLUMNS})")
@@ -246,8 +243,8 @@ def match_comparison(table: pd.DataFrame, claim: Claim) -> dict | None:
     column compared Dice only."""
     if table is None or not len(table):
         return None
-    metric = table["metric"].fillna("dice") if "metric" in table.columns else pd.Series("dice", index=table.index)
-    table = table[metric.astype(str).str.strip().str.lower() == claim.metric]
+    table = with_optional_columns(table)
+    table = table[table["metric"].astype(str).str.strip().str.lower() == claim.metric]
     cls = table["class"].fillna("").astype(str).str.strip().str.lower()
     for alias in CLASS_ALIASES.get(claim.cls, (claim.cls,)):
         for a, b, sign in ((claim.model_a, claim.model_b, 1), (claim.model_b, claim.model_a, -1)):

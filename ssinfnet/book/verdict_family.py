@@ -18,7 +18,7 @@ import re
 
 import pandas as pd
 
-from ..evaluation.comparison import MIN_BOOT, two_sided_p
+from ..evaluation.comparison import MIN_BOOT, two_sided_p, with_optional_columns
 from ..stats.multiplicity import adjust_pvalues
 
 __all__ = ["FAMILY_ALPHA", "family_table", "family_markdown", "resamples", "resolvable"]
@@ -51,10 +51,7 @@ def family_table(comparisons: pd.DataFrame, n_boot: int, alpha: float = FAMILY_A
     verdict, ``p`` (two-sided bootstrap), ``p_holm`` (Holm over those rows) and ``holds``: for a "helps" or
     "hurts" verdict whether ``p_holm`` < ``alpha`` (None when the family is not :func:`resolvable` with
     ``n_boot`` resamples); None for "no detectable difference". Most significant first."""
-    t = comparisons[pd.to_numeric(comparisons["p_not_better"], errors="coerce").notna()].copy()
-    if "metric" not in t.columns:
-        t["metric"] = "dice"
-    t["metric"] = t["metric"].fillna("dice")
+    t = with_optional_columns(comparisons[pd.to_numeric(comparisons["p_not_better"], errors="coerce").notna()])
     t["p"] = two_sided_p(t["p_not_better"].astype(float).to_numpy(), n_boot)
     t["p_holm"] = adjust_pvalues(t["p"].to_numpy(), method="holm")
     decided = t["verdict"].isin(["helps", "hurts"]) & resolvable(len(t), n_boot, alpha)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = ["MIN_BOOT", "TABLE_COLUMNS", "OPTIONAL_COLUMNS", "NOT_ESTIMABLE", "PairedComparison", "paired_bootstrap",
-           "two_sided_p", "verdict"]
+           "two_sided_p", "verdict", "with_optional_columns"]
 
 #: The least number of bootstrap resamples :func:`paired_bootstrap` accepts.
 MIN_BOOT = 100
@@ -26,6 +26,15 @@ TABLE_COLUMNS = ("claim", "task", "class", "metric", "model_a", "model_b", "esti
                  "n_seeds", "seeds_failed", "n_images", "seed_means", "p_not_better", "verdict", "note")
 #: Columns a table written before they existed may lack, with the value they had then.
 OPTIONAL_COLUMNS = {"metric": "dice"}
+
+
+def with_optional_columns(table):
+    """A copy of a comparisons table (pandas DataFrame) with every :data:`OPTIONAL_COLUMNS` column present and
+    its missing cells filled with the value a table had before the column existed."""
+    table = table.copy()
+    for column, value in OPTIONAL_COLUMNS.items():
+        table[column] = table[column].fillna(value) if column in table.columns else value
+    return table
 
 #: The verdict's prefix of a comparison that could not be made ("not estimable: <why>").
 NOT_ESTIMABLE = "not estimable"

@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..data.classes import CLASS_COLOURS
+from ..evaluation.comparison import with_optional_columns
 from ..evaluation.paper_metrics import roc_auc, roc_curve
 from .colours import overlay as _overlay
 
@@ -204,7 +205,7 @@ def plot_comparisons(table: pd.DataFrame) -> Figure:
                        Line2D([], [], color="C0", lw=2.5, label=f"{level.iloc[0]:.0%} CI" if len(level) else "CI"),
                        Line2D([], [], marker="o", mfc="none", mec="C1", ls="none", label="mean of one seed")],
               loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.3 / n), ncol=3, fontsize=8, frameon=False)
-    metrics = set(table["metric"].dropna()) if "metric" in table.columns else {"dice"}
+    metrics = set(with_optional_columns(table)["metric"])
     ax.set_xlabel("Dice difference B - A (per test image, pooled over seeds)" if metrics <= {"dice"} else
                   "difference B - A in Dice, or in AUC where the claim says so (per test image, pooled over seeds)")
     ax.set_ylabel("claim [class]")
