@@ -27,6 +27,9 @@ TABLE_COLUMNS = ("claim", "task", "class", "metric", "model_a", "model_b", "esti
 #: Columns a table written before they existed may lack, with the value they had then.
 OPTIONAL_COLUMNS = {"metric": "dice"}
 
+#: The verdict's prefix of a comparison that could not be made ("not estimable: <why>").
+NOT_ESTIMABLE = "not estimable"
+
 
 def with_optional_columns(table):
     """A copy of a comparisons table (pandas DataFrame) with every :data:`OPTIONAL_COLUMNS` column present and
@@ -35,9 +38,6 @@ def with_optional_columns(table):
     for column, value in OPTIONAL_COLUMNS.items():
         table[column] = table[column].fillna(value) if column in table.columns else value
     return table
-
-#: The verdict's prefix of a comparison that could not be made ("not estimable: <why>").
-NOT_ESTIMABLE = "not estimable"
 
 
 @dataclass(frozen=True)
