@@ -98,6 +98,10 @@ class Lookahead(Optimizer):
         if not isinstance(state_dict, dict) or set(state_dict) != {"base", "lookahead"}:
             raise ValueError("state_dict must come from Lookahead.state_dict()")
         self.base_optimizer.load_state_dict(state_dict["base"])
+        # torch's load_state_dict gives the base optimiser new group dicts and a new state: share them again,
+        # or a scheduler stepping this wrapper would change rates the base no longer reads
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
         la = state_dict["lookahead"]
         params = self._params()
         if any(int(i) >= len(params) for i in la["slow"]):

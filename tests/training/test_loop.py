@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 from ssinfnet.training import provenance
 from ssinfnet.training import loop as train_module
 from ssinfnet.training.checkpoint import load_checkpoint
-from ssinfnet.training.optimisers import MilestoneFactor, sgd
+from ssinfnet.training.optimisers import Lookahead, MilestoneFactor, sgd
 from ssinfnet.training.loop import DivergenceError, NonFiniteLossError, train
 from ssinfnet.training.phases import Phase, alternate
 from ssinfnet.training.device import default_amp, default_channels_last
@@ -69,10 +69,10 @@ def coach_loss(models, batch, ctx):
     return 1.0 - ((models["net"](erased) - y) ** 2).mean().clamp(max=1.0), {}
 
 
-def _phases(epochs=4, second=0, **kw):
+def _phases(epochs=4, second=0, make_optimizer=None, **kw):
     phases = [
         Phase("net", epochs=epochs, trainable=["net"], frozen=["coach"], loss_fn=net_loss,
-              make_optimizer=sgd(0.05, momentum=0.9, weight_decay=1e-4), lr_factors={3: 0.1}, **kw)
+              make_optimizer=make_optimizer or sgd(0.05, momentum=0.9, weight_decay=1e-4), lr_factors={3: 0.1}, **kw)
     ]
     if second:
         phases.append(Phase("coach", epochs=second, trainable=["coach"], frozen=["net"], loss_fn=coach_loss,
@@ -147,11 +147,18 @@ def _next_step_loss(models):
         return ((models["net"](x) - y) ** 2).mean().item()
 
 
-def test_resume_after_extending_epochs_equals_uninterrupted(tmp_path):
-    full, m_full = _run(tmp_path / "full", _phases(epochs=4))
+def _lookahead(params):
+    return Lookahead(torch.optim.SGD(params, lr=0.05, momentum=0.9), k=2)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lookahead"])
+def test_resume_after_extending_epochs_equals_uninterrupted(tmp_path, optimizer):
+    # the rate drops at epoch 3, after the resume: it must reach the optimiser that steps (Lookahead's base)
+    kw = {"make_optimizer": _lookahead} if optimizer == "lookahead" else {}
+    full, m_full = _run(tmp_path / "full", _phases(epochs=4, **kw))
     after_full = torch.rand(4)
-    _run(tmp_path / "part", _phases(epochs=2))  # "crash" after 2 epochs
-    resumed, m_res = _run(tmp_path / "part", _phases(epochs=4), models=_models(init_seed=99), loader=_loader())
+    _run(tmp_path / "part", _phases(epochs=2, **kw))  # "crash" after 2 epochs
+    resumed, m_res = _run(tmp_path / "part", _phases(epochs=4, **kw), models=_models(init_seed=99), loader=_loader())
     after_resumed = torch.rand(4)
     assert resumed.resumed_from is not None
     _assert_same_weights(m_full, m_res)

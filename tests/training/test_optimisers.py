@@ -80,6 +80,24 @@ def test_state_dict_round_trip_resumes_exactly():
         torch.testing.assert_close(pa, pb, rtol=0, atol=0)
 
 
+def test_a_rate_change_after_resume_reaches_the_base_optimiser():
+    """A scheduler steps the wrapper's groups; after load_state_dict they must still be the base's own (a
+    resumed multi-class fit once kept lr 0.01 past its drop to 0.001 while its history said 0.001)."""
+    p, opt = _linear_problem(lr=0.1)
+    _step(p, opt)
+    p2, opt2 = _linear_problem(lr=0.1)
+    p2.data.copy_(p.data)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.param_groups is opt2.base_optimizer.param_groups and opt2.state is opt2.base_optimizer.state
+    for o in (opt, opt2):
+        for group in o.param_groups:
+            group["lr"] = 0.01
+    before = p2.item()
+    _step(p, opt)
+    _step(p2, opt2)
+    assert p2.item() == pytest.approx(before - 0.01) and p2.item() == p.item()
+
+
 def test_scheduler_and_closure_work_through_the_wrapper():
     p, opt = _linear_problem(lr=0.1)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2], gamma=0.1)
