@@ -138,6 +138,27 @@ def test_the_time_bar_holds_only_for_a_run_on_its_machine(audit_dir):
     assert _by_name(a.audit(m, audit_dir))["book wall time"].passed
 
 
+def test_a_chapter_that_reused_earlier_trainings_fails_the_time_bar_and_counts_them(audit_dir):
+    m = good_manifest()
+    m["stages"]["04_multi"]["reused"] = {"finetune/multi_ssinfnet": {}, "pretrain/multi": {}}
+    n = len(PLATEAUED)
+    PLATEAUED.assign(wall_s=[1800.0 * (i + 1) / n for i in range(n)]).to_csv(
+        audit_dir / "finetune/multi_ssinfnet/history.csv", index=False)
+    (audit_dir / "pretrain/multi").mkdir(parents=True)
+    pd.DataFrame({"kind": ["step", "epoch"], "wall_s": [300.0, 600.0]}).to_csv(
+        audit_dir / "pretrain/multi/history.csv", index=False)
+    timed = _by_name(a.audit(m, audit_dir))["book wall time"]
+    # 100 min of chapters + 40 min of reused training: fails even though the sum alone is under 120
+    assert not timed.passed
+    assert timed.found == ("100.0 min on cpu (AMD EPYC, 2 cores, AVX512 kernels) (not one pass: 04_multi reused 2 "
+                           "trainings of an earlier execution, whose time is not in the sum; with their recorded "
+                           "training time 140.0 min)")
+    (audit_dir / "pretrain/multi/history.csv").unlink()
+    timed = _by_name(a.audit(m, audit_dir))["book wall time"]
+    assert not timed.passed and timed.found.endswith("whose time is not in the sum)")
+    assert a.recorded_training_seconds(audit_dir, ["finetune/multi_ssinfnet"]) == 1800.0
+
+
 def test_a_failed_model_is_never_the_best_nor_handed_on(audit_dir):
     m = good_manifest()
     m["stages"]["03_single"]["status"]["unet"] = "failed: best val_dice 0.010 not above the floor 0.091"
