@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..evaluation.tables import MULTI_COLUMNS
 from ..segmentation.health import PLATEAU_GAIN, PLATEAU_WINDOW
-from .audit import plateau_table, stop_counts
+from .audit import plateau_table, recorded_training_seconds, reused_trainings, stop_counts
 from .profiles import PROFILES, SUMMARY_FIELDS, Profile, reductions
 from .verdict import RULES, VERDICTS, load_comparisons, pair_rows
 from .verdict_family import family_markdown
@@ -212,6 +212,33 @@ def plateau_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
     return lines
 
 
+def _wall_time_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
+    """The wall-time table: each chapter's last execution, and for a chapter that reused trainings of an
+    earlier execution the training time their ``history.csv`` recorded (read from ``run_dir``)."""
+    stages = manifest.get("stages", {})
+    walls = {k.split(":", 1)[1]: v.get("wall_time_s") for k, v in stages.items() if k.startswith("notebook:")}
+    if not walls:
+        return []
+    reused = reused_trainings(manifest)
+    lines = ["", "### Wall time per chapter", "", "Seconds of the last execution of each chapter."]
+    if not reused:
+        return lines + ["", "| chapter | seconds |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(walls.items())]
+    recorded = {k: None if run_dir is None else recorded_training_seconds(run_dir, v) for k, v in reused.items()}
+    lines[-1] += (f" {', '.join(reused)} reused trainings of an earlier execution (a resumed or re-executed run): "
+                  "its last execution leaves their time out, and the last column adds the training time their "
+                  "`history.csv` recorded.")
+    known = [float(w) for w in walls.values() if isinstance(w, (int, float))]
+    if all(v is not None for v in recorded.values()):
+        lines[-1] += (f" With it the book took about {(sum(known) + sum(recorded.values())) / 60:.1f} min, "
+                      f"against {sum(known) / 60:.1f} min summed over the last executions.")
+    lines += ["", "| chapter | seconds | reused trainings' recorded seconds |", "|---|---|---|"]
+    for k, v in sorted(walls.items()):
+        extra = recorded.get(k)
+        shown = "" if k not in reused else "not readable" if extra is None else f"{extra:.1f}"
+        lines.append(f"| {k} | {v} | {shown} |")
+    return lines
+
+
 def results_markdown(manifest: dict, run_dir: Path | None = None) -> str:
     """Markdown of the page: the verdict (:func:`verdict_markdown`, artifacts read from ``run_dir``; None:
     none read), then provenance and the headline numbers each stage recorded."""
@@ -227,13 +254,7 @@ def results_markdown(manifest: dict, run_dir: Path | None = None) -> str:
             if key == "git_commit" and several else ""
         lines.append(f"| {key.replace('_', ' ')} | `{manifest.get(key, '?')}`{note} |")
     lines += provenance_markdown(manifest)
-    walls = {k.split(":", 1)[1]: v.get("wall_time_s") for k, v in stages.items() if k.startswith("notebook:")}
-    if walls:
-        lines += ["", "### Wall time per chapter", "",
-                  "Seconds of the last execution of each chapter; a chapter re-run over its own checkpoints "
-                  "shows only that re-run (training times are in each run folder's `history.csv`).", "",
-                  "| chapter | seconds |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in sorted(walls.items())]
+    lines += _wall_time_markdown(manifest, run_dir)
     sections = [("03_single", "validation", "Stage 1, validation Dice (paper protocol, per image at 0.5)"),
                 ("03_single", "cross_validation", "Stage 1, cross-validated Dice of held-out training slices"),
                 ("04_multi", "validation", "Stage 2, validation Dice (mean of GGO and consolidation)"),

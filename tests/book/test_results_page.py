@@ -102,3 +102,18 @@ def test_seed_counts_read_as_words():
     assert _seeds_text({"n_seeds": 1, "n_images": 48}) == "1 seed × 48 images"
     assert _seeds_text({"n_seeds": 3.0, "n_images": 48, "seeds_failed": "none"}) == "3 seeds × 48 images"
     assert _seeds_text({"n_seeds": 3, "n_images": 48, "seeds_failed": "1"}) == "3 seeds × 48 images, failed: 1"
+
+
+def test_wall_times_add_what_reused_trainings_recorded(tmp_path):
+    (tmp_path / "finetune" / "m").mkdir(parents=True)
+    (tmp_path / "finetune" / "m" / "history.csv").write_text("kind,wall_s\nepoch,100.0\nepoch,600.0\n")
+    manifest = {"profile": "cpu", "stages": {
+        "notebook:03_single": {"wall_time_s": 1200.0}, "notebook:04_multi": {"wall_time_s": 300.0},
+        "04_multi": {"reused": {"finetune/m": {"trained_at_commit": "a" * 40}}}}}
+    page = results_markdown(manifest, tmp_path)
+    assert "04_multi reused trainings of an earlier execution" in page
+    assert "the book took about 35.0 min, against 25.0 min summed over the last executions" in page
+    assert "| 03_single | 1200.0 |  |" in page and "| 04_multi | 300.0 | 600.0 |" in page
+    (tmp_path / "finetune" / "m" / "history.csv").unlink()
+    page = results_markdown(manifest, tmp_path)
+    assert "| 04_multi | 300.0 | not readable |" in page and "the book took about" not in page
