@@ -236,7 +236,8 @@ def main(argv=None) -> int:
     stages = {s: training_images(paper, s, n_train=50, n_pool=1650) for s in TRAINING_STAGES}
     out["paper_projection"] = {"ms_per_image": ms, "images": stages,
                                "hours": sum(stages.values()) * ms / 1000 / 3600,
-                               "note": "training steps only, at the bare step's speed: a lower bound"}
+                               "note": ("training steps only, every fit to its epoch cap, every network at the bare "
+                                        "InfNet step's speed (U-Net costs more per image): a rough lower bound")}
     save()
     print(json.dumps(out, indent=2))
     return 0
