@@ -170,3 +170,29 @@ def test_settings_the_paper_does_not_print_are_labelled_as_the_paper_profiles():
     assert cut["bootstrap resamples"] == "1000 (paper profile: 5000; the paper prints none)"
     assert cut["stage-1 epochs"] == "60 (paper: 500)"  # printed by the paper: its own label
     assert set(NOT_PRINTED) == {"patience", "n_seeds", "n_boot", "simulation_replicates"}
+
+
+def test_gpu_and_paper_cross_validate_both_members_of_each_consistency_claim():
+    from ssinfnet.book.verdict_recorded import _CV_PAIRS
+
+    pairs = [(a, b) for _, _, a, b, _ in _CV_PAIRS]
+    assert pairs == [("sinfnet", "ssinfnet"), ("multi_sinfnet", "multi_ssinfnet")]
+    for name in ("gpu", "paper"):
+        p = get_profile(name)
+        for a, b in pairs:
+            assert {a, b} <= set(p.cv_variants), (name, a, b)
+            assert {a, b} <= set(p.single_variants) | set(p.multi_variants), (name, a, b)
+
+
+def test_cross_validation_gives_pretrained_weights_only_to_inpainting_variants():
+    from types import SimpleNamespace
+
+    from ssinfnet.book.stages.variants import _cv_setup
+
+    ctx = SimpleNamespace(profile=get_profile("smoke"))
+    scratch, priors = _cv_setup(ctx, "sinfnet", "pretrain/single/inpainter.pt", None)
+    assert scratch.init == "scratch" and scratch.init_weights is None and priors is None
+    transfer, _ = _cv_setup(ctx, "ssinfnet", "pretrain/single/inpainter.pt", None)
+    assert transfer.init == "inpainting" and transfer.init_weights == "pretrain/single/inpainter.pt"
+    multi, multi_priors = _cv_setup(ctx, "multi_sinfnet", "pretrain/multi/inpainter.pt", ["prior"])
+    assert multi.init_weights is None and multi_priors == ["prior"]

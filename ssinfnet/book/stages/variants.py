@@ -140,7 +140,9 @@ def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample]
 def _cv_setup(ctx, name: str, init_weights, priors):
     """Variant ``name``'s configuration for cross-validation and the priors its folds take (None for a
     single-class variant or the oracle)."""
-    cfg = variant_config(name, ctx.profile, **({"init_weights": str(init_weights)} if init_weights else {}))
+    cfg = variant_config(name, ctx.profile)
+    if cfg.init == "inpainting" and init_weights:  # as variant_job: a scratch variant records no weights
+        cfg = variant_config(name, ctx.profile, init_weights=str(init_weights))
     return cfg, priors if cfg.takes_priors else None
 
 
