@@ -27,7 +27,7 @@ from .verdict_recorded import other_rows
 
 __all__ = ["Bars", "BARS", "HANDED_ON", "MAY_FAIL", "Check", "audit", "audit_run_dir", "format_checks", "plateau_table",
            "stop_counts",
-           "fold_histories", "training_histories", "reused_trainings", "recorded_training_seconds"]
+           "fold_histories", "training_histories", "chapter_wall_times", "reused_trainings", "recorded_training_seconds"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,13 @@ def _check_commit(manifest: dict) -> Check:
                  len(commits) == 1 and not dirty and not unrecorded)
 
 
+def chapter_wall_times(manifest: dict) -> dict[str, object]:
+    """{chapter: the wall time in seconds its last execution recorded, as recorded (None when missing)},
+    from the runner's ``notebook:<chapter>`` entries of the manifest."""
+    return {k.split(":", 1)[1]: v.get("wall_time_s") for k, v in manifest.get("stages", {}).items()
+            if k.startswith("notebook:")}
+
+
 def reused_trainings(manifest: dict) -> dict[str, list[str]]:
     """{stage: the run-folder paths of the models it reused from an earlier execution} (its ``reused``
     record), for the stages that reused any."""
@@ -122,7 +129,7 @@ def recorded_training_seconds(run_dir: Path, folders) -> float | None:
 
 
 def _check_time(manifest: dict, bars: Bars, run_dir: Path | None = None) -> Check:
-    walls = [v.get("wall_time_s") for k, v in manifest.get("stages", {}).items() if k.startswith("notebook:")]
+    walls = list(chapter_wall_times(manifest).values())
     known = [float(w) for w in walls if isinstance(w, (int, float))]
     minutes = sum(known) / 60
     device = str(manifest.get("device", ""))

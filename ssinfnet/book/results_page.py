@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..evaluation.tables import MULTI_COLUMNS
 from ..segmentation.health import PLATEAU_GAIN, PLATEAU_WINDOW
-from .audit import plateau_table, recorded_training_seconds, reused_trainings, stop_counts
+from .audit import chapter_wall_times, plateau_table, recorded_training_seconds, reused_trainings, stop_counts
 from .profiles import PROFILES, SUMMARY_FIELDS, Profile, reductions
 from .verdict import RULES, VERDICTS, load_comparisons, pair_rows
 from .verdict_family import family_markdown
@@ -215,8 +215,7 @@ def plateau_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
 def _wall_time_markdown(manifest: dict, run_dir: Path | None) -> list[str]:
     """The wall-time table: each chapter's last execution, and for a chapter that reused trainings of an
     earlier execution the training time their ``history.csv`` recorded (read from ``run_dir``)."""
-    stages = manifest.get("stages", {})
-    walls = {k.split(":", 1)[1]: v.get("wall_time_s") for k, v in stages.items() if k.startswith("notebook:")}
+    walls = chapter_wall_times(manifest)
     if not walls:
         return []
     reused = reused_trainings(manifest)
