@@ -10,7 +10,9 @@ logits of each slice and of its left-right mirror averaged), an inference-only c
 models are the same; the validation slices' meanDic is then given plain and flipped too. ``fit`` says
 whether each model was trained or reloaded from ``--run-dir`` (then ``fit_s`` is the reload time).
 With ``--ensemble`` (and several seeds) the mean probability map of each variant's seeds is scored too,
-on validation and test (plain and, with ``--flip``, flipped), under ``ensembles``.
+on validation and test (plain and, with ``--flip``, flipped), under ``ensembles``. ``--amp`` trains
+under bf16 autocast and ``--channels-last`` in that memory format (each in its own run folder); the
+test maps are predicted in float32 either way.
 
 Usage (real data; about 2.5 minutes per 60 epochs of InfNet on 2 cores)::
 
@@ -23,6 +25,9 @@ Usage (real data; about 2.5 minutes per 60 epochs of InfNet on 2 cores)::
     SSINFNET_DATA=/path/to/data python benchmarks/finetune_cap.py --caps 60 --seeds 0 1 2 --flip \
         --variants sinfnet ssinfnet --inpainter runs/cpu/pretrain/single/inpainter.pt \
         --output benchmarks/results/finetune_flip_cpu.json
+    SSINFNET_DATA=/path/to/data python benchmarks/finetune_cap.py --caps 60 --seeds 0 1 2 --flip --amp \
+        --channels-last --variants sinfnet ssinfnet unet --inpainter runs/cpu/pretrain/single/inpainter.pt \
+        --output benchmarks/results/finetune_bf16_cpu.json
 """
 from __future__ import annotations
 
@@ -85,6 +90,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--ensemble", action="store_true",
                     help="also score the mean probability map of each variant's seeds (validation and test)")
     ap.add_argument("--inpainter", default=None, help="pretrained inpainter for inpainting-initialised variants")
+    ap.add_argument("--amp", action="store_true", help="train under bf16 autocast (default: float32)")
+    ap.add_argument("--channels-last", action="store_true", help="train in channels_last memory format")
     ap.add_argument("--run-dir", default="/tmp/ssinfnet-finetune-cap")
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
@@ -92,8 +99,9 @@ def main(argv=None) -> dict:
     for size in args.image_sizes or [None]:
         for cap in args.caps:
             overrides = {"finetune_epochs": cap} if size is None else {"finetune_epochs": cap, "image_size": size}
-            ctx = RunContext.open(profile=args.profile, run_dir=f"{args.run_dir}/cap{cap}-size{size or 'profile'}",
-                                  device="cpu", **overrides)
+            setting = "-bf16" * args.amp + "-cl" * args.channels_last
+            ctx = RunContext.open(profile=args.profile, device="cpu", **overrides,
+                                  run_dir=f"{args.run_dir}/cap{cap}-size{size or 'profile'}{setting}")
             train_all, test = ctx.samples("train"), ctx.samples("test")
             tr, va, _ = train_val_split(ctx, train_all, "03_single")
             train, val = [train_all[i] for i in tr], [train_all[i] for i in va]
@@ -112,7 +120,8 @@ def main(argv=None) -> dict:
                         cfg = variant_config(name, ctx.profile, init_weights=str(args.inpainter))
                     t0 = time.perf_counter()
                     run_dir = ctx.path("finetune", name, f"seed{seed}")
-                    res = fit(cfg, train, val, device="cpu", seed=ctx.seed + seed, run_dir=run_dir, progress=False)
+                    res = fit(cfg, train, val, device="cpu", seed=ctx.seed + seed, run_dir=run_dir, progress=False,
+                              amp=args.amp, channels_last=args.channels_last)
                     splits = {"test": test, "val": val}
                     maps = {(split, flip): predict_probabilities(res.model, [s.image for s in splits[split]],
                                                                  cfg.image_size, flip=flip)
@@ -137,6 +146,7 @@ def main(argv=None) -> dict:
                                       "seeds": args.seeds, **_ensemble_scores(per_seed, gts, val_gts, args.flip)})
                     print(json.dumps(ensembles[-1]), flush=True)
     out = {"profile": args.profile, "seeds": args.seeds, "inpainter": args.inpainter, "flip": args.flip,
+           "amp_bf16": args.amp, "channels_last": args.channels_last,
            "machine": device_description("cpu"),
            "wall_s": round(time.perf_counter() - start, 1), "runs": results}
     if args.ensemble:

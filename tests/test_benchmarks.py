@@ -45,6 +45,26 @@ def test_gpu_check_skips_sections_past_its_budget(tmp_path, monkeypatch):
     assert got["paper_projection"]["ms_per_image"] == 10.0
 
 
+def test_bench_models_times_each_setting_in_one_run(tmp_path):
+    out = tmp_path / "settings.json"
+    assert _script("bench_models").main(["--quick", "--models", "unet_w32", "--settings", "fp32", "fp32-cl", "bf16-cl",
+                                         "--output", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["meta"]["settings"] == ["fp32", "fp32-cl", "bf16-cl"]
+    rows = got["results"]
+    assert [(r["setting"], r["amp_bf16"], r["channels_last"]) for r in rows] == [
+        ("fp32", False, False), ("fp32-cl", False, True), ("bf16-cl", True, True)]
+    assert all(r["size"] == 64 and r["kwargs"] == {"base_width": 8} and r["train_ms_per_image"] > 0 for r in rows)
+    assert len({r["params"] for r in rows}) == 1  # the same network each time
+
+
+def test_bench_models_refuses_an_unknown_setting(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _script("bench_models").main(["--quick", "--settings", "fp16", "--output", str(tmp_path / "x.json")])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
 @pytest.mark.slow
 def test_finetune_cap_trains_each_cap_and_scores_the_test_slices(tmp_path, monkeypatch):
     monkeypatch.delenv("SSINFNET_DATA", raising=False)  # the embedded synthetic data
@@ -68,6 +88,25 @@ def test_finetune_cap_trains_each_input_size_and_seed(tmp_path, monkeypatch):
     configs = sorted((tmp_path / "runs").rglob("config.json"))
     assert len(configs) == 4
     assert sorted(json.loads(c.read_text())["config"]["image_size"] for c in configs) == [48, 48, 64, 64]
+
+
+def test_finetune_cap_amp_trains_under_bf16_in_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSINFNET_DATA", raising=False)
+    import ssinfnet.segmentation.fit as fit_module
+
+    seen, real_train = [], fit_module.train
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["amp"], kwargs["channels_last"]))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "train", spy)
+    got = _script("finetune_cap").main(["--profile", "smoke", "--caps", "1", "--variants", "sinfnet", "--amp",
+                                        "--channels-last", "--run-dir", str(tmp_path / "runs")])
+    assert seen == [(True, True)] and got["amp_bf16"] and got["channels_last"]
+    assert [p.parents[2].name for p in (tmp_path / "runs").glob("*/finetune/sinfnet/seed0")] == ["cap1-sizeprofile-bf16-cl"]
+    [run] = got["runs"]
+    assert 0.0 <= run["test_meanDic"] <= 1.0
 
 
 def test_finetune_cap_flip_scores_the_same_model_twice(tmp_path, monkeypatch):

@@ -364,7 +364,7 @@ def _show(value) -> str:
 def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[Sample], *,
         device: str | torch.device, seed: int, run_dir: str | Path,
         priors_train: Sequence[np.ndarray] | None = None, priors_val: Sequence[np.ndarray] | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, amp: bool | str = "auto", channels_last: bool | str = "auto") -> FitResult:
     """Train ``cfg`` on ``train_samples``, select the epoch on ``val_samples``, export the model.
 
     Parameters
@@ -382,6 +382,11 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
     priors_train, priors_val : sequences of float arrays (H, W) in [0, 1], optional
         Stage-1 maps aligned with the samples (multi, ``prior_source="predicted"`` only).
     progress : bool
+    amp, channels_last : bool or "auto", default="auto"
+        bf16 autocast and channels_last memory format for training and validation, as
+        :func:`ssinfnet.training.loop.train` takes them ("auto": float32, channels_last on CUDA only).
+        Not part of the run's settings: a run_dir resumes whatever it is given, so use one run_dir per
+        choice (``benchmarks/finetune_cap.py --amp`` does).
 
     Returns
     -------
@@ -423,7 +428,7 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
                   lr_factors=cfg.lr_factors, val_fn=val_fn, monitor="dice", mode="max",
                   max_steps_per_epoch=cfg.max_steps_per_epoch, grad_clip=cfg.grad_clip, patience=cfg.patience)
     result = train([phase], {MODEL_KEY: model}, loader, device=device, seed=seed, run_dir=run_dir,
-                   progress=progress, provenance=key, compile=cfg.compile)
+                   progress=progress, provenance=key, compile=cfg.compile, amp=amp, channels_last=channels_last)
 
     best = None
     if PHASE_NAME in result.best:

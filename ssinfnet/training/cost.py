@@ -281,7 +281,8 @@ def device_description(device: str | torch.device) -> str:
 
 def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | torch.device = "cpu",
                batch: int = 4, repeats: int = 5, seed: int = 0,
-               loss_fns: Mapping[str, LossFn] | None = None) -> pd.DataFrame:
+               loss_fns: Mapping[str, LossFn] | None = None, amp: bool | None = None,
+               channels_last: bool | None = None) -> pd.DataFrame:
     """Cost of each model at one input size, one row per model (the paper's Table S8 layout).
 
     Parameters
@@ -300,6 +301,9 @@ def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | 
         Seeds weight initialisation and the synthetic inputs.
     loss_fns : dict label -> ``loss_fn(model, batch)``, optional
         Loss per model; default :func:`mean_output_loss` on a synthetic image batch.
+    amp, channels_last : bool or None, default=None
+        bf16 autocast and channels_last memory format for the timed steps; None takes the training
+        loop's defaults for ``device``. FLOPs are counted in float32 either way.
 
     Returns
     -------
@@ -316,7 +320,7 @@ def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | 
         raise ValueError(f"batch must be an int >= 1, got {batch!r}")
     _check_repeats(repeats)
     device = torch.device(device)
-    amp, channels_last = _resolve(None, None, device)
+    amp, channels_last = _resolve(amp, channels_last, device)
     rows = []
     for label, spec in models.items():
         if not (isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[1], Mapping)):
@@ -331,8 +335,8 @@ def cost_table(models: Mapping[str, tuple[str, dict]], size: int, device: str | 
         x = torch.randn(batch, cin, size, size, generator=gen)
         windowed = reset_peak_memory(device)
         loss_fn = (loss_fns or {}).get(label)
-        train_s = time_training_step(model, x, loss_fn, device, repeats)
-        infer_s = time_inference(model, x, device, repeats)
+        train_s = time_training_step(model, x, loss_fn, device, repeats, amp=amp, channels_last=channels_last)
+        infer_s = time_inference(model, x, device, repeats, amp=amp, channels_last=channels_last)
         peak, kind = peak_memory_mib(device, windowed)
         rows.append({"model": label, "registry_name": name, "size": size, "batch": batch, "params": params,
                      "gflops_per_image": flops / 1e9, "train_ms_per_image": 1e3 * train_s / batch,

@@ -135,7 +135,11 @@ def default_amp(device: str | torch.device) -> bool:
     4.73, fp32 channels_last 4.00, bf16 contiguous 4.99, bf16 channels_last 5.43. The step is bound by
     memory traffic and kernel launches of many small element-wise kernels, not by convolution math, so
     bf16 buys nothing in eager mode and fp32 + channels_last is the fastest setting measured. On CPUs
-    bf16 autocast runs 9-10x slower than fp32 where there is no native bf16 (2-core AMD EPYC, AVX2).
+    bf16 autocast runs 9-10x slower than fp32 where there is no native bf16 (2-core AMD EPYC, AVX2),
+    and faster where there is (2-core AMD EPYC with ``avx512_bf16``, the ``cpu`` profile's networks at
+    160 px, batch 8: InfNet x1.57, U-Net x2.13, x2.60 with channels_last;
+    ``benchmarks/results/settings_cpu.json``). Off stays the default so that one profile trains the
+    same arithmetic, at a bearable speed, on every x86-64 CPU.
     ``benchmarks/gpu_check.sh`` measures both settings, also under ``torch.compile``, in one run.
     """
     return False

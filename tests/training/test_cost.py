@@ -117,6 +117,30 @@ def test_cost_table_tiny_unet_columns_and_values():
     assert row["device_name"].startswith("cpu")
 
 
+def test_cost_table_times_the_requested_precision_and_memory_format(monkeypatch):
+    seen = []
+
+    def fake_train(model, x, loss_fn, device, repeats, amp=None, channels_last=None):
+        seen.append(("train", amp, channels_last))
+        return 0.2
+
+    def fake_infer(model, x, device, repeats, amp=None, channels_last=None):
+        seen.append(("infer", amp, channels_last))
+        return 0.1
+
+    monkeypatch.setattr(cost, "time_training_step", fake_train)
+    monkeypatch.setattr(cost, "time_inference", fake_infer)
+    spec = {"tiny": ("unet", {"base_width": 4, "depth": 2})}
+    table = cost.cost_table(spec, size=32, batch=2, repeats=1, amp=True, channels_last=True)
+    assert seen == [("train", True, True), ("infer", True, True)]
+    row = table.iloc[0]
+    assert row["amp_bf16"] and row["channels_last"]
+    assert row["train_ms_per_image"] == pytest.approx(100.0) and row["infer_ms_per_image"] == pytest.approx(50.0)
+    seen.clear()
+    table = cost.cost_table(spec, size=32, batch=2, repeats=1)  # None: the loop's CPU defaults
+    assert seen == [("train", False, False), ("infer", False, False)]
+
+
 def test_cost_table_gflops_equals_count_flops_at_batch_one():
     spec = {"a": ("unet", {"base_width": 4, "depth": 2})}
     table = cost.cost_table(spec, size=32, batch=1, repeats=1)
