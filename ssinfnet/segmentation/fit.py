@@ -5,18 +5,17 @@ background / GGO / consolidation from the slice plus a *prior*, the stage-1 infe
 given to the network as a second input channel scaled like the image (both go through the one
 normalisation of :mod:`ssinfnet.data.transforms`, and get the same crop and flips).
 
-Every variant of the paper is a :class:`SegConfig`, named in :data:`VARIANTS`; each ablation changes
-one setting of ``multi_ssinfnet``. :func:`fit` trains one config with ONE call of
-:func:`ssinfnet.training.loop.train` (a single phase), selects the best epoch on a validation split carved
-from the training data (never on the test split; the authors' code selected on the test fold),
-reloads those weights and exports the model (:func:`ssinfnet.training.export.export_model`).
+Every variant of the paper is a :class:`SegConfig`, named in :data:`VARIANTS`; each ablation changes one setting
+of ``multi_ssinfnet``. :func:`fit` trains one config with ONE call of :func:`ssinfnet.training.loop.train` (a
+single phase), selects the best epoch on a validation split carved from the training data (never on the test
+split; the authors' code selected on the test fold), reloads those weights and exports the model
+(:func:`ssinfnet.training.export.export_model`).
 
 Validation score (``val_dice`` in the history): paper protocol, per image at threshold 0.5 with
 :func:`ssinfnet.evaluation.paper_metrics.paper_scores`, maps predicted at each slice's own size; images whose ground
-truth of a class is empty are left out of that class's mean (``ignore_empty``). Single: mean Dice
-of the infection class over images. Multi: mean over images of the GGO Dice and of the
-consolidation Dice, then the mean of those two (background excluded). Dice is per image, not
-pooled per batch as in the authors' code.
+truth of a class is empty are left out of that class's mean (``ignore_empty``). Single: mean Dice of the infection
+class over images. Multi: mean over images of the GGO Dice and of the consolidation Dice, then the mean of those
+two (background excluded). Dice is per image, not pooled per batch as in the authors' code.
 
 Losses (``SegConfig.loss``):
 
@@ -25,9 +24,8 @@ Losses (``SegConfig.loss``):
 * single ``"bce"``: plain BCE on every region output (plus the edge BCE when the model has one).
 * multi ``"focal"``: weighted IoU on softmax probabilities + softmax focal loss (alpha 1, gamma 2)
   on every output, plus the edge BCE (:func:`ssinfnet.training.losses.multi_infnet_loss`).
-* multi ``"bce"``: the same weighted IoU with the focal term replaced by a per-class binary
-  cross-entropy of the raw (softmax-free) logits against the one-hot labels; so the focal
-  ablation changes only that term. Predictions are softmax probabilities either way.
+* multi ``"bce"``: the same weighted IoU, the focal term replaced by a per-class binary cross-entropy of the raw
+  logits against the one-hot labels (the focal ablation changes only that term); predictions stay softmax.
 
 Priors (``SegConfig.prior_source``, multi only): ``"predicted"`` takes the maps the caller passes
 (stage-1 predictions; for training use the out-of-fold maps of :func:`cross_validate`, so the
@@ -383,10 +381,7 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
         Stage-1 maps aligned with the samples (multi, ``prior_source="predicted"`` only).
     progress : bool
     amp, channels_last : bool or "auto", default="auto"
-        bf16 autocast and channels_last memory format for training and validation, as
-        :func:`ssinfnet.training.loop.train` takes them ("auto": float32, channels_last on CUDA only).
-        Not part of the run's settings: a run_dir resumes whatever it is given, so use one run_dir per
-        choice (``benchmarks/finetune_cap.py --amp`` does).
+        Passed to :func:`~ssinfnet.training.loop.train`; a run_dir does not check them: one run_dir per choice.
 
     Returns
     -------
