@@ -26,8 +26,7 @@ Usage (real data; about 2.5 minutes per 60 epochs of InfNet on 2 cores)::
         --variants sinfnet ssinfnet --inpainter runs/cpu/pretrain/single/inpainter.pt \
         --output benchmarks/results/finetune_flip_cpu.json
     SSINFNET_DATA=/path/to/data python benchmarks/finetune_cap.py --caps 60 --seeds 0 1 2 --flip --amp \
-        --channels-last --variants sinfnet ssinfnet unet --inpainter runs/cpu/pretrain/single/inpainter.pt \
-        --output benchmarks/results/finetune_bf16_cpu.json
+        --channels-last --variants sinfnet unet --output benchmarks/results/finetune_bf16_cpu.json
 """
 from __future__ import annotations
 
