@@ -94,6 +94,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--run-dir", default="/tmp/ssinfnet-finetune-cap")
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
+    # set only when asked, so float32 runs keep the default settings ("auto": float32, contiguous on CPU)
+    precision = {"amp": True} if args.amp else {}
+    precision.update({"channels_last": True} if args.channels_last else {})
     results, ensembles, start = [], [], time.perf_counter()
     for size in args.image_sizes or [None]:
         for cap in args.caps:
@@ -112,15 +115,14 @@ def main(argv=None) -> dict:
                 [("test", True), ("val", True)] * args.flip
             for seed in args.seeds:
                 for name in args.variants:
-                    cfg = variant_config(name, ctx.profile)
+                    cfg = variant_config(name, ctx.profile, **precision)
                     if cfg.init != "scratch":
                         if not args.inpainter:
                             raise SystemExit(f"variant {name!r} needs --inpainter")
-                        cfg = variant_config(name, ctx.profile, init_weights=str(args.inpainter))
+                        cfg = variant_config(name, ctx.profile, init_weights=str(args.inpainter), **precision)
                     t0 = time.perf_counter()
                     run_dir = ctx.path("finetune", name, f"seed{seed}")
-                    res = fit(cfg, train, val, device="cpu", seed=ctx.seed + seed, run_dir=run_dir, progress=False,
-                              amp=args.amp, channels_last=args.channels_last)
+                    res = fit(cfg, train, val, device="cpu", seed=ctx.seed + seed, run_dir=run_dir, progress=False)
                     splits = {"test": test, "val": val}
                     maps = {(split, flip): predict_probabilities(res.model, [s.image for s in splits[split]],
                                                                  cfg.image_size, flip=flip)

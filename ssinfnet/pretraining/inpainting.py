@@ -40,6 +40,7 @@ from ..data.inputs import network_input
 from ..models.coach import Coach, random_masks
 from ..models.modes import eval_mode
 from ..models.registry import build_model
+from ..training.device import check_flag
 from ..training.distributed import on_main
 from ..training.loop import TrainResult, train
 from ..training.guard import DivergenceGuard
@@ -88,9 +89,12 @@ class PretrainConfig:
     rotation: float = 10.0
     num_workers: int = 0
     # hold the pool on the device and augment it there (True, False, or "auto": on CUDA only,
-    # ssinfnet.training.device.default_device_data), and the torch.compile mode (None: eager)
+    # ssinfnet.training.device.default_device_data), the torch.compile mode (None: eager), and bf16
+    # autocast and channels-last format (True, False, or "auto": the device's default, ssinfnet.training.loop.train)
     device_data: bool | str = "auto"
     compile: str | None = None
+    amp: bool | str = "auto"
+    channels_last: bool | str = "auto"
 
     def __post_init__(self) -> None:
         if not 0 < self.keep < 1:
@@ -104,6 +108,8 @@ class PretrainConfig:
             raise ValueError(f"diverge_past_ceiling must be in (0, 1) or None, got {self.diverge_past_ceiling}")
         if self.device_data not in (True, False, "auto"):
             raise ValueError(f"device_data must be True, False or 'auto', got {self.device_data!r}")
+        for name in ("amp", "channels_last"):
+            check_flag(getattr(self, name), name)
         self.guards()  # validates diverge_loss_ratio
 
     @property
@@ -206,7 +212,8 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     phases = build_phases(cfg)
     if on_phase_end is None:
         result = train(phases, models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress,
-                       provenance=key, compile=cfg.compile)
+                       provenance=key, compile=cfg.compile,
+                       amp=cfg.amp, channels_last=cfg.channels_last)
         warn_if_saturated(models["inpainter"], loader, cfg)
         return models, result
     started = _phases_started(Path(run_dir))
@@ -215,7 +222,8 @@ def pretrain(cfg: PretrainConfig, loader, *, device: str, seed: int, run_dir: st
     # Prefixes shorter than the checkpointed one are complete; resuming starts at the last started phase.
     for k in range(max(1, started), len(phases) + 1):
         result = train(phases[:k], models, loader, device=device, seed=seed, run_dir=run_dir, progress=progress,
-                       provenance=key, compile=cfg.compile)
+                       provenance=key, compile=cfg.compile,
+                       amp=cfg.amp, channels_last=cfg.channels_last)
         on_phase_end(phases[k - 1].name, models)
     warn_if_saturated(models["inpainter"], loader, cfg)
     return models, result

@@ -362,7 +362,7 @@ def _show(value) -> str:
 def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[Sample], *,
         device: str | torch.device, seed: int, run_dir: str | Path,
         priors_train: Sequence[np.ndarray] | None = None, priors_val: Sequence[np.ndarray] | None = None,
-        progress: bool = True, amp: bool | str = "auto", channels_last: bool | str = "auto") -> FitResult:
+        progress: bool = True) -> FitResult:
     """Train ``cfg`` on ``train_samples``, select the epoch on ``val_samples``, export the model.
 
     Parameters
@@ -380,8 +380,6 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
     priors_train, priors_val : sequences of float arrays (H, W) in [0, 1], optional
         Stage-1 maps aligned with the samples (multi, ``prior_source="predicted"`` only).
     progress : bool
-    amp, channels_last : bool or "auto", default="auto"
-        Passed to :func:`~ssinfnet.training.loop.train`; a run_dir does not check them: one run_dir per choice.
 
     Returns
     -------
@@ -423,7 +421,8 @@ def fit(cfg: SegConfig, train_samples: Sequence[Sample], val_samples: Sequence[S
                   lr_factors=cfg.lr_factors, val_fn=val_fn, monitor="dice", mode="max",
                   max_steps_per_epoch=cfg.max_steps_per_epoch, grad_clip=cfg.grad_clip, patience=cfg.patience)
     result = train([phase], {MODEL_KEY: model}, loader, device=device, seed=seed, run_dir=run_dir,
-                   progress=progress, provenance=key, compile=cfg.compile, amp=amp, channels_last=channels_last)
+                   progress=progress, provenance=key, compile=cfg.compile, amp=cfg.amp,
+                   channels_last=cfg.channels_last)
 
     best = None
     if PHASE_NAME in result.best:

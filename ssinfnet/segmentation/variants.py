@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, Callable
 
 from ..data.transforms import train_transform
+from ..training.device import check_flag
 from ..training.optimisers import adam, sgd
 
 
@@ -125,6 +126,10 @@ class SegConfig:
     compile : str, optional
         ``torch.compile`` mode of the network during training (None: eager; see
         :func:`ssinfnet.training.loop.train`).
+    amp, channels_last : bool or "auto"
+        bf16 autocast and channels-last memory format in training (:func:`ssinfnet.training.loop.train`;
+        "auto": the device's default, :func:`ssinfnet.training.device.default_amp`). Settings like the
+        others, so a run folder trained in one precision is not resumed in another.
     name : str
         Variant name, for labels and the exported model.
     """
@@ -162,6 +167,8 @@ class SegConfig:
     num_workers: int = 0
     device_data: bool | str = "auto"
     compile: str | None = None
+    amp: bool | str = "auto"
+    channels_last: bool | str = "auto"
     name: str = "custom"
 
     def __post_init__(self) -> None:
@@ -209,6 +216,8 @@ class SegConfig:
             raise ValueError(f"device_data must be True, False or 'auto', got {self.device_data!r}")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
+        for name in ("amp", "channels_last"):
+            check_flag(getattr(self, name), name)
 
     def augmentation(self):
         """The training transform of these settings (:func:`ssinfnet.data.transforms.train_transform`);

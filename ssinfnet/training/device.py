@@ -178,12 +178,18 @@ def default_device_data(device: str | torch.device) -> bool:
     return torch.device(device).type == "cuda"
 
 
+def check_flag(value: bool | str, arg: str) -> None:
+    """ValueError naming ``arg`` unless ``value`` is True, False or "auto" (``amp``, ``channels_last``)."""
+    if not (isinstance(value, bool) or (isinstance(value, str) and value == "auto")):
+        raise ValueError(f"{arg} must be True, False or 'auto', got {value!r}")
+
+
 def resolve_flag(value: bool | str, arg: str, device: torch.device) -> bool:
+    """``value`` (True, False or "auto": the device's default) as a bool; ValueError for anything else."""
+    check_flag(value, arg)
     if value == "auto":
         return default_amp(device) if arg == "amp" else default_channels_last(device)
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"{arg} must be True, False or 'auto', got {value!r}")
+    return value
 
 
 def tune_backend(device: str | torch.device) -> None:

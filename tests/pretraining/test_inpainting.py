@@ -132,6 +132,9 @@ def test_pretraining_refuses_a_folder_trained_on_another_pool_config_or_code(tmp
     _, result = run(c=pretrain.PretrainConfig(model_kwargs=TINY, max_steps_per_epoch=1, patch=8, alternations=0,
                                               kl_weight=0.0, keep=0.75))
     assert result.resumed_from is not None and provenance.take_runs(tmp_path)["."]["action"] == "reused"
+    bf16 = pretrain.PretrainConfig(model_kwargs=TINY, max_steps_per_epoch=1, patch=8, alternations=0, amp=True)
+    with pytest.raises(provenance.StaleRunError, match="other settings"):  # the precision is a setting too
+        run(c=bf16)
     other_pool = synthetic_subset("unlabelled", 4, 64, seed=1)  # the phantom generator with another seed
     for kwargs in ({"samples": other_pool}, {"size": 48}, {"batch": 4}):
         with pytest.raises(provenance.StaleRunError, match=f"run folder {tmp_path} holds a run trained with "

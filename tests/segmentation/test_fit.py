@@ -101,6 +101,39 @@ def test_overrides_merge_model_kwargs():
     assert cfg.model_kwargs == TINY_UNET  # InfNet kwargs dropped with the network
 
 
+def test_fit_refuses_a_folder_trained_in_another_precision(phantoms, tmp_path, monkeypatch):
+    """amp and channels_last are settings of the run folder: a float32 folder is not resumed under bf16."""
+    monkeypatch.delenv(provenance.ENV_ALLOW_STALE, raising=False)
+    cfg = variant_config("unet", model_kwargs=TINY_UNET, **dict(SMALL, max_steps_per_epoch=1))
+    train, val, run_dir = phantoms[:4], phantoms[6:8], tmp_path / "run"
+    seen, real_train = [], finetune.train
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["amp"], kwargs["channels_last"]))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "train", spy)
+    first = fit(cfg, train, val, device="cpu", seed=0, run_dir=run_dir, progress=False)
+    record = json.loads((run_dir / "config.json").read_text())
+    assert seen == [("auto", "auto")] and record["config"]["amp"] == "auto"
+    for change, shown in (({"amp": True}, "config amp \"auto\" -> true"),
+                          ({"channels_last": True}, "config channels_last \"auto\" -> true")):
+        with pytest.raises(provenance.StaleRunError, match=f"other settings \\({shown}\\)"):
+            fit(replace(cfg, **change), train, val, device="cpu", seed=0, run_dir=run_dir, progress=False)
+    assert json.loads((run_dir / "config.json").read_text()) == record  # refusals change nothing
+    # a folder written before the settings existed holds the default: it is still resumed
+    old = {**record, "config": {k: v for k, v in record["config"].items() if k not in ("amp", "channels_last")}}
+    (run_dir / "config.json").write_text(json.dumps(old))
+    assert fit(cfg, train, val, device="cpu", seed=0, run_dir=run_dir, progress=False).best == first.best
+    # a bf16 run trains in its own folder and passes the settings to the loop
+    fit(replace(cfg, amp=True, channels_last=True), train, val, device="cpu", seed=0, run_dir=tmp_path / "bf16",
+        progress=False)
+    assert seen[-1] == (True, True)
+    with pytest.raises(ValueError, match="amp must be True, False or 'auto', got 1"):
+        replace(cfg, amp=1)
+    with pytest.raises(ValueError, match="channels_last must be True, False or 'auto', got 'yes'"):
+        variant_config("sinfnet", channels_last="yes")
+
 def test_bad_names_and_settings_raise():
     with pytest.raises(ValueError, match="variants: sinfnet, ssinfnet"):
         variant_config("ssinfnet_cutout30")
