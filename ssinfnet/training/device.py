@@ -36,42 +36,67 @@ def cpu_model_name() -> str:
 
 #: Where a container's CPU quota is read (cgroup v2 ``cpu.max``, or v1 ``cpu/cpu.cfs_quota_us``).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-#: Which cgroup this process is in (a v2 line reads "0::/path").
+#: Which cgroups this process is in: a v2 line reads "0::/path", a v1 line "N:cpu,cpuacct:/path".
 PROC_CGROUP = Path("/proc/self/cgroup")
 
 
-def _own_cgroup(root: Path) -> Path:
-    """This process's cgroup v2 folder under ``root`` (from :data:`PROC_CGROUP`), else ``root`` itself: the
-    whole file system seen from a container with its own cgroup namespace."""
+def _own_cgroups() -> dict[str, str]:
+    """{"v2": path, "v1": path of the cpu controller} from :data:`PROC_CGROUP` (absent keys: not listed)."""
+    own = {}
     try:
-        for line in PROC_CGROUP.read_text().splitlines():
-            if line.startswith("0::"):
-                own = root / line[3:].strip().lstrip("/")
-                return own if (own / "cpu.max").is_file() else root
+        lines = PROC_CGROUP.read_text().splitlines()
     except OSError:
-        pass
-    return root
+        return own
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            own["v2"] = parts[2].strip()
+        elif "cpu" in parts[1].split(","):
+            own["v1"] = parts[2].strip()
+    return own
+
+
+def _up_to(base: Path, path: str) -> list[Path]:
+    """``base / path`` and each of its parents up to ``base`` (the folders whose quota binds the process);
+    just ``base`` when the folder is not visible, as in a container with its own cgroup namespace."""
+    folder = base / path.lstrip("/")
+    if not folder.is_dir() or base.resolve() not in (folder.resolve(), *folder.resolve().parents):
+        return [base]
+    chain = [folder]
+    while chain[-1].resolve() != base.resolve():
+        chain.append(chain[-1].parent)
+    return chain
+
+
+def _v2_quota(folder: Path) -> float | None:
+    quota, period = (folder / "cpu.max").read_text().split()[:2]
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _v1_quota(folder: Path) -> float | None:
+    quota = int((folder / "cpu.cfs_quota_us").read_text())
+    return None if quota <= 0 else quota / int((folder / "cpu.cfs_period_us").read_text())
 
 
 def cpu_quota(root: Path | None = None) -> float | None:
     """The CPUs a container's CFS quota allows this process (quota / period, e.g. 2.0), or None when there is
-    no quota or it cannot be read. ``root``: the cgroup file system (default :data:`CGROUP_ROOT`). cgroup v2:
-    ``cpu.max`` ("<quota|max> <period>") of this process's own cgroup (:data:`PROC_CGROUP`) or of ``root``;
-    v1: ``cpu/cpu.cfs_quota_us`` (-1 when unlimited) and ``cpu/cpu.cfs_period_us`` at ``root`` only (a quota
-    set further down a v1 hierarchy is not seen)."""
+    no quota or it cannot be read. ``root``: the cgroup file system (default :data:`CGROUP_ROOT`).
+
+    The tightest quota of this process's own cgroup (:data:`PROC_CGROUP`) and of every folder above it up
+    to ``root`` (a parent's quota binds its children): cgroup v2 ``cpu.max`` ("<quota|max> <period>"),
+    else v1 ``cpu/cpu.cfs_quota_us`` (-1 when unlimited) over ``cpu/cpu.cfs_period_us``."""
     root = CGROUP_ROOT if root is None else Path(root)
-    v2 = _own_cgroup(root) / "cpu.max"
+    own = _own_cgroups()
+    v2 = [f for f in _up_to(root, own.get("v2", "/")) if (f / "cpu.max").is_file()]
+    v1 = [f for f in _up_to(root / "cpu", own.get("v1", "/")) if (f / "cpu.cfs_quota_us").is_file()]
     try:
-        if v2.is_file():
-            quota, period = v2.read_text().split()[:2]
-            return None if quota == "max" else int(quota) / int(period)
-        v1 = root / "cpu"
-        if (v1 / "cpu.cfs_quota_us").is_file():
-            quota = int((v1 / "cpu.cfs_quota_us").read_text())
-            return None if quota <= 0 else quota / int((v1 / "cpu.cfs_period_us").read_text())
-    except (OSError, ValueError, ZeroDivisionError):
+        quotas = [_v2_quota(f) for f in v2] if v2 else [_v1_quota(f) for f in v1]
+    except (OSError, ValueError, ZeroDivisionError, IndexError):
         return None
-    return None
+    quotas = [q for q in quotas if q is not None]
+    return min(quotas) if quotas else None
 
 
 def usable_cores(root: Path | None = None) -> int:

@@ -223,6 +223,37 @@ def test_the_quota_of_the_processs_own_cgroup_counts(monkeypatch, tmp_path):
     assert device.cpu_quota(tmp_path) is None
 
 
+
+def test_the_tightest_quota_on_the_way_up_binds(monkeypatch, tmp_path):
+    """A parent's quota binds its children: the smallest quota from the process's own cgroup up to the root
+    counts, in cgroup v2 and in a v1 cpu hierarchy (where the quota used to be read at the root only)."""
+    from ssinfnet.training import device
+
+    proc = tmp_path / "proc_cgroup"
+    monkeypatch.setattr(device, "PROC_CGROUP", proc)
+    v2 = tmp_path / "v2"
+    (v2 / "slice" / "job").mkdir(parents=True)
+    (v2 / "cpu.max").write_text("max 100000\n")
+    (v2 / "slice" / "cpu.max").write_text("200000 100000\n")        # 2 CPUs for the slice
+    (v2 / "slice" / "job" / "cpu.max").write_text("max 100000\n")   # no quota of its own
+    proc.write_text("0::/slice/job\n")
+    assert device.cpu_quota(v2) == 2.0
+    (v2 / "slice" / "job" / "cpu.max").write_text("50000 100000\n")  # tighter than its parent
+    assert device.cpu_quota(v2) == 0.5
+    v1 = tmp_path / "v1"
+    (v1 / "cpu" / "docker" / "abc").mkdir(parents=True)
+    for folder, quota in ((v1 / "cpu", "-1"), (v1 / "cpu" / "docker", "-1"), (v1 / "cpu" / "docker" / "abc", "300000")):
+        (folder / "cpu.cfs_quota_us").write_text(quota)
+        (folder / "cpu.cfs_period_us").write_text("100000")
+    proc.write_text("5:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n")
+    assert device.cpu_quota(v1) == 3.0
+    (v1 / "cpu" / "docker" / "abc" / "cpu.cfs_quota_us").write_text("-1")
+    assert device.cpu_quota(v1) is None
+    (v1 / "cpu" / "docker" / "cpu.cfs_quota_us").write_text("150000")
+    assert device.cpu_quota(v1) == 1.5
+    proc.write_text("5:cpu,cpuacct:/../../etc\n")  # a path that leaves the hierarchy: the root only
+    assert device.cpu_quota(v1) is None
+
 def test_torch_threads_are_lowered_to_the_usable_cores_never_raised(monkeypatch):
     from ssinfnet.training import device
 
