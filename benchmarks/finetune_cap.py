@@ -41,7 +41,7 @@ from ssinfnet.book.stages.variants import train_val_split
 from ssinfnet.evaluation.tables import infnet_protocol
 from ssinfnet.segmentation.fit import fit
 from ssinfnet.segmentation.predict import predict_probabilities
-from ssinfnet.segmentation.variants import variant_config
+from ssinfnet.segmentation.variants import pretrained_variant_config
 from ssinfnet.training import provenance
 from ssinfnet.training.cost import device_description
 
@@ -115,11 +115,9 @@ def main(argv=None) -> dict:
                 [("test", True), ("val", True)] * args.flip
             for seed in args.seeds:
                 for name in args.variants:
-                    cfg = variant_config(name, ctx.profile, **precision)
-                    if cfg.init != "scratch":
-                        if not args.inpainter:
-                            raise SystemExit(f"variant {name!r} needs --inpainter")
-                        cfg = variant_config(name, ctx.profile, init_weights=str(args.inpainter), **precision)
+                    cfg = pretrained_variant_config(name, ctx.profile, args.inpainter, **precision)
+                    if cfg.init != "scratch" and cfg.init_weights is None:
+                        raise SystemExit(f"variant {name!r} needs --inpainter")
                     t0 = time.perf_counter()
                     run_dir = ctx.path("finetune", name, f"seed{seed}")
                     res = fit(cfg, train, val, device="cpu", seed=ctx.seed + seed, run_dir=run_dir, progress=False)

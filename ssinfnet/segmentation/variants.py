@@ -20,7 +20,7 @@ from ..training.device import check_flag
 from ..training.optimisers import adam, sgd
 
 
-__all__ = ["SegConfig", "VARIANTS", "variant_config"]
+__all__ = ["SegConfig", "VARIANTS", "variant_config", "pretrained_variant_config"]
 
 
 TASKS = ("single", "multi")
@@ -371,3 +371,13 @@ def variant_config(name: str, profile: Any = None, **overrides) -> SegConfig:
     settings.update(overrides)
     settings["model_kwargs"] = kwargs
     return SegConfig(**settings)
+
+
+def pretrained_variant_config(name: str, profile: Any = None, init_weights=None, **overrides) -> SegConfig:
+    """:func:`variant_config`, with ``init_weights`` (a pretrained inpainter's file) when the variant is
+    inpainting-initialised and they are given. A scratch variant records none, since it never loads them,
+    so its run folder is the same whichever pretraining the run made."""
+    cfg = variant_config(name, profile, **overrides)
+    if cfg.init == "inpainting" and init_weights is not None:
+        cfg = variant_config(name, profile, init_weights=str(init_weights), **overrides)
+    return cfg

@@ -17,7 +17,7 @@ from ssinfnet.data.phantoms import synthetic_subset
 import ssinfnet.segmentation.fit as finetune
 from ssinfnet.training import provenance
 from ssinfnet.data.sample import Sample
-from ssinfnet.segmentation.variants import VARIANTS, SegConfig, variant_config
+from ssinfnet.segmentation.variants import VARIANTS, SegConfig, pretrained_variant_config, variant_config
 from ssinfnet.segmentation.fit import (build_segmenter, fit, load_init_state, oracle_priors, segmentation_loss,
                                        validation_scores)
 from ssinfnet.segmentation.crossval import cross_validate
@@ -133,6 +133,15 @@ def test_fit_refuses_a_folder_trained_in_another_precision(phantoms, tmp_path, m
         replace(cfg, amp=1)
     with pytest.raises(ValueError, match="channels_last must be True, False or 'auto', got 'yes'"):
         variant_config("sinfnet", channels_last="yes")
+
+def test_pretrained_weights_go_only_to_inpainting_initialised_variants():
+    weights = "pretrain/single/inpainter.pt"
+    scratch = pretrained_variant_config("sinfnet", get_profile("smoke"), weights, amp=True)
+    assert scratch.init == "scratch" and scratch.init_weights is None and scratch.amp is True
+    transfer = pretrained_variant_config("ssinfnet_encoder", get_profile("smoke"), weights, amp=True)
+    assert (transfer.init_weights, transfer.transfer, transfer.amp) == (weights, "encoder", True)
+    assert pretrained_variant_config("ssinfnet").init_weights is None  # none given: none recorded
+    assert transfer == variant_config("ssinfnet_encoder", get_profile("smoke"), init_weights=weights, amp=True)
 
 def test_bad_names_and_settings_raise():
     with pytest.raises(ValueError, match="variants: sinfnet, ssinfnet"):

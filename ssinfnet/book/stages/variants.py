@@ -18,7 +18,7 @@ from ...segmentation.fit import FitResult, oracle_priors
 from ...segmentation.crossval import cross_validate, fold_jobs
 from ...segmentation.parallel import FitJob, train_jobs
 from ...segmentation.predict import predict_samples
-from ...segmentation.variants import SegConfig, variant_config
+from ...segmentation.variants import pretrained_variant_config
 from ...training.distributed import launched, on_main
 from ...training.export import load_exported
 
@@ -31,15 +31,6 @@ def seed_folder(ctx, name: str, k: int = 0) -> Path:
     return ctx.path("finetune", name) if k == 0 else ctx.path("finetune", name, f"seed{k}")
 
 
-def _config(ctx, name: str, init_weights) -> SegConfig:
-    """Variant ``name``'s configuration under ``ctx.profile``, with ``init_weights`` when it is
-    inpainting-initialised and they are given (a scratch variant records none: it never loads them)."""
-    cfg = variant_config(name, ctx.profile)
-    if cfg.init == "inpainting" and init_weights is not None:
-        cfg = variant_config(name, ctx.profile, init_weights=str(init_weights))
-    return cfg
-
-
 def variant_job(ctx, name: str, train: Sequence[Sample], val: Sequence[Sample], *,
                 init_weights: str | Path | None = None, priors_train=None, priors_val=None,
                 seed_index: int = 0) -> FitJob:
@@ -47,7 +38,7 @@ def variant_job(ctx, name: str, train: Sequence[Sample], val: Sequence[Sample], 
     not yet run: its configuration (with ``init_weights`` when inpainting-initialised; ValueError when
     those are missing), seed ``ctx.seed + seed_index``, folder :func:`seed_folder` and, for a multi variant
     that is not the oracle, the priors."""
-    cfg = _config(ctx, name, init_weights)
+    cfg = pretrained_variant_config(name, ctx.profile, init_weights)
     if cfg.init == "inpainting" and init_weights is None:
         raise ValueError(f"variant {name!r} needs init_weights (pretrained inpainter)")
     return FitJob(cfg, train, val, ctx.seed + seed_index, seed_folder(ctx, name, seed_index),
@@ -147,7 +138,7 @@ def cross_validate_variants(ctx, names: Sequence[str], samples: Sequence[Sample]
 def _cv_setup(ctx, name: str, init_weights, priors):
     """Variant ``name``'s configuration for cross-validation and the priors its folds take (None for a
     single-class variant or the oracle)."""
-    cfg = _config(ctx, name, init_weights)
+    cfg = pretrained_variant_config(name, ctx.profile, init_weights)
     return cfg, priors if cfg.takes_priors else None
 
 
